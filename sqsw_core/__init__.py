@@ -1,0 +1,92 @@
+"""sqsw: a plugin-based runtime for Amazon SQS job workers."""
+
+from sqsw_core.backoff_policies import (
+    DEFAULT_BACKOFF,
+    IMMEDIATE_RETURN,
+    BackoffPolicy,
+    ConstantBackoff,
+    ExponentialBackoff,
+)
+from sqsw_core.codecs import Codec
+from sqsw_core.context import JobContext, SQSContext
+from sqsw_core.env import SQSEnv
+from sqsw_core.exceptions import (
+    ConfigurationError,
+    ContentTypeRefusedError,
+    DecodeError,
+    JobArgumentsError,
+    JobError,
+    MessageTooLargeError,
+    PluginError,
+    QueueNotFoundError,
+    RetryJob,
+    SQSBatchError,
+    SQSCallError,
+    SQSError,
+    UnknownJobError,
+)
+from sqsw_core.messages import Message
+from sqsw_core.processors import Processor
+from sqsw_core.queue import GenericQueue, JobQueue
+from sqsw_core.queue_management import (
+    RedrivePolicy,
+    create_fifo_queue,
+    create_standard_queue,
+    delete_queue,
+    get_queue_attributes,
+)
+from sqsw_core.results import BatchProcessingResult
+from sqsw_core.sessions import AWSSession
+from sqsw_core.shutdown_policies import (
+    AndShutdown,
+    IdleShutdown,
+    MaxTasksShutdown,
+    NeverShutdown,
+    OrShutdown,
+)
+from sqsw_core.tasks import AsyncTask, BakedAsyncTask
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_BACKOFF",
+    "IMMEDIATE_RETURN",
+    "AWSSession",
+    "AndShutdown",
+    "AsyncTask",
+    "BackoffPolicy",
+    "BakedAsyncTask",
+    "BatchProcessingResult",
+    "Codec",
+    "ConfigurationError",
+    "ConstantBackoff",
+    "ContentTypeRefusedError",
+    "DecodeError",
+    "ExponentialBackoff",
+    "GenericQueue",
+    "IdleShutdown",
+    "JobArgumentsError",
+    "JobContext",
+    "JobError",
+    "JobQueue",
+    "MaxTasksShutdown",
+    "Message",
+    "MessageTooLargeError",
+    "NeverShutdown",
+    "OrShutdown",
+    "PluginError",
+    "Processor",
+    "QueueNotFoundError",
+    "RedrivePolicy",
+    "RetryJob",
+    "SQSBatchError",
+    "SQSCallError",
+    "SQSContext",
+    "SQSEnv",
+    "SQSError",
+    "UnknownJobError",
+    "create_fifo_queue",
+    "create_standard_queue",
+    "delete_queue",
+    "get_queue_attributes",
+]

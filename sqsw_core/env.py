@@ -1,0 +1,363 @@
+"""``SQSEnv``: an application's SQS configuration, its queues and its plugins."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from sqsw_core import plugins
+from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
+from sqsw_core.codecs import ALWAYS_ACCEPTED, DEFAULT_CODEC, Codec, get_codec
+from sqsw_core.context import JobContext, SQSContext
+from sqsw_core.exceptions import (
+    ConfigurationError,
+    ContentTypeRefusedError,
+    DecodeError,
+    PluginError,
+)
+from sqsw_core.messages import JOB_CONTEXT_ATTR, Message
+from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, compose_processors
+from sqsw_core.queue import GenericQueue, JobQueue
+from sqsw_core.queue_management import RedrivePolicy
+from sqsw_core.sending import DEFAULT_MAX_MESSAGE_SIZE
+from sqsw_core.sessions import is_session
+from sqsw_core.shutdown_policies import NeverShutdown, ShutdownPolicy
+from sqsw_core.sqs_api import SQSApi
+from sqsw_core.tasks import AsyncTask
+
+logger = logging.getLogger("sqsw.env")
+
+Q = TypeVar("Q", bound=GenericQueue)
+QueueMaker = Callable[..., GenericQueue]
+
+
+def _is_backoff(obj: Any) -> bool:
+    return callable(getattr(obj, "get_visibility_timeout", None))
+
+
+def _is_processor_class(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Processor)
+
+
+def _processor_class_of(maker: Any) -> type[Processor]:
+    """The class behind a processor maker (a class or ``Processor.maker(...)``)."""
+    target = getattr(maker, "func", maker)
+    return target if _is_processor_class(target) else Processor
+
+
+class SQSEnv:
+    """Configuration shared by producers and workers of one application.
+
+    Every plugin-backed option takes a plugin name or an object:
+    ``SQSEnv(session="memory", codec="json", processor="otel")`` or
+    ``SQSEnv(MemorySession(), codec=MyCodec(), processor=MyProcessor)``.
+    """
+
+    def __init__(
+        self,
+        session: Any = "aws",
+        queue_prefix: str = "",
+        codec: str | Codec = DEFAULT_CODEC,
+        processor: str | type[Processor] | list[str | type[Processor]] | None = None,
+        backoff_policy: str | BackoffPolicy = DEFAULT_BACKOFF,
+        *,
+        processor_maker: Callable[..., Processor] | None = None,
+        accept: Iterable[str] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        context_maker: Callable[[], SQSContext] = SQSContext,
+        sqs_client: Any = None,
+    ) -> None:
+        self.session = (
+            plugins.resolve(plugins.SESSIONS, session, is_session)
+            if isinstance(session, str)
+            else session
+        )
+        if not is_session(self.session):
+            raise ConfigurationError(
+                f"session {session!r} has no client() method: pass a session plugin name "
+                f"(installed: {', '.join(plugins.installed_names(plugins.SESSIONS))}), a "
+                "boto3.Session or a MemorySession"
+            )
+        self.queue_prefix = queue_prefix
+        self.codec: Codec = get_codec(codec)
+        self.backoff_policy: BackoffPolicy = plugins.resolve(
+            plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy"
+        )
+        if processor is not None and processor_maker is not None:
+            raise ConfigurationError("give either processor= or processor_maker=, not both")
+        if processor_maker is None:
+            specs = processor if isinstance(processor, list) else [processor or "default"]
+            classes = [
+                plugins.resolve(
+                    plugins.PROCESSORS,
+                    spec,
+                    _is_processor_class,
+                    instantiate=False,
+                    what="a Processor subclass",
+                )
+                for spec in specs
+            ]
+            processor_maker = compose_processors(classes)
+        self.processor_maker = processor_maker
+        self.processor_class: type[Processor] = _processor_class_of(processor_maker)
+        # pickle and other codecs that can run code are decoded only when chosen.
+        self.accepted_content_types = frozenset(
+            {*ALWAYS_ACCEPTED, self.codec.content_type, *accept}
+        )
+        self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
+        if max_message_size < 1:
+            raise ConfigurationError(f"max_message_size must be positive, got {max_message_size}")
+        self.max_message_size = max_message_size
+        self.context = context_maker()
+        self.queues: dict[str, GenericQueue] = {}
+        self._queue_urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._client = sqs_client
+        self._client_pid = os.getpid() if sqs_client is not None else None
+        self._api: SQSApi | None = None
+
+    def __repr__(self) -> str:
+        return f"<SQSEnv session={self.session!r} prefix={self.queue_prefix!r}>"
+
+    # -- SQS access ----------------------------------------------------------
+
+    @property
+    def sqs_client(self) -> Any:
+        """The SQS client; a new one in a forked child (connections aren't shared)."""
+        pid = os.getpid()
+        if self._client is None or self._client_pid != pid:
+            with self._lock:
+                if self._client is None or self._client_pid != pid:
+                    self._client = self.session.client("sqs")
+                    self._client_pid = pid
+                    self._api = None
+                    self._queue_urls = {}
+        return self._client
+
+    @property
+    def api(self) -> SQSApi:
+        """The SQS client wrapped with sqsw's error handling."""
+        client = self.sqs_client
+        api = self._api
+        if api is None or api.client is not client:
+            api = self._api = SQSApi(client)
+        return api
+
+    def get_sqs_queue_name(self, queue_name: str) -> str:
+        """The SQS name of a queue: ``queue_prefix`` + name."""
+        return f"{self.queue_prefix}{queue_name}"
+
+    def get_queue_url(self, queue_name: str) -> str:
+        """The URL of a queue, looked up once per process."""
+        url = self._queue_urls.get(queue_name)
+        if url is None:
+            sqs_name = self.get_sqs_queue_name(queue_name)
+            response = self.api.call("get_queue_url", queue_name, QueueName=sqs_name)
+            url = self._queue_urls[queue_name] = response["QueueUrl"]
+        return url
+
+    def forget_queue_url(self, queue_name: str) -> None:
+        self._queue_urls.pop(queue_name, None)
+        queue = self.queues.get(queue_name)
+        if queue is not None:
+            queue.queue_url = None
+
+    # -- codecs --------------------------------------------------------------
+
+    def get_codec(self, spec: str | Codec) -> Codec:
+        """A codec by name (content type) or object."""
+        if isinstance(spec, str) and spec in self._decoders:
+            return self._decoders[spec]
+        return get_codec(spec)
+
+    def decoder(self, content_type: str, message: Message) -> Codec:
+        """The codec for a received message, if this worker accepts its content type."""
+        codec = self._decoders.get(content_type)
+        if codec is not None:
+            return codec
+        if content_type not in self.accepted_content_types:
+            raise ContentTypeRefusedError(
+                f"message {message.message_id} on queue {message.queue_name!r} (job "
+                f"{message.job_name!r}) has content type {content_type!r}, which this worker "
+                f"does not accept (accepted: {', '.join(sorted(self.accepted_content_types))}). "
+                f"Enable it with SQSEnv(codec={content_type!r}) or "
+                f"SQSEnv(accept=[{content_type!r}]) only if you trust every producer of "
+                "this queue."
+            )
+        try:
+            codec = get_codec(content_type)
+        except PluginError as exc:
+            raise DecodeError(f"cannot decode message {message.message_id}: {exc}") from None
+        self._decoders[content_type] = codec
+        return codec
+
+    def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
+        """Decode a job message into its keyword arguments and context."""
+        content_type = message.content_type or self.codec.content_type
+        codec = self.decoder(content_type, message)
+        try:
+            job_kwargs = codec.deserialize(message.body)
+            context_text = message.string_attribute(JOB_CONTEXT_ATTR)
+            context = codec.deserialize(context_text) if context_text else {}
+        except Exception as exc:
+            raise DecodeError(
+                f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
+                f"(job {message.job_name!r}) as {content_type!r}: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(job_kwargs, dict) or not isinstance(context, dict):
+            raise DecodeError(
+                f"message {message.message_id} on queue {message.queue_name!r} decoded to "
+                f"{type(job_kwargs).__name__}, not a dict of job arguments"
+            )
+        return job_kwargs, JobContext(context)
+
+    # -- queues --------------------------------------------------------------
+
+    @overload
+    def queue(self, queue_name: str) -> JobQueue: ...
+
+    @overload
+    def queue(
+        self,
+        queue_name: str,
+        queue_maker: type[Q],
+        backoff_policy: str | BackoffPolicy | None = None,
+        *,
+        queue_url: str | None = None,
+        **options: Any,
+    ) -> Q: ...
+
+    @overload
+    def queue(
+        self,
+        queue_name: str,
+        queue_maker: str | QueueMaker = ...,
+        backoff_policy: str | BackoffPolicy | None = None,
+        *,
+        queue_url: str | None = None,
+        **options: Any,
+    ) -> Any: ...
+
+    def queue(
+        self,
+        queue_name: str,
+        queue_maker: str | QueueMaker = "job",
+        backoff_policy: str | BackoffPolicy | None = None,
+        *,
+        queue_url: str | None = None,
+        **options: Any,
+    ) -> Any:
+        """The queue object for ``queue_name``, created on first use.
+
+        ``queue_maker`` is a queue type name (``"job"``, ``"raw"``,
+        ``"deadletter"``), a queue class, or a factory such as
+        ``DeadLetterQueue.maker(upstream)``.
+        """
+        with self._lock:
+            queue = self.queues.get(queue_name)
+            if queue is not None:
+                return queue
+            maker = plugins.resolve(
+                plugins.QUEUE_TYPES, queue_maker, callable, instantiate=False, what="a queue class"
+            )
+            policy = (
+                plugins.resolve(plugins.BACKOFF, backoff_policy, _is_backoff)
+                if backoff_policy is not None
+                else None
+            )
+            queue = maker(env=self, name=queue_name, backoff_policy=policy, **options)
+            if queue_url is not None:
+                queue.queue_url = queue_url
+            self.queues[queue_name] = queue
+            return queue
+
+    def processor(
+        self,
+        queue_name: str,
+        job_name: str,
+        pass_context: bool = False,
+        context_var: str = DEFAULT_CONTEXT_VAR,
+    ) -> Callable[[Callable[..., Any]], AsyncTask[Any, Any]]:
+        """Decorator: register a processor of ``job_name`` on job queue ``queue_name``."""
+        queue = self.queue(queue_name)
+        if not isinstance(queue, JobQueue):
+            raise ConfigurationError(
+                f"queue {queue_name!r} is a {type(queue).__name__}, not a job queue"
+            )
+        return queue.processor(job_name, pass_context=pass_context, context_var=context_var)
+
+    def raw_processor(self, queue_name: str) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: register the processor of raw queue ``queue_name``."""
+        queue = self.queue(queue_name, "raw")
+        return queue.raw_processor()  # type: ignore[no-any-return]
+
+    def add_job(self, queue_name: str, job_name: str, **kwargs: Any) -> str | None:
+        """Send a job to ``queue_name`` (prefer ``sqs.queue(name).add_job``)."""
+        queue = self.queue(queue_name)
+        if not isinstance(queue, JobQueue):
+            raise ConfigurationError(f"queue {queue_name!r} is not a job queue")
+        return queue.add_job(job_name, **kwargs)
+
+    def process_batch(self, queue_name: str, wait_seconds: float = 0) -> Any:
+        """Process one batch of ``queue_name`` (see ``GenericQueue.process_batch``)."""
+        return self.queue(queue_name).process_batch(wait_seconds)
+
+    def process_queue(
+        self,
+        queue_name: str,
+        shutdown_policy: ShutdownPolicy | None = None,
+        wait_seconds: float = 10,
+    ) -> None:
+        self.queue(queue_name).process_queue(shutdown_policy or NeverShutdown(), wait_seconds)
+
+    def process_queues(
+        self,
+        queue_names: Iterable[str] | None = None,
+        shutdown_policy_maker: Callable[[], ShutdownPolicy] = NeverShutdown,
+        wait_seconds: float = 10,
+    ) -> None:
+        """Process several queues at once, one thread each, until each one's policy stops it.
+
+        Without names, every queue of this environment's prefix is processed.
+        Threads share this process's client (boto3 clients are thread-safe), so
+        it works with the memory session too.
+        """
+        names = list(queue_names) if queue_names is not None else self.get_all_known_queues()
+        errors: list[BaseException] = []
+
+        def run(name: str) -> None:
+            try:
+                self.queue(name).process_queue(shutdown_policy_maker(), wait_seconds)
+            except BaseException as exc:  # reported after every queue stopped
+                logger.exception("Worker of queue %s stopped with an error", name)
+                errors.append(exc)
+
+        threads = [
+            threading.Thread(target=run, args=(name,), name=f"sqsw-queue-{name}") for name in names
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if errors:
+            raise errors[0]
+
+    def get_all_known_queues(self) -> list[str]:
+        """Names (without prefix) of the SQS queues that start with ``queue_prefix``."""
+        names: list[str] = []
+        params: dict[str, Any] = {"QueueNamePrefix": self.queue_prefix, "MaxResults": 1000}
+        while True:
+            response = self.api.call("list_queues", None, **params)
+            for url in response.get("QueueUrls", []):
+                names.append(url.rsplit("/", 1)[-1][len(self.queue_prefix) :])
+            token = response.get("NextToken")
+            if not token:
+                return names
+            params["NextToken"] = token
+
+    def redrive_policy(self, dead_letter_queue_name: str, max_receive_count: int) -> RedrivePolicy:
+        """Redrive to ``dead_letter_queue_name`` after ``max_receive_count`` deliveries."""
+        return RedrivePolicy(self, dead_letter_queue_name, max_receive_count)

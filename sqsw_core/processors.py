@@ -1,0 +1,184 @@
+"""Processors: the objects that call a job function for each received job.
+
+A processor plugin (group ``sqsw.processors``) is a :class:`Processor`
+subclass. Subclasses override :meth:`Processor.process` and call ``super()``;
+the one-argument form ``process(self, job_kwargs)`` of sqs-workers works too.
+Several processor classes compose by inheritance, first given = outermost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import threading
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.context import JobContext
+from sqsw_core.exceptions import JobArgumentsError, RetryJob
+
+if TYPE_CHECKING:
+    from sqsw_core.messages import Message
+    from sqsw_core.queue import GenericQueue
+
+__all__ = ["DEFAULT_CONTEXT_VAR", "Processor", "RetryJob", "compose_processors"]
+
+DEFAULT_CONTEXT_VAR = "context"
+
+_current = threading.local()
+
+
+def _takes_context_argument(method: Callable[..., Any]) -> bool:
+    """True when ``process`` accepts ``(self, job_kwargs, job_context)``."""
+    params = list(inspect.signature(method).parameters.values())
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return True
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3
+
+
+def describe_signature(fn: Callable[..., Any]) -> str:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    try:
+        return f"{name}{inspect.signature(fn)}"
+    except (TypeError, ValueError):
+        return name
+
+
+def call_job_function(
+    fn: Callable[..., Any], kwargs: dict[str, Any], queue_name: str, job_name: str
+) -> Any:
+    """Call ``fn(**kwargs)``; a mismatch of arguments becomes :class:`JobArgumentsError`.
+
+    The signature is only inspected after a ``TypeError``, so a matching call
+    costs nothing extra, and a ``TypeError`` raised inside the job is kept.
+    """
+    try:
+        return fn(**kwargs)
+    except TypeError as exc:
+        try:
+            inspect.signature(fn).bind(**kwargs)
+        except TypeError as mismatch:
+            raise JobArgumentsError(
+                f"job {job_name!r} on queue {queue_name!r} got arguments "
+                f"{sorted(kwargs)} that do not match {describe_signature(fn)}: {mismatch}. "
+                "Producer and worker may run different versions of the job; "
+                "the message is retried per the backoff policy."
+            ) from exc
+        except ValueError:
+            pass
+        raise
+
+
+class Processor:
+    """Calls ``fn`` for each job named ``job_name`` received on ``queue``.
+
+    The hooks below are no-ops here; plugins override the ones they need.
+    """
+
+    def __init__(
+        self,
+        queue: GenericQueue,
+        fn: Callable[..., Any] | None = None,
+        job_name: str = "",
+        pass_context: bool = False,
+        context_var: str = DEFAULT_CONTEXT_VAR,
+    ) -> None:
+        self.queue = queue
+        self.fn = fn
+        self.job_name = job_name
+        self.pass_context = pass_context
+        self.context_var = context_var
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("process")
+        if own is not None and not _takes_context_argument(own):
+            # sqs-workers' one-argument form: accept the context and drop it;
+            # the base class finds it again in the current job's state.
+            def process(
+                self: Processor, job_kwargs: dict[str, Any], job_context: Any = None
+            ) -> Any:
+                return own(self, job_kwargs)
+
+            process.__doc__ = own.__doc__
+            process.__wrapped__ = own  # type: ignore[attr-defined]
+            cls.process = process  # type: ignore[method-assign]
+
+    @classmethod
+    def maker(cls, **kwargs: Any) -> Callable[..., Processor]:
+        """A factory with some constructor arguments fixed (sqs-workers API)."""
+        return partial(cls, **kwargs)
+
+    @property
+    def queue_name(self) -> str:
+        return self.queue.name
+
+    @property
+    def message(self) -> Message | None:
+        """The message being processed by the current thread, if any."""
+        return getattr(_current, "message", None)
+
+    @property
+    def job_context(self) -> JobContext:
+        """The context of the job being processed by the current thread."""
+        context = getattr(_current, "context", None)
+        return context if context is not None else JobContext()
+
+    def run(self, message: Message, job_kwargs: dict[str, Any], job_context: JobContext) -> Any:
+        """Entry point used by the worker: run :meth:`process` for ``message``."""
+        _current.message = message
+        _current.context = job_context
+        try:
+            return self.process(job_kwargs, job_context)
+        finally:
+            _current.message = None
+            _current.context = None
+
+    def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
+        """Call the job function. Override to act before or after it."""
+        if self.fn is None:
+            raise RuntimeError(f"processor for {self.queue_name}.{self.job_name} has no function")
+        if self.pass_context:
+            context = job_context if job_context is not None else self.job_context
+            job_kwargs = {**job_kwargs, self.context_var: context}
+        return call_job_function(self.fn, job_kwargs, self.queue_name, self.job_name)
+
+    def copy(self, **changes: Any) -> Processor:
+        """A new processor of the same class with some constructor arguments changed."""
+        args: dict[str, Any] = {
+            "queue": self.queue,
+            "fn": self.fn,
+            "job_name": self.job_name,
+            "pass_context": self.pass_context,
+            "context_var": self.context_var,
+        }
+        args.update(changes)
+        return type(self)(**args)
+
+    @classmethod
+    @contextlib.contextmanager
+    def sending(
+        cls, queue: GenericQueue, entries: list[dict[str, Any]]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Producer hook around one send call of ``entries`` to ``queue``.
+
+        Entries are the ``SendMessage(Batch)`` parameters, mutable in place
+        (tracing plugins add message attributes here). Subclasses override
+        and ``yield from super().sending(...)`` style nesting is done with
+        ``with super().sending(queue, entries): yield entries``.
+        """
+        yield entries
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.queue_name}.{self.job_name}>"
+
+
+def compose_processors(classes: list[type[Processor]]) -> type[Processor]:
+    """One processor class that applies ``classes`` in order (first = outermost)."""
+    if len(classes) == 1:
+        return classes[0]
+    unique = list(dict.fromkeys(classes))
+    name = "+".join(cls.__name__ for cls in unique)
+    return type(name, tuple(unique), {})

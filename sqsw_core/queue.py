@@ -1,0 +1,365 @@
+"""Queues: ``GenericQueue`` (sending, receiving, the worker loop) and ``JobQueue``.
+
+Queue classes are plugins (group ``sqsw.queue_types``): ``job`` is the core's
+:class:`JobQueue`; raw and dead-letter queues come from their own packages.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from typing_extensions import ParamSpec
+
+from sqsw_core.exceptions import ConfigurationError, UnknownJobError
+from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
+from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor
+from sqsw_core.results import BatchProcessingResult
+from sqsw_core.sending import MAX_DELAY_SECONDS, SendBatch, check_size, message_size
+from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
+from sqsw_core.tasks import AsyncTask
+
+if TYPE_CHECKING:
+    from sqsw_core.backoff_policies import BackoffPolicy
+    from sqsw_core.env import SQSEnv
+    from sqsw_core.worker import Worker
+
+logger = logging.getLogger("sqsw.queue")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: FIFO messages sent without ``_group_id`` share this group (sqs-workers' choice).
+DEFAULT_MESSAGE_GROUP_ID = "default"
+
+
+class GenericQueue:
+    """A named SQS queue of an environment: sending, receiving and the worker loop.
+
+    Subclasses define :meth:`handle_message`, which runs one received message
+    and raises to fail it.
+    """
+
+    def __init__(
+        self,
+        env: SQSEnv,
+        name: str,
+        backoff_policy: BackoffPolicy | None = None,
+        *,
+        queue_url: str | None = None,
+        **options: Any,
+    ) -> None:
+        if options:
+            raise ConfigurationError(
+                f"{type(self).__name__} for queue {name!r} got unknown options {sorted(options)}"
+            )
+        self.env = env
+        self.name = name
+        self.backoff_policy: BackoffPolicy = backoff_policy or env.backoff_policy
+        self.queue_url = queue_url
+        self._batches = threading.local()
+        self._worker: Worker | None = None
+
+    @classmethod
+    def maker(cls, **kwargs: Any) -> Callable[..., GenericQueue]:
+        """A queue factory with some options fixed, for ``sqs.queue(name, maker)``."""
+        return partial(cls, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+    # -- addressing ----------------------------------------------------------
+
+    def get_sqs_queue_name(self) -> str:
+        """The SQS name: the environment's ``queue_prefix`` plus this queue's name."""
+        return self.env.get_sqs_queue_name(self.name)
+
+    @property
+    def url(self) -> str:
+        """The SQS queue URL (looked up once, then cached)."""
+        if self.queue_url is None:
+            self.queue_url = self.env.get_queue_url(self.name)
+        return self.queue_url
+
+    @property
+    def is_fifo(self) -> bool:
+        return self.name.endswith(".fifo")
+
+    def call(self, operation: str, **params: Any) -> dict[str, Any]:
+        """Call an SQS operation on this queue (``QueueUrl`` is filled in)."""
+        return self.env.api.call(operation, self.name, QueueUrl=self.url, **params)
+
+    # -- sending -------------------------------------------------------------
+
+    def build_entry(
+        self,
+        body: str,
+        attributes: dict[str, dict[str, Any]],
+        delay_seconds: float | None,
+        deduplication_id: Any,
+        group_id: Any,
+    ) -> dict[str, Any]:
+        """The ``SendMessage`` parameters for one message."""
+        entry: dict[str, Any] = {"MessageBody": body, "MessageAttributes": attributes}
+        if delay_seconds is not None:
+            delay = int(delay_seconds)
+            if not 0 <= delay <= MAX_DELAY_SECONDS:
+                raise ValueError(
+                    f"_delay_seconds={delay_seconds!r} for queue {self.name!r}: SQS accepts "
+                    f"0 to {MAX_DELAY_SECONDS} seconds"
+                )
+            if delay and self.is_fifo:
+                raise ValueError(
+                    f"queue {self.name!r} is FIFO: SQS does not allow per-message delays on "
+                    "FIFO queues (set the queue's DelaySeconds instead)"
+                )
+            if not self.is_fifo:
+                entry["DelaySeconds"] = delay
+        if self.is_fifo:
+            entry["MessageGroupId"] = str(
+                group_id if group_id is not None else DEFAULT_MESSAGE_GROUP_ID
+            )
+            if deduplication_id is not None:
+                entry["MessageDeduplicationId"] = str(deduplication_id)
+        elif group_id is not None:
+            # Standard queues accept a group id for fair queues.
+            entry["MessageGroupId"] = str(group_id)
+        return entry
+
+    def send_entry(self, entry: dict[str, Any], job_name: str | None = None) -> str | None:
+        """Send one message now, or buffer it when inside ``add_batch()``.
+
+        Returns the SQS message id, or ``None`` when buffered.
+        """
+        size = message_size(entry)
+        check_size(self.name, job_name, size, self.env.max_message_size)
+        batch: SendBatch | None = getattr(self._batches, "current", None)
+        if batch is not None:
+            batch.add(entry, job_name, size)
+            return None
+        with self.env.processor_class.sending(self, [entry]) as entries:
+            response = self.call("send_message", **entries[0])
+        message_id: str = response["MessageId"]
+        return message_id
+
+    def send_entries(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
+        """One ``SendMessageBatch`` call (entries carry their ``Id``)."""
+        with self.env.processor_class.sending(self, entries) as sent:
+            return self.call("send_message_batch", Entries=sent)
+
+    @contextmanager
+    def add_batch(self) -> Iterator[SendBatch]:
+        """Buffer sends in the block and send them 10 per request.
+
+        Batches are per thread; nested blocks join the outer one. Entries SQS
+        refuses raise :class:`~sqsw_core.exceptions.SQSBatchError` at the end.
+        """
+        batch: SendBatch | None = getattr(self._batches, "current", None)
+        if batch is not None:
+            batch.level += 1
+            try:
+                yield batch
+            finally:
+                batch.level -= 1
+            return
+        batch = SendBatch(self)
+        self._batches.current = batch
+        try:
+            yield batch
+        finally:
+            self._batches.current = None
+        batch.close()
+
+    # -- receiving and processing ---------------------------------------------
+
+    @property
+    def worker(self) -> Worker:
+        if self._worker is None:
+            from sqsw_core.worker import Worker
+
+            self._worker = Worker(self)
+        return self._worker
+
+    def handle_message(self, message: Message) -> None:
+        """Run one received message; raise to fail it (it is then retried)."""
+        raise NotImplementedError
+
+    def get_raw_messages(self, wait_seconds: float = 0, max_messages: int = 10) -> list[Message]:
+        """Receive messages without processing them (they stay in flight)."""
+        messages: list[Message] = []
+        while len(messages) < max_messages:
+            wanted = min(10, max_messages - len(messages))
+            got = self.worker.receive(wait_seconds, wanted)
+            messages.extend(got)
+            if len(got) < wanted:
+                break
+        return messages
+
+    def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
+        """Receive up to 10 messages, run them, ack the successes, retry the failures."""
+        return self.worker.process_batch(wait_seconds)
+
+    def process_queue(
+        self, shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN, wait_seconds: float = 10
+    ) -> None:
+        """Run the worker loop on this queue until ``shutdown_policy`` stops it."""
+        self.worker.run(shutdown_policy, wait_seconds)
+
+    def drain_queue(self, wait_seconds: float = 0) -> int:
+        """Delete every message without running it; returns how many."""
+        deleted = 0
+        while True:
+            messages = self.worker.receive(wait_seconds)
+            if not messages:
+                return deleted
+            self.call(
+                "delete_message_batch",
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m.receipt_handle}
+                    for i, m in enumerate(messages)
+                ],
+            )
+            deleted += len(messages)
+
+
+class JobQueue(GenericQueue):
+    """A queue of named jobs: ``@queue.processor(name)`` registers, ``delay()`` sends."""
+
+    def __init__(
+        self,
+        env: SQSEnv,
+        name: str,
+        backoff_policy: BackoffPolicy | None = None,
+        *,
+        queue_url: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(env, name, backoff_policy, queue_url=queue_url, **options)
+        self.processors: dict[str, Processor] = {}
+
+    def processor(
+        self,
+        job_name: str,
+        *args: Any,
+        pass_context: bool = False,
+        context_var: str = DEFAULT_CONTEXT_VAR,
+    ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]:
+        """Decorator registering a function as the processor of ``job_name``.
+
+        ``queue.processor(queue_name, job_name, ...)``, the env-level spelling
+        some sqs-workers examples use on a queue, is accepted too.
+        """
+        if args and isinstance(args[0], str):
+            queue_name, job_name, args = job_name, args[0], args[1:]
+            if queue_name != self.name:
+                raise ConfigurationError(
+                    f"queue {self.name!r} cannot register job {job_name!r} for queue "
+                    f"{queue_name!r}; use sqs.processor({queue_name!r}, {job_name!r})"
+                )
+        if args:
+            pass_context = bool(args[0])
+            if len(args) > 1:
+                context_var = args[1]
+
+        def register(fn: Callable[P, R]) -> AsyncTask[P, R]:
+            return self.connect_processor(job_name, fn, pass_context, context_var)
+
+        return register
+
+    def connect_processor(
+        self,
+        job_name: str,
+        fn: Callable[P, R],
+        pass_context: bool = False,
+        context_var: str = DEFAULT_CONTEXT_VAR,
+    ) -> AsyncTask[P, R]:
+        """Register ``fn`` as the processor of ``job_name``; returns its task."""
+        self.processors[job_name] = self.env.processor_maker(
+            queue=self,
+            fn=fn,
+            job_name=job_name,
+            pass_context=pass_context,
+            context_var=context_var,
+        )
+        logger.debug("Registered %s.%s -> %s", self.name, job_name, getattr(fn, "__qualname__", fn))
+        return AsyncTask(self, job_name, fn, pass_context, context_var)
+
+    def get_processor(self, job_name: str) -> Processor | None:
+        return self.processors.get(job_name)
+
+    def copy_processors(self, dst_queue: JobQueue) -> None:
+        """Give ``dst_queue`` this queue's processors (to run its dead letters, say)."""
+        for job_name, processor in self.processors.items():
+            dst_queue.processors[job_name] = processor.copy(queue=dst_queue)
+
+    def add_job(
+        self,
+        job_name: str,
+        _content_type: str | None = None,
+        _delay_seconds: float | None = None,
+        _deduplication_id: Any = None,
+        _group_id: Any = None,
+        **job_kwargs: Any,
+    ) -> str | None:
+        """Send job ``job_name`` with keyword arguments ``job_kwargs``.
+
+        ``_delay_seconds`` hides it for up to 15 minutes; on FIFO queues
+        ``_deduplication_id`` and ``_group_id`` (default ``"default"``) apply.
+        Returns the message id, or ``None`` inside ``add_batch()``.
+        """
+        codec = self.env.codec if _content_type is None else self.env.get_codec(_content_type)
+        body = codec.serialize(job_kwargs)
+        context = codec.serialize(self.env.context.to_dict())
+        return self.add_raw_job(
+            job_name,
+            body,
+            context,
+            codec.content_type,
+            _delay_seconds,
+            _deduplication_id,
+            _group_id,
+        )
+
+    def add_raw_job(
+        self,
+        job_name: str,
+        message_body: str,
+        job_context: str,
+        content_type: str,
+        delay_seconds: float | None = None,
+        deduplication_id: Any = None,
+        group_id: Any = None,
+    ) -> str | None:
+        """Send an already encoded job (the sqs-workers low-level API)."""
+        attributes = {
+            CONTENT_TYPE_ATTR: {"StringValue": content_type, "DataType": "String"},
+            JOB_CONTEXT_ATTR: {"StringValue": job_context, "DataType": "String"},
+            JOB_NAME_ATTR: {"StringValue": job_name, "DataType": "String"},
+        }
+        entry = self.build_entry(
+            message_body, attributes, delay_seconds, deduplication_id, group_id
+        )
+        return self.send_entry(entry, job_name)
+
+    def handle_message(self, message: Message) -> None:
+        job_name = message.job_name
+        if job_name is None:
+            raise UnknownJobError(
+                f"message has no {JOB_NAME_ATTR} attribute, so it was not sent as a job by "
+                f"sqsw or sqs-workers; to consume messages from other producers, use a raw "
+                f"queue: sqs.queue({self.name!r}, 'raw')"
+            )
+        processor = self.processors.get(job_name)
+        if processor is None:
+            known = ", ".join(sorted(self.processors)) or "none"
+            raise UnknownJobError(
+                f"no processor for job {job_name!r} on queue {self.name!r} (registered: "
+                f"{known}); register it with @queue.processor({job_name!r}) in the "
+                "worker's code, or check that producer and worker use the same queue"
+            )
+        job_kwargs, job_context = self.env.decode_job(message)
+        processor.run(message, job_kwargs, job_context)

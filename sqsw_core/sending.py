@@ -1,0 +1,86 @@
+"""Sending messages: size checks and batching into ``SendMessageBatch`` calls."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.exceptions import MessageTooLargeError, SQSBatchError
+
+if TYPE_CHECKING:
+    from sqsw_core.queue import GenericQueue
+
+#: SQS accepts at most 10 entries per batch call.
+MAX_BATCH_ENTRIES = 10
+#: The current SQS maximum for one message and for a whole batch (1 MiB).
+DEFAULT_MAX_MESSAGE_SIZE = 1_048_576
+#: SQS refuses per-message delays above 15 minutes.
+MAX_DELAY_SECONDS = 900
+
+
+def message_size(entry: dict[str, Any]) -> int:
+    """Bytes SQS counts for a message: body plus attribute names, types and values."""
+    size = len(entry["MessageBody"].encode("utf-8"))
+    for name, attr in (entry.get("MessageAttributes") or {}).items():
+        size += len(name.encode("utf-8")) + len(attr["DataType"].encode("utf-8"))
+        value = attr.get("StringValue")
+        if value is not None:
+            size += len(value.encode("utf-8"))
+        else:
+            size += len(attr.get("BinaryValue") or b"")
+    return size
+
+
+def check_size(queue_name: str, job_name: str | None, size: int, limit: int) -> None:
+    if size > limit:
+        what = f"job {job_name!r}" if job_name else "message"
+        raise MessageTooLargeError(
+            f"{what} for queue {queue_name!r} is {size:,} bytes (body plus message "
+            f"attributes); the limit is {limit:,} bytes. Send a reference to the data "
+            "(an S3 key, a database id) instead of the data itself."
+        )
+
+
+class SendBatch:
+    """Messages buffered by ``queue.add_batch()``; sent 10 (or fewer, by size) at a time.
+
+    After the ``with`` block, ``message_ids`` lists what SQS accepted; refused
+    entries raise :class:`SQSBatchError` at the end of the block, never dropped.
+    """
+
+    def __init__(self, queue: GenericQueue) -> None:
+        self.queue = queue
+        self.level = 0
+        self.entries: list[tuple[dict[str, Any], str | None, int]] = []
+        self.pending_bytes = 0
+        self.message_ids: list[str] = []
+        self.errors: list[dict[str, Any]] = []
+
+    def add(self, entry: dict[str, Any], job_name: str | None, size: int) -> None:
+        limit = self.queue.env.max_message_size
+        if self.entries and self.pending_bytes + size > limit:
+            self.flush()
+        self.entries.append((entry, job_name, size))
+        self.pending_bytes += size
+        if len(self.entries) >= MAX_BATCH_ENTRIES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send what is buffered in one ``SendMessageBatch`` call."""
+        if not self.entries:
+            return
+        chunk, self.entries, self.pending_bytes = self.entries, [], 0
+        entries = [{"Id": str(i), **entry} for i, (entry, _, _) in enumerate(chunk)]
+        response = self.queue.send_entries(entries)
+        for ok in response.get("Successful", []):
+            self.message_ids.append(ok["MessageId"])
+        for failed in response.get("Failed", []):
+            index = int(failed["Id"])
+            entry, job_name, _ = chunk[index]
+            self.errors.append({**failed, "_message": entry, "job_name": job_name})
+
+    def close(self) -> None:
+        """Send the rest; raise :class:`SQSBatchError` if any entry was refused."""
+        self.flush()
+        if self.errors:
+            errors, self.errors = self.errors, []
+            raise SQSBatchError(self.queue.name, errors)

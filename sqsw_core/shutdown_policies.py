@@ -1,0 +1,108 @@
+"""When a worker stops: policies consulted after every batch of messages.
+
+Policies are plugins (group ``sqsw.shutdown``): ``never`` (the default),
+``idle`` and ``max_tasks``; ``OrShutdown``/``AndShutdown`` combine them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from sqsw_core.results import BatchProcessingResult
+
+
+@runtime_checkable
+class ShutdownPolicy(Protocol):
+    """Told about every processed batch; says when the worker should stop."""
+
+    def update_state(self, batch_processing_result: BatchProcessingResult) -> None: ...
+
+    def need_shutdown(self) -> bool: ...
+
+
+class NeverShutdown:
+    """Run until stopped by a signal."""
+
+    def update_state(self, batch_processing_result: BatchProcessingResult) -> None:
+        pass
+
+    def need_shutdown(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NeverShutdown()"
+
+
+class IdleShutdown:
+    """Stop once no message arrived for ``idle_seconds``."""
+
+    def __init__(self, idle_seconds: float) -> None:
+        if idle_seconds < 0:
+            raise ValueError(f"idle_seconds must be >= 0, got {idle_seconds!r}")
+        self.idle_seconds = idle_seconds
+        self._is_idle = False
+        self._last_seen = time.monotonic()
+
+    def update_state(self, batch_processing_result: BatchProcessingResult) -> None:
+        if batch_processing_result.total_count() == 0:
+            self._is_idle = True
+        else:
+            self._is_idle = False
+            self._last_seen = time.monotonic()
+
+    def need_shutdown(self) -> bool:
+        return self._is_idle and time.monotonic() - self._last_seen >= self.idle_seconds
+
+    def __repr__(self) -> str:
+        return f"IdleShutdown({self.idle_seconds!r})"
+
+
+class MaxTasksShutdown:
+    """Stop after at least ``max_tasks`` jobs ran (succeeded or failed)."""
+
+    def __init__(self, max_tasks: int) -> None:
+        if max_tasks < 1:
+            raise ValueError(f"max_tasks must be >= 1, got {max_tasks!r}")
+        self.max_tasks = max_tasks
+        self._tasks = 0
+
+    def update_state(self, batch_processing_result: BatchProcessingResult) -> None:
+        self._tasks += batch_processing_result.total_count()
+
+    def need_shutdown(self) -> bool:
+        return self._tasks >= self.max_tasks
+
+    def __repr__(self) -> str:
+        return f"MaxTasksShutdown({self.max_tasks!r})"
+
+
+class OrShutdown:
+    """Stop when any of the policies says so."""
+
+    def __init__(self, *policies: ShutdownPolicy) -> None:
+        self.policies = policies
+
+    def update_state(self, batch_processing_result: BatchProcessingResult) -> None:
+        for policy in self.policies:
+            policy.update_state(batch_processing_result)
+
+    def need_shutdown(self) -> bool:
+        return any(policy.need_shutdown() for policy in self.policies)
+
+    def __repr__(self) -> str:
+        return f"OrShutdown({', '.join(map(repr, self.policies))})"
+
+
+class AndShutdown(OrShutdown):
+    """Stop when all of the policies say so."""
+
+    def need_shutdown(self) -> bool:
+        return all(policy.need_shutdown() for policy in self.policies)
+
+    def __repr__(self) -> str:
+        return f"AndShutdown({', '.join(map(repr, self.policies))})"
+
+
+NEVER_SHUTDOWN = NeverShutdown()

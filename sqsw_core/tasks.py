@@ -1,0 +1,134 @@
+"""Job functions as producers see them: ``send_email.delay(...)``."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+
+from typing_extensions import ParamSpec
+
+if TYPE_CHECKING:
+    from sqsw_core.queue import JobQueue
+    from sqsw_core.sending import SendBatch
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Keyword arguments of ``delay()`` that are options of the send, not of the job.
+SEND_OPTIONS = ("_content_type", "_delay_seconds", "_deduplication_id", "_group_id")
+
+
+class AsyncTask(Generic[P, R]):
+    """A registered job function: ``delay()`` enqueues it, ``run()`` calls it here."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        job_name: str,
+        processor: Callable[P, R],
+        pass_context: bool = False,
+        context_var: str = "context",
+    ) -> None:
+        self.queue = queue
+        self.job_name = job_name
+        self.processor = processor
+        self.__doc__ = processor.__doc__
+        self.__wrapped__ = processor
+        try:
+            signature: inspect.Signature | None = inspect.signature(processor)
+        except (TypeError, ValueError):
+            signature = None
+        if signature is not None and pass_context:
+            params = [p for name, p in signature.parameters.items() if name != context_var]
+            signature = signature.replace(parameters=params)
+        self._signature = signature
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> NoReturn:
+        raise RuntimeError(
+            f"Async task {self.queue.name}.{self.job_name} called synchronously "
+            "(probably by mistake). Use .run(...) to run it here and now, or "
+            ".delay(...) to add it to the queue."
+        )
+
+    def __repr__(self) -> str:
+        return f"<AsyncTask {self.queue.name}.{self.job_name}>"
+
+    def job_kwargs(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind ``args``/``kwargs`` to the function's parameters, as keywords.
+
+        Raises ``TypeError`` naming the job when they do not fit, so a wrong
+        call fails at the producer instead of in a worker.
+        """
+        if self._signature is None:
+            if args:
+                raise TypeError(f"job {self.job_name!r} takes keyword arguments only")
+            return dict(kwargs)
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(
+                f"job {self.job_name!r} on queue {self.queue.name!r}: {exc} "
+                f"(signature: {self.job_name}{self._signature})"
+            ) from None
+        out: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = self._signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                out.update(value)
+            elif kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise TypeError(
+                        f"job {self.job_name!r}: *{name} cannot be sent in a message; "
+                        "pass keyword arguments"
+                    )
+            else:
+                out[name] = value
+        return out
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        """Add the job to its queue; returns the SQS message id (``None`` in a batch)."""
+        options: dict[str, Any] = {key: kwargs.pop(key) for key in SEND_OPTIONS if key in kwargs}
+        job_kwargs = self.job_kwargs(args, kwargs)
+        return self.queue.add_job(self.job_name, **options, **job_kwargs)
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the job function in this process, synchronously."""
+        return self.processor(*args, **kwargs)
+
+    def bake(self, *args: P.args, **kwargs: P.kwargs) -> BakedAsyncTask:
+        """Freeze arguments now, ``delay()`` later (a light Celery signature)."""
+        plain = {key: value for key, value in kwargs.items() if key not in SEND_OPTIONS}
+        self.job_kwargs(args, plain)  # fail now, not when delayed
+        return BakedAsyncTask(self, args, dict(kwargs))
+
+    @contextmanager
+    def batch(self) -> Iterator[SendBatch]:
+        """Send every ``delay()`` inside the block in as few requests as possible."""
+        with self.queue.add_batch() as batch:
+            yield batch
+
+
+class BakedAsyncTask:
+    """A task with its arguments: ``delay()`` enqueues, ``run()`` calls it here."""
+
+    def __init__(
+        self, async_task: AsyncTask[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ):
+        self.async_task = async_task
+        self.args = args
+        self.kwargs = kwargs
+
+    def __call__(self) -> NoReturn:
+        self.async_task(*self.args, **self.kwargs)
+
+    def delay(self) -> str | None:
+        return self.async_task.delay(*self.args, **self.kwargs)
+
+    def run(self) -> Any:
+        plain = {k: v for k, v in self.kwargs.items() if k not in SEND_OPTIONS}
+        return self.async_task.run(*self.args, **plain)
+
+    def __repr__(self) -> str:
+        return f"BakedAsyncTask({self.async_task!r}, args={self.args!r}, kwargs={self.kwargs!r})"

@@ -1,0 +1,260 @@
+"""The worker engine: receive messages, run them, ack or retry them in batches."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
+from sqsw_core.exceptions import JobError, RetryJob
+from sqsw_core.messages import Message
+from sqsw_core.results import BatchProcessingResult
+from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
+
+if TYPE_CHECKING:
+    from sqsw_core.queue import GenericQueue
+
+logger = logging.getLogger("sqsw.worker")
+
+#: SQS batch calls take at most 10 entries.
+BATCH_SIZE = 10
+
+
+class Acker:
+    """Deletes succeeded messages and delays failed ones, 10 per SQS call.
+
+    Entries are flushed when 10 are pending or when the oldest has waited
+    ``max_delay`` seconds (a background thread sees to that), so a finished
+    job is never held back by the jobs after it.
+    """
+
+    def __init__(self, queue: GenericQueue, max_delay: float = 0.1) -> None:
+        self.queue = queue
+        self.max_delay = max_delay
+        self._cond = threading.Condition()
+        self._deletes: list[Message] = []
+        self._changes: list[tuple[Message, int]] = []
+        self._oldest: float | None = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.failed_acks = 0
+
+    def ack(self, message: Message) -> None:
+        self._add(self._deletes, message)
+
+    def retry(self, message: Message, visibility_timeout: int) -> None:
+        self._add(self._changes, (message, visibility_timeout))
+
+    def _add(self, pending: list[Any], item: Any) -> None:
+        with self._cond:
+            pending.append(item)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+                self._ensure_thread()
+                self._cond.notify()
+            full = len(pending) >= BATCH_SIZE
+        if full:
+            self.flush()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(
+                target=self._run, name=f"sqsw-acker-{self.queue.name}", daemon=True
+            )
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._oldest is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                assert self._oldest is not None
+                wait = self._oldest + self.max_delay - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+            self.flush()
+
+    def flush(self) -> None:
+        """Send every pending delete and visibility change now."""
+        while True:
+            with self._cond:
+                deletes, self._deletes = self._deletes[:BATCH_SIZE], self._deletes[BATCH_SIZE:]
+                changes, self._changes = self._changes[:BATCH_SIZE], self._changes[BATCH_SIZE:]
+                if not self._deletes and not self._changes:
+                    self._oldest = None
+            if not deletes and not changes:
+                return
+            if deletes:
+                self._send_deletes(deletes)
+            if changes:
+                self._send_changes(changes)
+
+    def _send_deletes(self, messages: list[Message]) -> None:
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+        ]
+        try:
+            response = self.queue.call("delete_message_batch", Entries=entries)
+        except Exception:
+            self.failed_acks += len(messages)
+            logger.exception(
+                "Could not delete %d processed message(s) from %s; they will be delivered "
+                "again after their visibility timeout (the jobs succeeded: expect duplicates)",
+                len(messages),
+                self.queue.name,
+            )
+            return
+        for failed in response.get("Failed", []):
+            self.failed_acks += 1
+            message = messages[int(failed["Id"])]
+            logger.warning(
+                "Could not delete processed message %s from %s: %s (%s); it may run again",
+                message.message_id,
+                self.queue.name,
+                failed.get("Code"),
+                failed.get("Message"),
+            )
+
+    def _send_changes(self, changes: list[tuple[Message, int]]) -> None:
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
+            for i, (m, timeout) in enumerate(changes)
+        ]
+        try:
+            response = self.queue.call("change_message_visibility_batch", Entries=entries)
+        except Exception:
+            logger.exception(
+                "Could not set the retry delay of %d failed message(s) on %s; they will be "
+                "retried after the queue's visibility timeout",
+                len(changes),
+                self.queue.name,
+            )
+            return
+        for failed in response.get("Failed", []):
+            message = changes[int(failed["Id"])][0]
+            logger.warning(
+                "Could not set the retry delay of message %s on %s: %s (%s)",
+                message.message_id,
+                self.queue.name,
+                failed.get("Code"),
+                failed.get("Message"),
+            )
+
+    def close(self) -> None:
+        """Flush and stop the background thread."""
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Worker:
+    """Processes the messages of one queue: the loop behind ``process_queue``."""
+
+    def __init__(self, queue: GenericQueue) -> None:
+        self.queue = queue
+        self.acker = Acker(queue)
+
+    def receive(self, wait_seconds: float = 0, max_messages: int = BATCH_SIZE) -> list[Message]:
+        """Receive up to ``max_messages`` (at most 10) messages."""
+        response = self.queue.call(
+            "receive_message",
+            MaxNumberOfMessages=max(1, min(max_messages, BATCH_SIZE)),
+            WaitTimeSeconds=int(wait_seconds),
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        now = time.monotonic()
+        name = self.queue.name
+        return [Message.from_sqs(name, raw, now) for raw in response.get("Messages", ())]
+
+    def retry_delay(self, message: Message, policy: BackoffPolicy | None) -> int:
+        policy = policy or self.queue.backoff_policy
+        try:
+            return clamp_visibility(policy.get_visibility_timeout(message))
+        except Exception:
+            logger.exception("Backoff policy %r failed; retrying %s now", policy, message)
+            return 0
+
+    def process_message(self, message: Message) -> bool:
+        """Run one message; ack it on success, schedule its retry otherwise."""
+        queue = self.queue
+        policy: BackoffPolicy | None = None
+        try:
+            queue.handle_message(message)
+        except RetryJob as retry:
+            policy = retry.backoff_policy
+            logger.info(
+                "Retrying %s.%s (message %s) as the job asked",
+                queue.name,
+                message.job_name,
+                message.message_id,
+            )
+        except JobError as exc:
+            logger.error(
+                "Cannot run message %s from %s: %s",
+                message.message_id,
+                queue.name,
+                exc,
+                extra={"queue_name": queue.name, "message_id": message.message_id},
+            )
+        except Exception:
+            logger.exception(
+                "Error while processing %s.%s (message %s, delivery %d)",
+                queue.name,
+                message.job_name,
+                message.message_id,
+                message.receive_count,
+                extra={"queue_name": queue.name, "message_id": message.message_id},
+            )
+        else:
+            self.acker.ack(message)
+            return True
+        self.acker.retry(message, self.retry_delay(message, policy))
+        return False
+
+    def process_messages(self, messages: list[Message]) -> BatchProcessingResult:
+        result = BatchProcessingResult(self.queue.name)
+        blocked_groups: set[str] = set()
+        fifo = self.queue.is_fifo
+        for message in messages:
+            group = message.group_id if fifo else None
+            if group is not None and group in blocked_groups:
+                # A FIFO group stops at its first failure: later messages of the
+                # group go back untouched so they run after it, in order.
+                self.acker.retry(message, 0)
+                continue
+            ok = self.process_message(message)
+            result.update_with_message(message, ok)
+            if not ok and group is not None:
+                blocked_groups.add(group)
+        return result
+
+    def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
+        """Receive one batch (up to 10 messages), run it, and settle every message."""
+        result = self.process_messages(self.receive(wait_seconds))
+        self.acker.flush()
+        return result
+
+    def run(
+        self, shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN, wait_seconds: float = 10
+    ) -> None:
+        """Process batches until ``shutdown_policy`` says to stop."""
+        logger.info(
+            "Start processing queue %s (shutdown policy %r)", self.queue.name, shutdown_policy
+        )
+        try:
+            while True:
+                result = self.process_batch(wait_seconds)
+                shutdown_policy.update_state(result)
+                if shutdown_policy.need_shutdown():
+                    break
+        finally:
+            self.acker.close()
+            self.acker = Acker(self.queue)
+        logger.info("Stop processing queue %s", self.queue.name)
