@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from stevedore import DriverManager
+from stevedore import DriverManager, ExtensionManager
 from stevedore.exception import NoMatches
 
 from sqsw_core.exceptions import PluginError
@@ -171,4 +171,6 @@ def clear_cache() -> None:
     """Forget loaded plugins (tests that install plugins at run time use this)."""
     with _lock:
         _loaded.clear()
+        # stevedore keeps each group's entry-point list for the process's life.
+        ExtensionManager.ENTRY_POINT_CACHE.clear()
     importlib.invalidate_caches()

@@ -39,11 +39,16 @@ def _takes_context_argument(method: Callable[..., Any]) -> bool:
 
 
 def describe_signature(fn: Callable[..., Any]) -> str:
-    name = getattr(fn, "__qualname__", None) or repr(fn)
+    """``name(params)`` of a job function, for error messages."""
+    name = getattr(fn, "__name__", None) or repr(fn)
     try:
-        return f"{name}{inspect.signature(fn)}"
-    except (TypeError, ValueError):
-        return name
+        signature = inspect.signature(fn, eval_str=True)
+    except Exception:  # unresolvable annotations: show them as written
+        try:
+            signature = inspect.signature(fn)
+        except (TypeError, ValueError):
+            return name
+    return f"{name}{signature}"
 
 
 def call_job_function(

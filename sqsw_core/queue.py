@@ -63,6 +63,7 @@ class GenericQueue:
         self.queue_url = queue_url
         self._batches = threading.local()
         self._worker: Worker | None = None
+        self._attributes: dict[str, str] | None = None
 
     @classmethod
     def maker(cls, **kwargs: Any) -> Callable[..., GenericQueue]:
@@ -88,6 +89,14 @@ class GenericQueue:
     @property
     def is_fifo(self) -> bool:
         return self.name.endswith(".fifo")
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """The queue's SQS attributes, fetched once per process (and queue object)."""
+        if self._attributes is None:
+            response = self.call("get_queue_attributes", AttributeNames=["All"])
+            self._attributes = dict(response.get("Attributes", {}))
+        return self._attributes
 
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """Call an SQS operation on this queue (``QueueUrl`` is filled in)."""
@@ -125,6 +134,12 @@ class GenericQueue:
             )
             if deduplication_id is not None:
                 entry["MessageDeduplicationId"] = str(deduplication_id)
+            elif self.attributes.get("ContentBasedDeduplication") != "true":
+                raise ValueError(
+                    f"queue {self.name!r} is FIFO without content-based deduplication: pass "
+                    "_deduplication_id=... with every message, or create the queue with "
+                    "content_based_deduplication=True"
+                )
         elif group_id is not None:
             # Standard queues accept a group id for fair queues.
             entry["MessageGroupId"] = str(group_id)

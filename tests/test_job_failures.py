@@ -146,7 +146,7 @@ def test_producer_rejects_wrong_arguments_before_sending(queue_env: SQSEnv) -> N
     with pytest.raises(TypeError, match="job 'greet' on queue 'jobs'.*missing a required"):
         greet.delay()
     with pytest.raises(TypeError, match="unexpected keyword argument 'nom'"):
-        greet.delay(nom="x")
+        greet.delay(name="a", nom="x")
     assert queue_env.queue("jobs").get_raw_messages(wait_seconds=0) == []
 
 
@@ -246,6 +246,8 @@ def test_oversized_message_is_refused_before_sending(queue_env: SQSEnv) -> None:
     def big(data: str) -> None:
         pass
 
-    with pytest.raises(MessageTooLargeError, match=r"job 'big' for queue 'jobs' is 1,048,6\d\d bytes"):
+    with pytest.raises(
+        MessageTooLargeError, match=r"job 'big' for queue 'jobs' is 1,048,6\d\d bytes"
+    ):
         big.delay(data="x" * 1_048_576)
     assert queue.get_raw_messages(wait_seconds=0) == []

@@ -107,7 +107,9 @@ def test_known_plugin_that_is_not_installed_names_its_package(
     assert info.value.package == "sqsw-msgpack"
 
 
-def test_plugin_that_fails_to_import_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plugin_that_fails_to_import_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     site = tmp_path / "site"
     (site / "broken_codec").mkdir(parents=True)
     (site / "broken_codec" / "__init__.py").write_text("import not_a_real_module_xyz\n")
@@ -125,10 +127,9 @@ def test_plugin_that_fails_to_import_says_why(tmp_path: Path, monkeypatch: pytes
 
 
 def test_plugins_by_name_and_by_object_are_equivalent() -> None:
+    from sqsw_core.backoff_policies import ConstantBackoff, ImmediateReturn
     from sqsw_json import JSONCodec
     from sqsw_memory import MemorySession
-
-    from sqsw_core.backoff_policies import ConstantBackoff, ImmediateReturn
 
     by_name = SQSEnv("memory", codec="json", backoff_policy="immediate", processor="default")
     by_object = SQSEnv(

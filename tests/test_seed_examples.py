@@ -107,9 +107,7 @@ def test_baked_task(sqs: SQSEnv, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_fifo_queues_with_dedup_and_groups(sqs: SQSEnv) -> None:
     create_fifo_queue(sqs, "emails_dead.fifo")
-    create_fifo_queue(
-        sqs, "emails.fifo", redrive_policy=sqs.redrive_policy("emails_dead.fifo", 3)
-    )
+    create_fifo_queue(sqs, "emails.fifo", redrive_policy=sqs.redrive_policy("emails_dead.fifo", 3))
     seen: list[tuple[str, str]] = []
 
     @sqs.queue("emails.fifo").processor("send_email")

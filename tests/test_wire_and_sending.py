@@ -30,10 +30,10 @@ def test_json_job_wire_format(sqs: SQSEnv) -> None:
     }
 
 
-@pytest.mark.parametrize(("codec", "protocol"), [("pickle", pickle.DEFAULT_PROTOCOL), ("pickle_compat", 2)])
-def test_pickle_job_wire_format(
-    make_env: Callable[..., SQSEnv], codec: str, protocol: int
-) -> None:
+@pytest.mark.parametrize(
+    ("codec", "protocol"), [("pickle", pickle.DEFAULT_PROTOCOL), ("pickle_compat", 2)]
+)
+def test_pickle_job_wire_format(make_env: Callable[..., SQSEnv], codec: str, protocol: int) -> None:
     env = make_env(codec=codec)
     create_standard_queue(env, "wire")
     env.queue("wire").add_job("job", data={"a": (1, 2)})
@@ -95,17 +95,34 @@ def test_add_batch_splits_by_total_size(sqs: SQSEnv) -> None:
     assert sorted(sqs.decode_job(m)[0]["n"] for m in got) == [0, 1, 2, 3, 4]
 
 
-def test_refused_batch_entries_are_reported_with_their_job(sqs: SQSEnv) -> None:
+def test_fifo_without_dedup_id_is_refused_before_sending(sqs: SQSEnv) -> None:
     create_fifo_queue(sqs, "strict.fifo")  # no content-based dedup: dedup ids required
     queue = sqs.queue("strict.fifo")
-    with pytest.raises(SQSBatchError) as info, queue.add_batch():
-        queue.add_job("with_id", _deduplication_id="d1", n=1)
+    with pytest.raises(ValueError, match="pass _deduplication_id"):
         queue.add_job("without_id", n=2)
+    queue.add_job("with_id", _deduplication_id="d1", n=1)
+    assert [m.job_name for m in queue.get_raw_messages(wait_seconds=2)] == ["with_id"]
+
+
+def test_refused_batch_entries_are_reported_with_their_job(sqs: SQSEnv) -> None:
+    create_standard_queue(sqs, "bulk")
+    queue = sqs.queue("bulk")
+    with pytest.raises(SQSBatchError) as info, queue.add_batch():
+        queue.add_job("fine", n=1)
+        # A body with a NUL character: SQS refuses that entry alone.
+        queue.add_raw_job("nul_body", "bad\x00body", "{}", "json")
+        queue.add_job("fine", n=2)
     errors = info.value.errors
-    assert [e["job_name"] for e in errors] == ["without_id"]
-    assert "without_id" in str(info.value)
+    assert [(e["job_name"], e["Code"]) for e in errors] == [("nul_body", "InvalidMessageContents")]
+    assert errors[0]["_message"]["MessageBody"] == "bad\x00body"
+    assert "nul_body" in str(info.value)
     got = queue.get_raw_messages(wait_seconds=2)
-    assert [m.job_name for m in got] == ["with_id"]
+    while len(got) < 2:
+        more = queue.get_raw_messages(wait_seconds=1)
+        if not more:
+            break
+        got += more
+    assert sorted(sqs.decode_job(m)[0]["n"] for m in got) == [1, 2]
 
 
 def test_context_is_per_thread(sqs: SQSEnv) -> None:
