@@ -83,8 +83,8 @@ def test_process_queues_handles_all_queues_at_once(sqs: SQSEnv) -> None:
             return handler
 
         task = sqs.queue(name).processor("record")(make(name))
-        for n in range(5):
-            task.delay(n=n)
+        for i in range(5):
+            task.delay(n=i)
 
     sqs.process_queues(shutdown_policy_maker=lambda: IdleShutdown(idle_seconds=1), wait_seconds=1)
     assert sorted(seen["a"]) == list(range(5))

@@ -8,7 +8,7 @@ from typing import ClassVar
 from sqsw_memory.errors import SQSError
 from sqsw_memory.message import GONE, INFLIGHT, VISIBLE, Message
 from sqsw_memory.queue import DEDUP_WINDOW, Queue, QueueContext, Received
-from sqsw_memory.validation import FIFO_DEFAULTS
+from sqsw_memory.validation import FIFO_DEFAULTS, RedriveTarget
 
 __all__ = ["FifoQueue", "Group"]
 
@@ -40,7 +40,12 @@ class FifoQueue(Queue):
     defaults: ClassVar[dict[str, str]] = FIFO_DEFAULTS
 
     def __init__(
-        self, ctx: QueueContext, name: str, attributes: dict[str, str], tags: dict[str, str]
+        self,
+        ctx: QueueContext,
+        name: str,
+        attributes: dict[str, str],
+        tags: dict[str, str],
+        redrive: RedriveTarget | None = None,
     ) -> None:
         self.groups: dict[str, Group] = {}
         self.ready: deque[Group] = deque()
@@ -51,7 +56,7 @@ class FifoQueue(Queue):
         self.content_dedup = False
         self.group_scope = False
         self._taking = False
-        super().__init__(ctx, name, attributes, tags)
+        super().__init__(ctx, name, attributes, tags, redrive)
         self._next_sequence = int(ctx.wall_clock()) << 33
 
     def _attributes_changed(self) -> None:

@@ -111,6 +111,7 @@ class Queue:
         name: str,
         attributes: dict[str, str],
         tags: dict[str, str],
+        redrive: RedriveTarget | None = None,
     ) -> None:
         self.ctx = ctx
         self.name = name
@@ -126,7 +127,7 @@ class Queue:
         self.redrive: RedriveTarget | None = None
         self.visibility_timeout = self.delay_seconds = self.max_size = 0
         self.retention = self.wait_time = 0
-        self.set_attributes(attributes, None, touch=False)
+        self.set_attributes(attributes, redrive, touch=False)
         #: live messages by their per-queue sequence number (receipt handles name these)
         self.messages: dict[int, Message] = {}
         self._next_seq = 1

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from sqsw_memory.message import VISIBLE, Message
 from sqsw_memory.queue import Queue, QueueContext, Received
-from sqsw_memory.validation import STANDARD_DEFAULTS
+from sqsw_memory.validation import STANDARD_DEFAULTS, RedriveTarget
 
 __all__ = ["StandardQueue"]
 
@@ -24,10 +24,15 @@ class StandardQueue(Queue):
     defaults: ClassVar[dict[str, str]] = STANDARD_DEFAULTS
 
     def __init__(
-        self, ctx: QueueContext, name: str, attributes: dict[str, str], tags: dict[str, str]
+        self,
+        ctx: QueueContext,
+        name: str,
+        attributes: dict[str, str],
+        tags: dict[str, str],
+        redrive: RedriveTarget | None = None,
     ) -> None:
         self.visible: deque[Message] = deque()
-        super().__init__(ctx, name, attributes, tags)
+        super().__init__(ctx, name, attributes, tags, redrive)
 
     def _enqueue(self, m: Message) -> None:
         self.visible.append(m)
