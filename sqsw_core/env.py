@@ -18,7 +18,7 @@ from sqsw_core.exceptions import (
     DecodeError,
     PluginError,
 )
-from sqsw_core.messages import JOB_CONTEXT_ATTR, Message
+from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, compose_processors
 from sqsw_core.queue import GenericQueue, JobQueue
 from sqsw_core.queue_management import RedrivePolicy
@@ -32,6 +32,7 @@ logger = logging.getLogger("sqsw.env")
 
 Q = TypeVar("Q", bound=GenericQueue)
 QueueMaker = Callable[..., GenericQueue]
+_EMPTY: dict[str, Any] = {}
 
 
 def _is_backoff(obj: Any) -> bool:
@@ -108,6 +109,7 @@ class SQSEnv:
             {*ALWAYS_ACCEPTED, self.codec.content_type, *accept}
         )
         self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
+        self._contexts: dict[tuple[str, str], dict[str, Any]] = {}
         if max_message_size < 1:
             raise ConfigurationError(f"max_message_size must be positive, got {max_message_size}")
         self.max_message_size = max_message_size
@@ -196,18 +198,32 @@ class SQSEnv:
 
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
         """Decode a job message into its keyword arguments and context."""
-        content_type = message.content_type or self.codec.content_type
-        codec = self.decoder(content_type, message)
+        attributes = message.message_attributes
+        content_type = (attributes.get(CONTENT_TYPE_ATTR) or _EMPTY).get("StringValue")
+        if content_type is None:
+            content_type = self.codec.content_type
+        codec = self._decoders.get(content_type) or self.decoder(content_type, message)
+        context_text = (attributes.get(JOB_CONTEXT_ATTR) or _EMPTY).get("StringValue")
         try:
             job_kwargs = codec.deserialize(message.body)
-            context_text = message.string_attribute(JOB_CONTEXT_ATTR)
-            context = codec.deserialize(context_text) if context_text else {}
+            if not context_text:
+                context = {}
+            else:
+                # Producers send the same few contexts over and over: decode each once.
+                key = (content_type, context_text)
+                context = self._contexts.get(key)  # type: ignore[assignment]
+                if context is None:
+                    context = codec.deserialize(context_text)
+                    if isinstance(context, dict) and len(context_text) <= 1024:
+                        if len(self._contexts) >= 512:
+                            self._contexts.clear()
+                        self._contexts[key] = context
         except Exception as exc:
             raise DecodeError(
                 f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
                 f"(job {message.job_name!r}) as {content_type!r}: {type(exc).__name__}: {exc}"
             ) from exc
-        if not isinstance(job_kwargs, dict) or not isinstance(context, dict):
+        if type(job_kwargs) is not dict or not isinstance(context, dict):
             raise DecodeError(
                 f"message {message.message_id} on queue {message.queue_name!r} decoded to "
                 f"{type(job_kwargs).__name__}, not a dict of job arguments"

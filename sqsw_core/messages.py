@@ -52,17 +52,17 @@ class Message:
 
     @classmethod
     def from_sqs(cls, queue_name: str, raw: dict[str, Any], received_at: float = 0.0) -> Message:
-        """Build from one entry of a ``ReceiveMessage`` response."""
-        return cls(
-            queue_name=queue_name,
-            message_id=raw["MessageId"],
-            receipt_handle=raw["ReceiptHandle"],
-            body=raw["Body"],
-            attributes=raw.get("Attributes"),
-            message_attributes=raw.get("MessageAttributes"),
-            md5_of_body=raw.get("MD5OfBody"),
-            received_at=received_at,
-        )
+        """Build from one entry of a ``ReceiveMessage`` response (the hot path)."""
+        self = cls.__new__(cls)
+        self.queue_name = queue_name
+        self.message_id = raw["MessageId"]
+        self.receipt_handle = raw["ReceiptHandle"]
+        self.body = raw["Body"]
+        self.attributes = raw.get("Attributes") or {}
+        self.message_attributes = raw.get("MessageAttributes") or {}
+        self.md5_of_body = raw.get("MD5OfBody")
+        self.received_at = received_at
+        return self
 
     def string_attribute(self, name: str) -> str | None:
         """The value of a String (or Number) message attribute, or ``None``."""

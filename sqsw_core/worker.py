@@ -33,11 +33,12 @@ class Acker:
     def __init__(self, queue: GenericQueue, max_delay: float = 0.1) -> None:
         self.queue = queue
         self.max_delay = max_delay
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.Lock())
         self._deletes: list[Message] = []
         self._changes: list[tuple[Message, int]] = []
         self._oldest: float | None = None
         self._thread: threading.Thread | None = None
+        self._idle = False
         self._closed = False
         self.failed_acks = 0
 
@@ -52,24 +53,29 @@ class Acker:
             pending.append(item)
             if self._oldest is None:
                 self._oldest = time.monotonic()
-                self._ensure_thread()
-                self._cond.notify()
+                if self._thread is None:
+                    self._start_thread()
+                elif self._idle:
+                    # Wake the flusher only from its untimed wait: a thread
+                    # switch per batch would cost more than the batching saves.
+                    self._cond.notify()
             full = len(pending) >= BATCH_SIZE
         if full:
             self.flush()
 
-    def _ensure_thread(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(
-                target=self._run, name=f"sqsw-acker-{self.queue.name}", daemon=True
-            )
-            self._thread.start()
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqsw-acker-{self.queue.name}", daemon=True
+        )
+        self._thread.start()
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 while self._oldest is None and not self._closed:
+                    self._idle = True
                     self._cond.wait()
+                    self._idle = False
                 if self._closed:
                     return
                 assert self._oldest is not None
@@ -220,18 +226,23 @@ class Worker:
 
     def process_messages(self, messages: list[Message]) -> BatchProcessingResult:
         result = BatchProcessingResult(self.queue.name)
-        blocked_groups: set[str] = set()
-        fifo = self.queue.is_fifo
+        succeeded, failed = result.succeeded, result.failed
+        process_message = self.process_message
+        if not self.queue.is_fifo:
+            for message in messages:
+                (succeeded if process_message(message) else failed).append(message)
+            return result
+        blocked_groups: set[str | None] = set()
         for message in messages:
-            group = message.group_id if fifo else None
-            if group is not None and group in blocked_groups:
+            group = message.group_id
+            if group in blocked_groups:
                 # A FIFO group stops at its first failure: later messages of the
                 # group go back untouched so they run after it, in order.
                 self.acker.retry(message, 0)
-                continue
-            ok = self.process_message(message)
-            result.update_with_message(message, ok)
-            if not ok and group is not None:
+            elif process_message(message):
+                succeeded.append(message)
+            else:
+                failed.append(message)
                 blocked_groups.add(group)
         return result
 

@@ -150,3 +150,19 @@ def test_context_is_per_thread(sqs: SQSEnv) -> None:
     while queue.process_batch(wait_seconds=1).total_count():
         pass
     assert sorted(seen) == [("alice", "alice"), ("bob", "bob"), ("main", "-")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"n": NaN, "big": 123456789012345678901234567890}',
+        '{"s": "\\ud800 lone surrogate", "inf": Infinity}',
+        '{"a": [1, 2.5, "x", null, true, {"b": {}}]}',
+    ],
+)
+def test_json_codec_decodes_exactly_what_the_standard_library_decodes(text: str) -> None:
+    from sqsw_json import JSONCodec
+
+    decoded = JSONCodec().deserialize(text)
+    expected = json.loads(text)
+    assert repr(decoded) == repr(expected)  # repr: NaN != NaN

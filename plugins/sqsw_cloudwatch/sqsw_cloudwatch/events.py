@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from sqsw_core.messages import Message
-
 from sqsw_cloudwatch.exceptions import NotAnEventError, NotJSONError
+from sqsw_core.messages import Message
 
 __all__ = ["CloudWatchEvent", "json_body"]
 

@@ -26,11 +26,10 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from sqsw_core.exceptions import ConfigurationError
-from sqsw_core.messages import Message
-
 from sqsw_cloudwatch.events import CloudWatchEvent
 from sqsw_cloudwatch.exceptions import NotAnEventError
+from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.messages import Message
 
 __all__ = ["RawHandler"]
 

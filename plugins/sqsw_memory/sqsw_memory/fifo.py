@@ -53,7 +53,6 @@ class FifoQueue(Queue):
         self.dedup_order: deque[tuple[float, str | tuple[str, str]]] = deque()
         self.attempts: dict[str, tuple[float, list[tuple[Message, int]]]] = {}
         self.attempt_order: deque[tuple[float, str]] = deque()
-        self.content_dedup = False
         self.group_scope = False
         self._taking = False
         super().__init__(ctx, name, attributes, tags, redrive)
@@ -72,7 +71,8 @@ class FifoQueue(Queue):
             entry = dedup.get(old)
             if entry is not None and entry[0] == expires:
                 del dedup[old]
-        assert m.dedup_id is not None and m.group_id is not None
+        assert m.dedup_id is not None
+        assert m.group_id is not None
         key: str | tuple[str, str] = (m.group_id, m.dedup_id) if self.group_scope else m.dedup_id
         seen = dedup.get(key)
         if seen is not None:

@@ -87,7 +87,8 @@ class QueueContext:
 
 def _invalid_handle(handle: str) -> SQSError:
     return SQSError(
-        "ReceiptHandleIsInvalid", f'The input receipt handle "{handle}" is not a valid receipt handle.'
+        "ReceiptHandleIsInvalid",
+        f'The input receipt handle "{handle}" is not a valid receipt handle.',
     )
 
 
@@ -125,6 +126,8 @@ class Queue:
         self.created = self.modified = int(ctx.wall_clock())
         self.attributes = dict(self.defaults)
         self.redrive: RedriveTarget | None = None
+        #: FIFO only: ContentBasedDeduplication
+        self.content_dedup = False
         self.visibility_timeout = self.delay_seconds = self.max_size = 0
         self.retention = self.wait_time = 0
         self.set_attributes(attributes, redrive, touch=False)
@@ -145,8 +148,12 @@ class Queue:
     ) -> None:
         """Apply normalized attributes (``""`` removes an optional one)."""
         for key, value in attributes.items():
-            if value == "" and key in ("RedrivePolicy", "RedriveAllowPolicy", "Policy",
-                                       "KmsMasterKeyId"):
+            if value == "" and key in (
+                "RedrivePolicy",
+                "RedriveAllowPolicy",
+                "Policy",
+                "KmsMasterKeyId",
+            ):
                 self.attributes.pop(key, None)
                 if key == "RedrivePolicy":
                     self.redrive = None
@@ -182,7 +189,7 @@ class Queue:
                 "CreatedTimestamp": str(self.created),
                 "LastModifiedTimestamp": str(self.modified),
             }
-        everything = {**computed, **self.attributes}
+            everything = {**computed, **self.attributes}
         wanted = set(names)
         if "All" in wanted:
             return everything
@@ -195,10 +202,10 @@ class Queue:
         return f"{self.handle_prefix}{message.seq:x}.{receive_count}"
 
     def parse_handle(self, handle: str) -> tuple[int, int]:
-        """``(message seq, receive count)`` of a handle of this queue; else ReceiptHandleIsInvalid."""
+        """``(message seq, receive count)`` of one of this queue's handles (or raise)."""
         prefix = self.handle_prefix
         if handle.startswith(prefix):
-            seq, _, count = handle[len(prefix):].partition(".")
+            seq, _, count = handle[len(prefix) :].partition(".")
             try:
                 return int(seq, 16), int(count)
             except ValueError:
@@ -417,7 +424,7 @@ class Queue:
             now = self.clock()
             self._advance(now)
             messages = self.messages
-            for h, p in zip(handles, parsed):
+            for h, p in zip(handles, parsed, strict=True):
                 if isinstance(p, SQSError):
                     results.append(p)
                     continue
@@ -456,7 +463,7 @@ class Queue:
                 raise _queue_gone()
             now = self.clock()
             self._advance(now)
-            for (h, timeout), p in zip(entries, parsed):
+            for (h, timeout), p in zip(entries, parsed, strict=True):
                 if isinstance(p, SQSError):
                     results.append(p)
                     continue

@@ -79,7 +79,9 @@ _INVALID_CHARS_MESSAGE = (
     "Invalid characters found. Valid unicode characters are #x9 | #xA | #xD | "
     "#x20 to #xD7FF | #xE000 to #xFFFD | #x10000 to #x10FFFF"
 )
-_NAME_MESSAGE = "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length"
+_NAME_MESSAGE = (
+    "Can only include alphanumeric characters, hyphens, or underscores. 1 to 80 in length"
+)
 _FIFO_NAME_MESSAGE = (
     "The name of a FIFO queue can only include alphanumeric characters, hyphens, or "
     "underscores, must end with .fifo suffix and be 1 to 80 in length"
@@ -148,14 +150,16 @@ def _parse_redrive_policy(value: str) -> RedriveTarget:
             raise bad(f"Redrive policy does not contain mandatory attribute: {key}.")
     extra = sorted(set(doc) - {"deadLetterTargetArn", "maxReceiveCount"})
     if extra:
-        raise bad(f"Only following attributes are supported: [deadLetterTargetArn, "
-                  f"maxReceiveCount], got {extra[0]}.")
+        raise bad(
+            f"Only following attributes are supported: [deadLetterTargetArn, "
+            f"maxReceiveCount], got {extra[0]}."
+        )
     arn = doc["deadLetterTargetArn"]
     if not isinstance(arn, str) or parse_arn(arn) is None:
         raise bad("Invalid value for deadLetterTargetArn.")
     count = doc["maxReceiveCount"]
     try:
-        if isinstance(count, bool) or isinstance(count, float):
+        if isinstance(count, (bool, float)):
             raise ValueError
         number = int(count)
     except (TypeError, ValueError):
@@ -177,23 +181,29 @@ def _normalize_redrive_allow_policy(value: str) -> str:
     try:
         doc = json.loads(value)
     except ValueError:
-        raise bad("Amazon SQS can't create the redrive allow policy, as it’s in an unsupported "
-                  "format.")
+        raise bad(
+            "Amazon SQS can't create the redrive allow policy, as it's in an unsupported format."
+        )
     if not isinstance(doc, dict) or doc.get("redrivePermission") not in (
         "allowAll",
         "denyAll",
         "byQueue",
     ):
-        raise bad("Amazon SQS can't create the redrive allow policy, as it’s in an unsupported "
-                  "format.")
+        raise bad(
+            "Amazon SQS can't create the redrive allow policy, as it's in an unsupported format."
+        )
     arns = doc.get("sourceQueueArns")
     if doc["redrivePermission"] == "byQueue":
         if not isinstance(arns, list) or not 1 <= len(arns) <= 10:
-            raise bad("Amazon SQS can't create the redrive allow policy. To specify one or more "
-                      "source queues, you must set redrivePermission to byQueue.")
+            raise bad(
+                "Amazon SQS can't create the redrive allow policy. To specify one or more "
+                "source queues, you must set redrivePermission to byQueue."
+            )
     elif arns is not None:
-        raise bad("Amazon SQS can't create the redrive allow policy. To specify one or more "
-                  "source queues, you must set redrivePermission to byQueue.")
+        raise bad(
+            "Amazon SQS can't create the redrive allow policy. To specify one or more "
+            "source queues, you must set redrivePermission to byQueue."
+        )
     return json.dumps(doc, separators=(",", ":"))
 
 
@@ -255,7 +265,9 @@ def normalize_queue_attributes(
                 try:
                     json.loads(value)
                 except ValueError:
-                    raise SQSError("InvalidAttributeValue", "Invalid value for the parameter Policy.")
+                    raise SQSError(
+                        "InvalidAttributeValue", "Invalid value for the parameter Policy."
+                    )
             out[name] = value
         elif name in _FREE_TEXT:
             out[name] = value
@@ -311,8 +323,9 @@ def check_message_attributes(
             )
         data_type = attr.get("DataType")
         if not data_type:
-            raise _invalid(f"The message attribute '{name}' must contain non-empty message "
-                           "attribute type.")
+            raise _invalid(
+                f"The message attribute '{name}' must contain non-empty message attribute type."
+            )
         if len(data_type) >= 256:
             raise _invalid("Message (user) attribute types must be shorter than 256 Bytes")
         match = _ATTR_TYPE.fullmatch(data_type)

@@ -1,0 +1,51 @@
+"""Helpers shared by the benchmarks: the sqs-workers 0.7.3 baseline venv."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BASELINE_VENV = REPO / ".bench" / "sqs-workers-0.7.3"
+BASELINE_REQUIREMENTS = ["sqs-workers==0.7.3", "typing_extensions"]
+
+
+def baseline_python() -> Path:
+    """The interpreter of a venv with sqs-workers 0.7.3 from PyPI, created on first use.
+
+    sqs-workers 0.7.3 imports typing_extensions without declaring it, so it is
+    installed alongside.
+    """
+    python = BASELINE_VENV / "bin" / "python"
+    stamp = BASELINE_VENV / ".installed"
+    if not stamp.exists() or stamp.read_text() != " ".join(BASELINE_REQUIREMENTS):
+        print(f"[bench] creating {BASELINE_VENV} with {' '.join(BASELINE_REQUIREMENTS)}", file=sys.stderr)
+        venv.create(BASELINE_VENV, with_pip=True, clear=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", *BASELINE_REQUIREMENTS],
+            check=True,
+        )
+        stamp.write_text(" ".join(BASELINE_REQUIREMENTS))
+    return python
+
+
+def run_baseline(script: str, *args: str, timeout: float) -> dict[str, object] | None:
+    """Run ``script`` (Python source) in the baseline venv; its last stdout line is JSON.
+
+    Returns ``None`` when it runs past ``timeout`` seconds.
+    """
+    try:
+        out = subprocess.run(
+            [str(baseline_python()), "-c", script, *args],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        return None
+    result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
+    return result

@@ -1,0 +1,117 @@
+"""Jobs/s on the in-memory SQS: sqsw beside sqs-workers 0.7.3, measured in one run.
+
+    .venv/bin/python benchmarks/memory_throughput.py [--sizes 2000,20000,100000]
+
+For each size: enqueue N no-op jobs with batched sends, then process until the
+queue is empty with ``process_batch`` (receive 10, run, ack). sqs-workers runs
+from PyPI in its own venv (``.bench/``), with the JSON codec like sqsw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+
+from _baseline import run_baseline
+
+from sqsw_core import SQSEnv, create_standard_queue
+
+SQS_WORKERS_SCRIPT = """
+import json, sys, time
+from sqs_workers import SQSEnv, MemorySession, create_standard_queue
+n = int(sys.argv[1])
+env = SQSEnv(MemorySession(), codec="json")
+create_standard_queue(env, "bench")
+queue = env.queue("bench")
+
+@queue.processor("noop")
+def noop(i):
+    pass
+
+t0 = time.perf_counter()
+with queue.add_batch():
+    for i in range(n):
+        noop.delay(i=i)
+t1 = time.perf_counter()
+done = 0
+while True:
+    result = queue.process_batch(wait_seconds=0)
+    if result.total_count() == 0:
+        break
+    done += result.total_count()
+t2 = time.perf_counter()
+assert done == n, (done, n)
+print(json.dumps({"enqueue_s": t1 - t0, "process_s": t2 - t1}))
+"""
+
+
+def bench_sqsw(n: int) -> dict[str, float]:
+    env = SQSEnv(session="memory")
+    create_standard_queue(env, "bench")
+    queue = env.queue("bench")
+    ran = 0
+
+    @queue.processor("noop")
+    def noop(i: int) -> None:
+        nonlocal ran
+        ran += 1
+
+    gc.collect()
+    t0 = time.perf_counter()
+    with queue.add_batch():
+        for i in range(n):
+            noop.delay(i=i)
+    t1 = time.perf_counter()
+    while queue.process_batch(wait_seconds=0).total_count():
+        pass
+    t2 = time.perf_counter()
+    assert ran == n, (ran, n)
+    return {"enqueue_s": t1 - t0, "process_s": t2 - t1}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="2000,20000,100000")
+    parser.add_argument("--baseline-timeout", type=float, default=600)
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    rows = []
+    for n in sizes:
+        ours = bench_sqsw(n)
+        theirs = run_baseline(SQS_WORKERS_SCRIPT, str(n), timeout=args.baseline_timeout)
+        rows.append((n, ours, theirs))
+
+    def rate(n: int, seconds: float) -> float:
+        return n / seconds
+
+    print(f"{'jobs':>8} | {'enqueue jobs/s':>26} | {'process jobs/s':>34}")
+    print(f"{'':>8} | {'sqsw':>9} {'sqs-workers':>11} {'x':>4} | {'sqsw':>9} {'sqs-workers':>11} {'x':>6}")
+    for n, ours, theirs in rows:
+        oe, op = rate(n, ours["enqueue_s"]), rate(n, ours["process_s"])
+        if theirs is None:
+            te_s = tp_s = "timeout"
+            xe = xp = ""
+        else:
+            te, tp = rate(n, float(theirs["enqueue_s"])), rate(n, float(theirs["process_s"]))  # type: ignore[arg-type]
+            te_s, tp_s = f"{te:,.0f}", f"{tp:,.0f}"
+            xe, xp = f"{oe / te:.1f}", f"{op / tp:.1f}"
+        print(f"{n:>8,} | {oe:>9,.0f} {te_s:>11} {xe:>4} | {op:>9,.0f} {tp_s:>11} {xp:>6}")
+
+    small, large = rows[0], rows[-1]
+    per_job_small = small[1]["process_s"] / small[0]
+    per_job_large = large[1]["process_s"] / large[0]
+    print(
+        f"\nsqsw per-job processing cost at {large[0]:,} vs {small[0]:,} jobs: "
+        f"{per_job_large / per_job_small:.2f}x ({per_job_large * 1e6:.1f} us vs "
+        f"{per_job_small * 1e6:.1f} us)"
+    )
+    print(json.dumps({"rows": [[n, o, t] for n, o, t in rows]}), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

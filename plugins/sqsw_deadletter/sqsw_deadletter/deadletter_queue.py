@@ -1,0 +1,649 @@
+"""``DeadLetterQueue``: put the messages of a dead-letter queue back where they failed.
+
+::
+
+    foo = env.queue("foo")
+    foo_dead = env.queue("foo_dead", DeadLetterQueue.maker(foo))
+    foo_dead.process_queue(shutdown_policy=IdleShutdown(10))
+
+Every message is copied to the upstream queue (body, every message attribute,
+FIFO group) and deleted from the dead-letter queue only once the upstream
+queue accepted the copy. A filter selects which messages go back; the others
+stay. ``start_redrive()`` asks SQS to do the move itself (standard queues).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.backoff_policies import ConstantBackoff, clamp_visibility
+from sqsw_core.exceptions import ConfigurationError, RetryJob
+from sqsw_core.messages import Message
+from sqsw_core.queue import GenericQueue
+from sqsw_core.results import BatchProcessingResult
+from sqsw_core.sending import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS, message_size
+from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
+from sqsw_deadletter.exceptions import NoRedriveRunningError, PushBackError
+from sqsw_deadletter.move_tasks import RedriveTask
+from sqsw_deadletter.push_back import push_back_entry
+from sqsw_deadletter.selection import (
+    Predicate,
+    RedriveCandidate,
+    Selector,
+    as_predicate,
+    partition,
+)
+
+if TYPE_CHECKING:
+    from sqsw_core.backoff_policies import BackoffPolicy
+    from sqsw_core.env import SQSEnv
+
+__all__ = ["DeadLetterQueue", "RedriveReport"]
+
+logger = logging.getLogger("sqsw.deadletter")
+
+#: SQS accepts at most 500 messages per second for a move task.
+MAX_MOVE_RATE = 500
+
+
+@dataclass
+class RedriveReport:
+    """What a push-back did: messages moved, left in place, and not accepted upstream."""
+
+    moved: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.moved} moved, {self.skipped} not selected, {self.failed} failed"
+
+
+@dataclass
+class _PushBackRun:
+    """One push-back pass: the state that spans its batches."""
+
+    queue: DeadLetterQueue
+    select: Predicate | None
+    max_messages_per_second: float | None = None
+    report: RedriveReport = field(default_factory=RedriveReport)
+    skipped: dict[str, Message] = field(default_factory=dict)
+    held: set[str] = field(default_factory=set)
+    failed: set[str] = field(default_factory=set)
+    received: int = 0
+    #: Messages of the last batch not selected and not seen before in this run.
+    newly_skipped: int = 0
+    _ready_at: float = 0.0
+
+    def batch_size(self, limit: int | None = None) -> int:
+        size = MAX_BATCH_ENTRIES
+        if self.max_messages_per_second is not None:
+            size = max(1, min(size, int(self.max_messages_per_second)))
+        if limit is not None:
+            size = max(1, min(size, limit))
+        return size
+
+    def throttle(self, pushed: int) -> None:
+        rate = self.max_messages_per_second
+        if rate is None or pushed == 0:
+            return
+        now = time.monotonic()
+        self._ready_at = max(self._ready_at, now) + pushed / rate
+        if self._ready_at > now:
+            time.sleep(self._ready_at - now)
+
+    def batch(self, wait_seconds: float, limit: int | None = None) -> BatchProcessingResult:
+        """Receive one batch and push back what is selected; skipped messages don't count."""
+        queue = self.queue
+        result = BatchProcessingResult(queue.name)
+        messages = queue._receive(wait_seconds, self.batch_size(limit))
+        self.received = len(messages)
+        self.newly_skipped = 0
+        if not messages:
+            return result
+        selected, skipped, held = partition(messages, self.select, queue.is_fifo)
+        known = self.held.union(self.skipped)
+        self.newly_skipped = sum(m.message_id not in known for m in (*skipped, *held))
+        if skipped:
+            # Hidden for the rest of the run so the run gets past them; released at its end.
+            for message in skipped:
+                self.skipped[message.message_id] = message
+            queue._set_visibility([(m, queue.skip_visibility_timeout) for m in skipped])
+        if held:
+            self.held.update(m.message_id for m in held)
+            queue._set_visibility([(m, 0) for m in held])
+        if selected:
+            accepted, refused = queue._push(selected)
+            queue._delete(accepted)
+            queue._set_visibility([(m, queue._retry_delay(m)) for m in refused])
+            for message in accepted:
+                result.update_with_message(message, True)
+            for message in refused:
+                result.update_with_message(message, False)
+                self.failed.add(message.message_id)
+            self.report.moved += len(accepted)
+            self.throttle(len(selected))
+        self.report.skipped = len(self.held.union(self.skipped))
+        self.report.failed = len(self.failed)
+        return result
+
+    def finish(self) -> None:
+        """Make the messages that were not selected visible again."""
+        if self.skipped:
+            self.queue._set_visibility([(m, 0) for m in self.skipped.values()])
+            self.skipped.clear()
+
+
+class DeadLetterQueue(GenericQueue):
+    """A dead-letter queue whose processing pushes each message back upstream.
+
+    Options (``DeadLetterQueue.maker(upstream, ...)`` or
+    ``sqs.queue(name, "deadletter", upstream=..., ...)``):
+
+    ``upstream`` / ``upstream_queue``
+        The queue messages go back to: a queue object or a queue name.
+    ``delay_seconds``
+        Delay of each copy on a standard upstream queue (default 1 second, as
+        sqs-workers did). FIFO queues have no per-message delay.
+    ``filter``
+        A :class:`~sqsw_deadletter.RedriveFilter` or a ``Message -> bool``:
+        only selected messages go back; the others stay in this queue.
+    ``keep_deduplication_id``
+        FIFO: send the copy with the original deduplication id instead of a
+        derived one. SQS drops it silently if the original was sent less than
+        5 minutes ago; only use it when that cannot happen.
+    ``skip_visibility_timeout``
+        How long a message that is not selected stays hidden while a run
+        goes past it (default 300 s); it is made visible again when the run ends.
+    """
+
+    def __init__(
+        self,
+        env: SQSEnv,
+        name: str,
+        backoff_policy: BackoffPolicy | None = None,
+        *,
+        queue_url: str | None = None,
+        upstream: GenericQueue | str | None = None,
+        upstream_queue: GenericQueue | str | None = None,
+        delay_seconds: int = 1,
+        filter: Selector = None,
+        keep_deduplication_id: bool = False,
+        skip_visibility_timeout: int = 300,
+        **options: Any,
+    ) -> None:
+        super().__init__(env, name, backoff_policy, queue_url=queue_url, **options)
+        if upstream is not None and upstream_queue is not None and upstream is not upstream_queue:
+            raise ConfigurationError(
+                f"dead-letter queue {name!r}: give upstream= or upstream_queue=, not both"
+            )
+        target = upstream if upstream is not None else upstream_queue
+        if target is not None and not isinstance(target, GenericQueue | str):
+            raise ConfigurationError(
+                f"dead-letter queue {name!r}: upstream must be a queue or a queue name, "
+                f"got {target!r}"
+            )
+        if isinstance(target, GenericQueue | str) and _queue_name(target) == name:
+            raise ConfigurationError(f"dead-letter queue {name!r} cannot be its own upstream")
+        if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
+            raise ConfigurationError(
+                f"dead-letter queue {name!r}: delay_seconds must be 0 to {MAX_DELAY_SECONDS}, "
+                f"got {delay_seconds!r}"
+            )
+        self._upstream = target
+        self.delay_seconds = int(delay_seconds)
+        self.filter = filter
+        self._select = as_predicate(filter)
+        self.keep_deduplication_id = keep_deduplication_id
+        self.skip_visibility_timeout = clamp_visibility(skip_visibility_timeout)
+        self._arn: str | None = None
+
+    @classmethod
+    def maker(
+        cls, upstream_queue: GenericQueue | str | None = None, **kwargs: Any
+    ) -> Callable[..., DeadLetterQueue]:
+        """A factory for ``env.queue(name, DeadLetterQueue.maker(upstream))``."""
+        if upstream_queue is not None:
+            kwargs["upstream_queue"] = upstream_queue
+        return partial(cls, **kwargs)
+
+    def __repr__(self) -> str:
+        target = _queue_name(self._upstream) if self._upstream is not None else None
+        return f"<{type(self).__name__} {self.name} -> {target}>"
+
+    # -- the queues involved --------------------------------------------------
+
+    @property
+    def upstream(self) -> GenericQueue:
+        """The queue messages are pushed back to (resolved from its name on first use)."""
+        target = self._upstream
+        if target is None:
+            raise ConfigurationError(
+                f"dead-letter queue {self.name!r} has no upstream queue to push messages "
+                f"back to: use DeadLetterQueue.maker(upstream_queue) or sqs.queue("
+                f"{self.name!r}, 'deadletter', upstream=...). (start_redrive() alone works "
+                "without one: SQS sends each message back to its source queue.)"
+            )
+        if isinstance(target, str):
+            target = self._upstream = self.env.queue(target)
+        return target
+
+    @property
+    def has_upstream(self) -> bool:
+        return self._upstream is not None
+
+    @property
+    def arn(self) -> str:
+        """This queue's ARN (looked up once)."""
+        if self._arn is None:
+            self._arn = _queue_arn(self)
+        return self._arn
+
+    # -- SQS calls on this queue ------------------------------------------------
+
+    def _receive(
+        self, wait_seconds: float, max_messages: int, visibility_timeout: int | None = None
+    ) -> list[Message]:
+        params: dict[str, Any] = {
+            "MaxNumberOfMessages": max(1, min(max_messages, MAX_BATCH_ENTRIES)),
+            "WaitTimeSeconds": int(wait_seconds),
+            "AttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+        }
+        if visibility_timeout is not None:
+            params["VisibilityTimeout"] = visibility_timeout
+        response = self.call("receive_message", **params)
+        now = time.monotonic()
+        return [Message.from_sqs(self.name, raw, now) for raw in response.get("Messages", ())]
+
+    def _delete(self, messages: list[Message]) -> None:
+        for chunk in _chunks(messages, MAX_BATCH_ENTRIES):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
+            ]
+            try:
+                response = self.call("delete_message_batch", Entries=entries)
+            except Exception:
+                logger.exception(
+                    "%d message(s) were pushed back from %s but could not be deleted from it; "
+                    "they will be pushed back again (expect duplicates upstream)",
+                    len(chunk),
+                    self.name,
+                )
+                continue
+            for failed in response.get("Failed", []):
+                message = chunk[int(failed["Id"])]
+                logger.warning(
+                    "Message %s was pushed back from %s but not deleted from it: %s (%s); it "
+                    "will be pushed back again",
+                    message.message_id,
+                    self.name,
+                    failed.get("Code"),
+                    failed.get("Message"),
+                )
+
+    def _set_visibility(self, changes: list[tuple[Message, int]]) -> None:
+        for chunk in _chunks(changes, MAX_BATCH_ENTRIES):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
+                for i, (m, timeout) in enumerate(chunk)
+            ]
+            try:
+                response = self.call("change_message_visibility_batch", Entries=entries)
+            except Exception:
+                logger.exception(
+                    "Could not change the visibility of %d message(s) of %s; they become "
+                    "visible again after the queue's visibility timeout",
+                    len(chunk),
+                    self.name,
+                )
+                continue
+            for failed in response.get("Failed", []):
+                message = chunk[int(failed["Id"])][0]
+                logger.warning(
+                    "Could not change the visibility of message %s of %s: %s (%s)",
+                    message.message_id,
+                    self.name,
+                    failed.get("Code"),
+                    failed.get("Message"),
+                )
+
+    def _retry_delay(self, message: Message) -> int:
+        try:
+            return clamp_visibility(self.backoff_policy.get_visibility_timeout(message))
+        except Exception:
+            logger.exception(
+                "Backoff policy %r failed; retrying %s now", self.backoff_policy, message
+            )
+            return 0
+
+    def _push(self, messages: list[Message]) -> tuple[list[Message], list[Message]]:
+        """Send copies of ``messages`` upstream; returns (accepted, refused).
+
+        Copies go out in ``SendMessageBatch`` calls (10 entries, and at most
+        ``max_message_size`` bytes, per call). A refused message is logged and
+        stays in this queue.
+        """
+        upstream = self.upstream
+        pending = [
+            (m, push_back_entry(m, upstream, self.delay_seconds, self.keep_deduplication_id))
+            for m in messages
+        ]
+        accepted: list[Message] = []
+        refused: list[Message] = []
+        for chunk in _size_chunks(pending, self.env.max_message_size):
+            ok, bad = self._send_chunk(upstream, chunk)
+            accepted += ok
+            refused += bad
+        return accepted, refused
+
+    def _send_chunk(
+        self, upstream: GenericQueue, chunk: list[tuple[Message, dict[str, Any]]]
+    ) -> tuple[list[Message], list[Message]]:
+        entries = [{"Id": str(i), **entry} for i, (_, entry) in enumerate(chunk)]
+        try:
+            response = upstream.call("send_message_batch", Entries=entries)
+        except Exception:
+            logger.exception(
+                "Could not push %d message(s) from %s back to %s; they stay in the "
+                "dead-letter queue and are retried after its backoff",
+                len(chunk),
+                self.name,
+                upstream.name,
+            )
+            return [], [m for m, _ in chunk]
+        accepted_ids = {ok["Id"] for ok in response.get("Successful", [])}
+        for failed in response.get("Failed", []):
+            message = chunk[int(failed["Id"])][0]
+            logger.warning(
+                "%s refused message %s pushed back from %s: %s (%s); it stays in the "
+                "dead-letter queue",
+                upstream.name,
+                message.message_id,
+                self.name,
+                failed.get("Code"),
+                failed.get("Message"),
+            )
+        accepted = [m for i, (m, _) in enumerate(chunk) if str(i) in accepted_ids]
+        refused = [m for i, (m, _) in enumerate(chunk) if str(i) not in accepted_ids]
+        return accepted, refused
+
+    # -- push-back --------------------------------------------------------------
+
+    def _run(
+        self, selector: Selector, max_messages_per_second: float | None = None
+    ) -> _PushBackRun:
+        self.upstream  # noqa: B018 - fail before receiving anything if there is none
+        select = as_predicate(selector) if selector is not None else self._select
+        if max_messages_per_second is not None and max_messages_per_second <= 0:
+            raise ValueError(f"max_messages_per_second must be > 0, got {max_messages_per_second}")
+        return _PushBackRun(self, select, max_messages_per_second)
+
+    def handle_message(self, message: Message) -> None:
+        """Push one message back (the generic worker's path; batches use ``process_batch``)."""
+        if self._select is not None and not self._select(message):
+            raise RetryJob(ConstantBackoff(self.skip_visibility_timeout))
+        _, refused = self._push([message])
+        if refused:
+            raise PushBackError(
+                f"{self.upstream.name!r} did not accept message {message.message_id} pushed "
+                f"back from {self.name!r}; it stays in the dead-letter queue"
+            )
+
+    def process_batch(
+        self, wait_seconds: float = 0, **worker_options: Any
+    ) -> BatchProcessingResult:
+        """Push back one batch (up to 10 messages); the result counts pushed and failed ones.
+
+        Messages the filter does not select are left visible in this queue
+        and counted in neither list.
+        """
+        _ignored(worker_options)
+        run = self._run(None)
+        try:
+            return run.batch(wait_seconds)
+        finally:
+            run.finish()
+
+    def process_queue(
+        self,
+        shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN,
+        wait_seconds: float = 10,
+        **worker_options: Any,
+    ) -> None:
+        """Push messages back until ``shutdown_policy`` stops the run (seed API).
+
+        Only pushed and failed messages are reported to the policy: a batch of
+        messages the filter skipped (for the first time) counts as neither
+        work nor idleness.
+        """
+        _ignored(worker_options)
+        run = self._run(None)
+        logger.info("Start pushing back %s to %s", self.name, self.upstream.name)
+        try:
+            while True:
+                result = run.batch(wait_seconds)
+                if run.newly_skipped and result.total_count() == 0:
+                    continue
+                shutdown_policy.update_state(result)
+                if shutdown_policy.need_shutdown():
+                    break
+        finally:
+            run.finish()
+        logger.info("Stop pushing back %s to %s: %s", self.name, self.upstream.name, run.report)
+
+    def push_back(
+        self,
+        filter: Selector = None,
+        *,
+        wait_seconds: float = 1,
+        max_messages: int | None = None,
+        max_messages_per_second: float | None = None,
+    ) -> RedriveReport:
+        """Push back what the queue holds now, then return what was done.
+
+        Stops when a receive (long-polling ``wait_seconds``) finds nothing, or
+        after ``max_messages`` were pushed (or failed). ``filter`` replaces the
+        queue's own for this call.
+        """
+        run = self._run(filter, max_messages_per_second)
+        try:
+            while True:
+                done = run.report.moved + run.report.failed
+                if max_messages is not None and done >= max_messages:
+                    break
+                limit = None if max_messages is None else max_messages - done
+                run.batch(wait_seconds, limit)
+                if not run.received:
+                    break
+        finally:
+            run.finish()
+        logger.info("Pushed back %s to %s: %s", self.name, self.upstream.name, run.report)
+        return run.report
+
+    def dry_run(
+        self,
+        filter: Selector = None,
+        *,
+        wait_seconds: float = 0,
+        max_messages: int | None = None,
+        hold_seconds: int = 60,
+    ) -> list[RedriveCandidate]:
+        """List the messages a push-back would move, moving nothing.
+
+        Messages are received (hidden for up to ``hold_seconds`` while the scan
+        goes on) and all made visible again before returning. Receiving counts:
+        each message's receive count goes up by one. On a FIFO queue SQS only
+        delivers the messages at the head of each group, so later ones may be
+        missing from the list.
+        """
+        select = as_predicate(filter) if filter is not None else self._select
+        seen: dict[str, Message] = {}
+        candidates: list[RedriveCandidate] = []
+        now = time.time()
+        try:
+            while max_messages is None or len(seen) < max_messages:
+                wanted = MAX_BATCH_ENTRIES if max_messages is None else max_messages - len(seen)
+                got = self._receive(wait_seconds, wanted, visibility_timeout=hold_seconds)
+                new = [m for m in got if m.message_id not in seen]
+                seen.update((m.message_id, m) for m in got)
+                if not new:
+                    break
+                selected, _, _ = partition(new, select, self.is_fifo)
+                candidates += [RedriveCandidate.of(m, now) for m in selected]
+        finally:
+            self._set_visibility([(m, 0) for m in seen.values()])
+        return candidates
+
+    # -- server-side redrive ------------------------------------------------------
+
+    def start_redrive(
+        self, max_messages_per_second: int | None = None, *, wait_seconds: float = 1
+    ) -> RedriveTask:
+        """Have SQS move the messages back itself (``StartMessageMoveTask``).
+
+        Messages go to the upstream queue if this queue has one, else each to
+        the queue it came from. Returns at once; see :meth:`redrive_status`,
+        :meth:`wait_for_redrive`, :meth:`cancel_redrive`. A FIFO queue, or one
+        with a filter, is pushed back by this process instead (logged): the
+        returned task is then already finished (``server_side=False``).
+        """
+        if max_messages_per_second is not None and not (
+            1 <= max_messages_per_second <= MAX_MOVE_RATE
+        ):
+            raise ValueError(
+                f"max_messages_per_second must be 1 to {MAX_MOVE_RATE}, "
+                f"got {max_messages_per_second!r}"
+            )
+        reason = None
+        if self.is_fifo:
+            reason = "it is a FIFO queue (server-side redrive is for standard queues)"
+        elif self._select is not None:
+            reason = "it has a filter (SQS moves every message)"
+        if reason is not None:
+            logger.warning(
+                "Redrive of %s: %s; pushing messages back to %s from this process instead",
+                self.name,
+                reason,
+                self.upstream.name,
+            )
+            report = self.push_back(
+                wait_seconds=wait_seconds, max_messages_per_second=max_messages_per_second
+            )
+            failure = f"{report.failed} message(s) not accepted" if report.failed else None
+            return RedriveTask(
+                status="COMPLETED",
+                source_arn=self.arn,
+                destination_arn=_queue_arn(self.upstream),
+                max_messages_per_second=max_messages_per_second,
+                moved=report.moved,
+                to_move=report.moved + report.failed,
+                failure_reason=failure,
+                server_side=False,
+            )
+        params: dict[str, Any] = {"SourceArn": self.arn}
+        destination = _queue_arn(self.upstream) if self.has_upstream else None
+        if destination is not None:
+            params["DestinationArn"] = destination
+        if max_messages_per_second is not None:
+            params["MaxNumberOfMessagesPerSecond"] = int(max_messages_per_second)
+        response = self.env.api.call("start_message_move_task", self.name, **params)
+        logger.info(
+            "Started server-side redrive of %s to %s",
+            self.name,
+            self.upstream.name if self.has_upstream else "the source queues",
+        )
+        return RedriveTask(
+            status="RUNNING",
+            source_arn=self.arn,
+            destination_arn=destination,
+            task_handle=response["TaskHandle"],
+            max_messages_per_second=max_messages_per_second,
+        )
+
+    def redrive_tasks(self, max_results: int = 10) -> list[RedriveTask]:
+        """The most recent server-side redrives of this queue, newest first."""
+        response = self.env.api.call(
+            "list_message_move_tasks", self.name, SourceArn=self.arn, MaxResults=max_results
+        )
+        return [RedriveTask.from_sqs(result) for result in response.get("Results", [])]
+
+    def redrive_status(self) -> RedriveTask | None:
+        """The latest server-side redrive of this queue, or ``None`` if there was none."""
+        tasks = self.redrive_tasks(1)
+        return tasks[0] if tasks else None
+
+    def wait_for_redrive(
+        self, timeout: float | None = None, poll_seconds: float = 1.0
+    ) -> RedriveTask | None:
+        """Poll :meth:`redrive_status` until the latest redrive is finished."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            task = self.redrive_status()
+            if task is None or task.finished:
+                return task
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"redrive of {self.name!r} still {task.status} after {timeout} s "
+                    f"({task.moved} moved)"
+                )
+            time.sleep(poll_seconds)
+
+    def cancel_redrive(self, task_handle: str | None = None) -> int:
+        """Stop the running server-side redrive; returns how many messages it had moved.
+
+        Messages already moved stay in the upstream queue.
+        """
+        if task_handle is None:
+            running = [t for t in self.redrive_tasks() if t.running and t.task_handle]
+            if not running:
+                raise NoRedriveRunningError(f"no server-side redrive of {self.name!r} is running")
+            task_handle = running[0].task_handle
+        response = self.env.api.call("cancel_message_move_task", self.name, TaskHandle=task_handle)
+        moved = int(response.get("ApproximateNumberOfMessagesMoved", 0))
+        logger.info("Cancelled the redrive of %s after %d message(s)", self.name, moved)
+        return moved
+
+
+def _ignored(worker_options: dict[str, Any]) -> None:
+    if worker_options:
+        logger.warning(
+            "Dead-letter push-back runs its own loop; ignoring worker options %s",
+            sorted(worker_options),
+        )
+
+
+def _queue_name(queue: GenericQueue | str) -> str:
+    return queue if isinstance(queue, str) else queue.name
+
+
+def _queue_arn(queue: GenericQueue) -> str:
+    response = queue.call("get_queue_attributes", AttributeNames=["QueueArn"])
+    arn: str = response["Attributes"]["QueueArn"]
+    return arn
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _size_chunks(
+    pending: list[tuple[Message, dict[str, Any]]], max_bytes: int
+) -> Iterator[list[tuple[Message, dict[str, Any]]]]:
+    """Batches of at most 10 entries and ``max_bytes`` (one oversized entry goes alone)."""
+    chunk: list[tuple[Message, dict[str, Any]]] = []
+    size = 0
+    for item in pending:
+        item_size = message_size(item[1])
+        if chunk and (len(chunk) >= MAX_BATCH_ENTRIES or size + item_size > max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk

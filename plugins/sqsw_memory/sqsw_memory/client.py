@@ -1,0 +1,942 @@
+"""The boto3-shaped SQS client of a :class:`~sqsw_memory.session.MemorySession`.
+
+Method names, keyword-only CamelCase arguments, response dicts (including
+``ResponseMetadata``) and exceptions are those of ``boto3.client("sqs")``.
+Parameters are checked as botocore checks them (``ParamValidationError``);
+the hot operations check types cheaply and only run botocore's full validator
+to word the error when something is off.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+from botocore.exceptions import ParamValidationError
+
+from sqsw_memory.errors import SQSError, client_exceptions, service_model, validate_params
+from sqsw_memory.hashing import md5_of_attributes, md5_of_body
+from sqsw_memory.message import Message
+from sqsw_memory.move_tasks import cancel_move_task, list_move_tasks, start_move_task
+from sqsw_memory.queue import MAX_VISIBILITY, AttributeFilter, Queue
+from sqsw_memory.validation import (
+    MAX_BATCH_BYTES,
+    check_batch_ids,
+    check_body,
+    check_fifo_id,
+    check_int,
+    check_message_attributes,
+    check_system_attributes,
+)
+
+if TYPE_CHECKING:
+    from sqsw_memory.registry import Registry
+    from sqsw_memory.session import MemorySession
+
+__all__ = ["MemorySQSClient"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "<unset>"
+
+
+#: default of every parameter: "not given" (None is passed on to validation, as boto3 does)
+_UNSET: Any = _Unset()
+
+_QUEUE_ATTRIBUTE_NAMES = frozenset(
+    {
+        "All",
+        "Policy",
+        "VisibilityTimeout",
+        "MaximumMessageSize",
+        "MessageRetentionPeriod",
+        "ApproximateNumberOfMessages",
+        "ApproximateNumberOfMessagesNotVisible",
+        "CreatedTimestamp",
+        "LastModifiedTimestamp",
+        "QueueArn",
+        "ApproximateNumberOfMessagesDelayed",
+        "DelaySeconds",
+        "ReceiveMessageWaitTimeSeconds",
+        "RedrivePolicy",
+        "FifoQueue",
+        "ContentBasedDeduplication",
+        "KmsMasterKeyId",
+        "KmsDataKeyReusePeriodSeconds",
+        "DeduplicationScope",
+        "FifoThroughputLimit",
+        "RedriveAllowPolicy",
+        "SqsManagedSseEnabled",
+    }
+)
+_SEND_ENTRY_KEYS = frozenset(
+    {
+        "Id",
+        "MessageBody",
+        "DelaySeconds",
+        "MessageAttributes",
+        "MessageSystemAttributes",
+        "MessageDeduplicationId",
+        "MessageGroupId",
+    }
+)
+_DELETE_ENTRY_KEYS = frozenset({"Id", "ReceiptHandle"})
+_CHANGE_ENTRY_KEYS = frozenset({"Id", "ReceiptHandle", "VisibilityTimeout"})
+_PAGINATED = {
+    "list_queues": "ListQueues",
+    "list_dead_letter_source_queues": "ListDeadLetterSourceQueues",
+}
+
+
+def _operation(
+    name: str,
+) -> Callable[
+    [Callable[Concatenate[MemorySQSClient, P], R]], Callable[Concatenate[MemorySQSClient, P], R]
+]:
+    """Turn :class:`SQSError` into the botocore exception of operation ``name``."""
+
+    def decorate(
+        fn: Callable[Concatenate[MemorySQSClient, P], R],
+    ) -> Callable[Concatenate[MemorySQSClient, P], R]:
+        @functools.wraps(fn)
+        def call(self: MemorySQSClient, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(self, *args, **kwargs)
+            except SQSError as exc:
+                raise exc.to_client_error(name, self._request_ids.next()) from None
+
+        return call
+
+    return decorate
+
+
+def _given(**params: Any) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if v is not _UNSET}
+
+
+def _reject(operation: str, **params: Any) -> ParamValidationError:
+    """The ParamValidationError botocore raises for these parameters."""
+    validate_params(operation, _given(**params))
+    return ParamValidationError(report=f"Invalid parameters for {operation}")
+
+
+def _attribute_filter(names: Sequence[str] | None) -> AttributeFilter:
+    if not names:
+        return None
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    for n in names:
+        if n in ("All", ".*", "*"):
+            return True
+        if n.endswith(".*"):
+            prefixes.append(n[:-2])
+        else:
+            exact.add(n)
+    return frozenset(exact), tuple(prefixes)
+
+
+def _raw_size(entry: Mapping[str, Any]) -> int:
+    """Bytes an entry counts toward the batch limit (body plus attributes)."""
+    body = entry["MessageBody"]
+    size = len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
+    for name, attr in (entry.get("MessageAttributes") or {}).items():
+        size += len(name.encode("utf-8", "surrogatepass"))
+        for key, value in attr.items():
+            if key in ("StringValue", "DataType") and isinstance(value, str):
+                size += len(value.encode("utf-8", "surrogatepass"))
+            elif key == "BinaryValue" and isinstance(value, (bytes, bytearray)):
+                size += len(value)
+    return size
+
+
+class ClientMeta:
+    """The bits of ``client.meta`` code commonly reads."""
+
+    def __init__(self, region_name: str) -> None:
+        self.region_name = region_name
+        self.endpoint_url = f"memory://sqs.{region_name}"
+        self.partition = "aws"
+
+    @property
+    def service_model(self) -> Any:
+        return service_model()
+
+
+class Paginator:
+    """``client.get_paginator(...)``: pages of ListQueues / ListDeadLetterSourceQueues."""
+
+    def __init__(self, method: Callable[..., dict[str, Any]], result_key: str) -> None:
+        self._method = method
+        self._result_key = result_key
+
+    def paginate(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Yield response pages, following NextToken."""
+        config = kwargs.pop("PaginationConfig", None) or {}
+        if "PageSize" in config:
+            kwargs["MaxResults"] = config["PageSize"]
+        if config.get("StartingToken"):
+            kwargs["NextToken"] = config["StartingToken"]
+        kwargs.setdefault("MaxResults", 1000)
+        while True:
+            page = self._method(**kwargs)
+            yield page
+            token = page.get("NextToken")
+            if not token:
+                return
+            kwargs["NextToken"] = token
+
+
+class MemorySQSClient:
+    """An in-memory ``boto3.client("sqs")``: same methods, arguments, responses and errors."""
+
+    def __init__(self, session: MemorySession, registry: Registry) -> None:
+        self._session = session
+        self._registry = registry
+        self._request_ids = session._request_ids
+        self._message_ids = session._message_ids
+        self._clock = session.clock
+        self._wall_clock = session.wall_clock
+        self.meta = ClientMeta(registry.region)
+
+    # -- client plumbing ------------------------------------------------------------
+
+    @property
+    def exceptions(self) -> Any:
+        """The exception classes of a real botocore SQS client (``client.exceptions.X``)."""
+        return client_exceptions()
+
+    def can_paginate(self, operation_name: str) -> bool:
+        return operation_name in _PAGINATED
+
+    def get_paginator(self, operation_name: str) -> Paginator:
+        if operation_name == "list_queues":
+            return Paginator(self.list_queues, "QueueUrls")
+        if operation_name == "list_dead_letter_source_queues":
+            return Paginator(self.list_dead_letter_source_queues, "queueUrls")
+        raise ValueError(f"Operation cannot be paginated: {operation_name}")
+
+    def close(self) -> None:
+        """Nothing to release (boto3 compatibility)."""
+
+    def _ok(self, body: dict[str, Any]) -> dict[str, Any]:
+        request_id = self._request_ids.next()
+        body["ResponseMetadata"] = {
+            "RequestId": request_id,
+            "HTTPStatusCode": 200,
+            "HTTPHeaders": {
+                "x-amzn-requestid": request_id,
+                "content-type": "application/x-amz-json-1.0",
+            },
+            "RetryAttempts": 0,
+        }
+        return body
+
+    def _queue(self, operation: str, queue_url: Any) -> Queue:
+        if not isinstance(queue_url, str):
+            raise _reject(operation, QueueUrl=queue_url)
+        return self._registry.queue(queue_url)
+
+    # -- queues ---------------------------------------------------------------------
+
+    @_operation("CreateQueue")
+    def create_queue(
+        self,
+        *,
+        QueueName: str = _UNSET,
+        Attributes: Mapping[str, str] = _UNSET,
+        tags: Mapping[str, str] = _UNSET,
+    ) -> dict[str, Any]:
+        validate_params(
+            "CreateQueue", _given(QueueName=QueueName, Attributes=Attributes, tags=tags)
+        )
+        q = self._registry.create(
+            QueueName,
+            {} if Attributes is _UNSET else Attributes,
+            {} if tags is _UNSET else tags,
+        )
+        return self._ok({"QueueUrl": q.url})
+
+    @_operation("GetQueueUrl")
+    def get_queue_url(
+        self, *, QueueName: str = _UNSET, QueueOwnerAWSAccountId: str = _UNSET
+    ) -> dict[str, Any]:
+        validate_params(
+            "GetQueueUrl",
+            _given(QueueName=QueueName, QueueOwnerAWSAccountId=QueueOwnerAWSAccountId),
+        )
+        if (
+            QueueOwnerAWSAccountId is not _UNSET
+            and QueueOwnerAWSAccountId != self._registry.account_id
+        ):
+            raise SQSError("QueueDoesNotExist", "The specified queue does not exist.")
+        return self._ok({"QueueUrl": self._registry.by_queue_name(QueueName).url})
+
+    @_operation("ListQueues")
+    def list_queues(
+        self,
+        *,
+        QueueNamePrefix: str = _UNSET,
+        NextToken: str = _UNSET,
+        MaxResults: int = _UNSET,
+    ) -> dict[str, Any]:
+        validate_params(
+            "ListQueues",
+            _given(QueueNamePrefix=QueueNamePrefix, NextToken=NextToken, MaxResults=MaxResults),
+        )
+        max_results = None if MaxResults is _UNSET else MaxResults
+        if max_results is not None:
+            check_int(
+                "MaxResults",
+                max_results,
+                1,
+                1000,
+                "MaxResults must be an integer between 1 and 1000.",
+            )
+        urls, token = self._registry.list_queues(
+            None if QueueNamePrefix is _UNSET else QueueNamePrefix,
+            max_results,
+            None if NextToken is _UNSET else NextToken,
+        )
+        body: dict[str, Any] = {}
+        if urls:
+            body["QueueUrls"] = urls
+        if token:
+            body["NextToken"] = token
+        return self._ok(body)
+
+    @_operation("DeleteQueue")
+    def delete_queue(self, *, QueueUrl: str = _UNSET) -> dict[str, Any]:
+        validate_params("DeleteQueue", _given(QueueUrl=QueueUrl))
+        self._registry.delete(self._registry.queue(QueueUrl))
+        return self._ok({})
+
+    @_operation("PurgeQueue")
+    def purge_queue(self, *, QueueUrl: str = _UNSET) -> dict[str, Any]:
+        validate_params("PurgeQueue", _given(QueueUrl=QueueUrl))
+        self._registry.queue(QueueUrl).purge()
+        return self._ok({})
+
+    @_operation("GetQueueAttributes")
+    def get_queue_attributes(
+        self, *, QueueUrl: str = _UNSET, AttributeNames: Sequence[str] = _UNSET
+    ) -> dict[str, Any]:
+        validate_params(
+            "GetQueueAttributes", _given(QueueUrl=QueueUrl, AttributeNames=AttributeNames)
+        )
+        q = self._registry.queue(QueueUrl)
+        names = [] if AttributeNames is _UNSET else list(AttributeNames)
+        for name in names:
+            if name not in _QUEUE_ATTRIBUTE_NAMES:
+                raise SQSError("InvalidAttributeName", f"Unknown Attribute {name}.")
+        attributes = q.get_attributes(names) if names else {}
+        return self._ok({"Attributes": attributes} if attributes else {})
+
+    @_operation("SetQueueAttributes")
+    def set_queue_attributes(
+        self, *, QueueUrl: str = _UNSET, Attributes: Mapping[str, str] = _UNSET
+    ) -> dict[str, Any]:
+        validate_params("SetQueueAttributes", _given(QueueUrl=QueueUrl, Attributes=Attributes))
+        q = self._registry.queue(QueueUrl)
+        self._registry.set_attributes(q, Attributes)
+        return self._ok({})
+
+    @_operation("ListDeadLetterSourceQueues")
+    def list_dead_letter_source_queues(
+        self, *, QueueUrl: str = _UNSET, NextToken: str = _UNSET, MaxResults: int = _UNSET
+    ) -> dict[str, Any]:
+        validate_params(
+            "ListDeadLetterSourceQueues",
+            _given(QueueUrl=QueueUrl, NextToken=NextToken, MaxResults=MaxResults),
+        )
+        q = self._registry.queue(QueueUrl)
+        max_results = None if MaxResults is _UNSET else MaxResults
+        if max_results is not None:
+            check_int(
+                "MaxResults",
+                max_results,
+                1,
+                1000,
+                "MaxResults must be an integer between 1 and 1000.",
+            )
+        urls, token = self._registry.dead_letter_sources(
+            q, max_results, None if NextToken is _UNSET else NextToken
+        )
+        body: dict[str, Any] = {}
+        if urls:
+            body["queueUrls"] = urls
+        if token:
+            body["NextToken"] = token
+        return self._ok(body)
+
+    @_operation("TagQueue")
+    def tag_queue(
+        self, *, QueueUrl: str = _UNSET, Tags: Mapping[str, str] = _UNSET
+    ) -> dict[str, Any]:
+        validate_params("TagQueue", _given(QueueUrl=QueueUrl, Tags=Tags))
+        q = self._registry.queue(QueueUrl)
+        with q.lock:
+            q.tags.update(Tags)
+        return self._ok({})
+
+    @_operation("UntagQueue")
+    def untag_queue(
+        self, *, QueueUrl: str = _UNSET, TagKeys: Sequence[str] = _UNSET
+    ) -> dict[str, Any]:
+        validate_params("UntagQueue", _given(QueueUrl=QueueUrl, TagKeys=TagKeys))
+        q = self._registry.queue(QueueUrl)
+        with q.lock:
+            for key in TagKeys:
+                q.tags.pop(key, None)
+        return self._ok({})
+
+    @_operation("ListQueueTags")
+    def list_queue_tags(self, *, QueueUrl: str = _UNSET) -> dict[str, Any]:
+        validate_params("ListQueueTags", _given(QueueUrl=QueueUrl))
+        q = self._registry.queue(QueueUrl)
+        with q.lock:
+            tags = dict(q.tags)
+        return self._ok({"Tags": tags} if tags else {})
+
+    @_operation("AddPermission")
+    def add_permission(
+        self,
+        *,
+        QueueUrl: str = _UNSET,
+        Label: str = _UNSET,
+        AWSAccountIds: Sequence[str] = _UNSET,
+        Actions: Sequence[str] = _UNSET,
+    ) -> dict[str, Any]:
+        validate_params(
+            "AddPermission",
+            _given(QueueUrl=QueueUrl, Label=Label, AWSAccountIds=AWSAccountIds, Actions=Actions),
+        )
+        q = self._registry.queue(QueueUrl)
+        partition = q.ctx.partition
+        principals = [f"arn:{partition}:iam::{a}:root" for a in AWSAccountIds]
+        actions = [f"SQS:{a}" for a in Actions]
+        statement = {
+            "Sid": Label,
+            "Effect": "Allow",
+            "Principal": {"AWS": principals if len(principals) > 1 else principals[0]},
+            "Action": actions if len(actions) > 1 else actions[0],
+            "Resource": q.arn,
+        }
+        with q.lock:
+            current = q.attributes.get("Policy")
+            policy: dict[str, Any] = (
+                json.loads(current)
+                if current
+                else {"Version": "2008-10-17", "Id": f"{q.arn}/SQSDefaultPolicy", "Statement": []}
+            )
+            statements: list[dict[str, Any]] = policy.setdefault("Statement", [])
+            if any(s.get("Sid") == Label for s in statements):
+                raise SQSError(
+                    "InvalidParameterValue",
+                    f"Value {Label} for parameter Label is invalid. Reason: Already exists.",
+                )
+            statements.append(statement)
+            q.attributes["Policy"] = json.dumps(policy)
+        return self._ok({})
+
+    @_operation("RemovePermission")
+    def remove_permission(self, *, QueueUrl: str = _UNSET, Label: str = _UNSET) -> dict[str, Any]:
+        validate_params("RemovePermission", _given(QueueUrl=QueueUrl, Label=Label))
+        q = self._registry.queue(QueueUrl)
+        with q.lock:
+            current = q.attributes.get("Policy")
+            policy = json.loads(current) if current else {"Statement": []}
+            statements = policy.get("Statement", [])
+            kept = [s for s in statements if s.get("Sid") != Label]
+            if len(kept) == len(statements):
+                raise SQSError(
+                    "InvalidParameterValue",
+                    f"Value {Label} for parameter Label is invalid. Reason: can't find label.",
+                )
+            if kept:
+                policy["Statement"] = kept
+                q.attributes["Policy"] = json.dumps(policy)
+            else:
+                q.attributes.pop("Policy", None)
+        return self._ok({})
+
+    # -- sending --------------------------------------------------------------------
+
+    def _build(
+        self,
+        q: Queue,
+        body: str,
+        delay: int,
+        attributes: Mapping[str, Any] | None,
+        system_attributes: Mapping[str, Any] | None,
+        dedup_id: str | None,
+        group_id: str | None,
+        sent_ms: int,
+        sent_at: float,
+    ) -> tuple[Message, int]:
+        """Validate one message for ``q``; the stored message and its delay (-1 = queue's)."""
+        data = check_body(body)
+        size = len(data)
+        copy = md5_attributes = None
+        if attributes:
+            copy, extra = check_message_attributes(attributes)
+            size += extra
+            md5_attributes = md5_of_attributes(copy)
+        system = check_system_attributes(system_attributes) if system_attributes else None
+        if size > q.max_size:
+            raise SQSError(
+                "InvalidParameterValue",
+                "One or more parameters are invalid. Reason: Message must be shorter than "
+                f"{q.max_size} bytes.",
+            )
+        if q.fifo:
+            if delay > 0:
+                raise SQSError(
+                    "InvalidParameterValue",
+                    f"Value {delay} for parameter DelaySeconds is invalid. Reason: The request "
+                    "include parameter that is not valid for this queue type.",
+                )
+            if group_id is None:
+                raise SQSError(
+                    "MissingParameter", "The request must contain the parameter MessageGroupId."
+                )
+            check_fifo_id(group_id, "MessageGroupId")
+            if dedup_id is None:
+                if not q.content_dedup:
+                    raise SQSError(
+                        "InvalidParameterValue",
+                        "The queue should either have ContentBasedDeduplication enabled or "
+                        "MessageDeduplicationId provided explicitly",
+                    )
+                dedup_id = hashlib.sha256(data).hexdigest()
+            else:
+                check_fifo_id(dedup_id, "MessageDeduplicationId")
+            delay = -1
+        else:
+            if dedup_id is not None:
+                raise SQSError(
+                    "InvalidParameterValue",
+                    f"Value {dedup_id} for parameter MessageDeduplicationId is invalid. Reason: "
+                    "The request includes a parameter that is not valid for this queue type.",
+                )
+            if group_id is not None:
+                check_fifo_id(group_id, "MessageGroupId")  # fair queues accept a group id
+            if delay >= 0:
+                check_int("DelaySeconds", delay, 0, 900, "DelaySeconds must be >= 0 and <= 900.")
+        m = Message(
+            0,
+            self._message_ids.next(),
+            body,
+            md5_of_body(data),
+            size,
+            sent_ms,
+            sent_at,
+            copy,
+            md5_attributes,
+            system,
+            group_id,
+            dedup_id,
+        )
+        return m, delay
+
+    @_operation("SendMessage")
+    def send_message(
+        self,
+        *,
+        QueueUrl: str = _UNSET,
+        MessageBody: str = _UNSET,
+        DelaySeconds: int = _UNSET,
+        MessageAttributes: Mapping[str, Any] = _UNSET,
+        MessageSystemAttributes: Mapping[str, Any] = _UNSET,
+        MessageDeduplicationId: str = _UNSET,
+        MessageGroupId: str = _UNSET,
+    ) -> dict[str, Any]:
+        if not (
+            isinstance(QueueUrl, str)
+            and isinstance(MessageBody, str)
+            and (DelaySeconds is _UNSET or isinstance(DelaySeconds, int))
+            and (MessageAttributes is _UNSET or isinstance(MessageAttributes, Mapping))
+            and (MessageSystemAttributes is _UNSET or isinstance(MessageSystemAttributes, Mapping))
+            and (MessageDeduplicationId is _UNSET or isinstance(MessageDeduplicationId, str))
+            and (MessageGroupId is _UNSET or isinstance(MessageGroupId, str))
+        ):
+            raise _reject(
+                "SendMessage",
+                QueueUrl=QueueUrl,
+                MessageBody=MessageBody,
+                DelaySeconds=DelaySeconds,
+                MessageAttributes=MessageAttributes,
+                MessageSystemAttributes=MessageSystemAttributes,
+                MessageDeduplicationId=MessageDeduplicationId,
+                MessageGroupId=MessageGroupId,
+            )
+        q = self._registry.queue(QueueUrl)
+        try:
+            m, delay = self._build(
+                q,
+                MessageBody,
+                -1 if DelaySeconds is _UNSET else DelaySeconds,
+                None if MessageAttributes is _UNSET else MessageAttributes,
+                None if MessageSystemAttributes is _UNSET else MessageSystemAttributes,
+                None if MessageDeduplicationId is _UNSET else MessageDeduplicationId,
+                None if MessageGroupId is _UNSET else MessageGroupId,
+                int(self._wall_clock() * 1000),
+                self._clock(),
+            )
+        except (KeyError, TypeError, AttributeError):
+            validate_params(
+                "SendMessage",
+                _given(
+                    QueueUrl=QueueUrl,
+                    MessageBody=MessageBody,
+                    MessageAttributes=MessageAttributes,
+                    MessageSystemAttributes=MessageSystemAttributes,
+                    MessageDeduplicationId=MessageDeduplicationId,
+                    MessageGroupId=MessageGroupId,
+                ),
+            )
+            raise
+        ((message_id, sequence_number),) = q.add([(m, delay)])
+        body: dict[str, Any] = {"MD5OfMessageBody": m.md5_body, "MessageId": message_id}
+        if m.md5_attributes is not None:
+            body["MD5OfMessageAttributes"] = m.md5_attributes
+        if m.system_attributes:
+            body["MD5OfMessageSystemAttributes"] = md5_of_attributes(m.system_attributes)
+        if sequence_number is not None:
+            body["SequenceNumber"] = sequence_number
+        return self._ok(body)
+
+    @_operation("SendMessageBatch")
+    def send_message_batch(
+        self, *, QueueUrl: str = _UNSET, Entries: Sequence[Mapping[str, Any]] = _UNSET
+    ) -> dict[str, Any]:
+        q = self._queue("SendMessageBatch", QueueUrl)
+        try:
+            if not isinstance(Entries, (list, tuple)):
+                raise TypeError
+            entries = list(Entries)
+            for e in entries:
+                if not (
+                    e.keys() <= _SEND_ENTRY_KEYS
+                    and isinstance(e["Id"], str)
+                    and isinstance(e["MessageBody"], str)
+                ):
+                    raise TypeError
+            check_batch_ids(entries, "SendMessageBatchRequestEntry")
+            total = sum(_raw_size(e) for e in entries)
+        except (KeyError, TypeError, AttributeError):
+            validate_params("SendMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
+            raise
+        if q.fifo:
+            for e in entries:
+                if e.get("MessageGroupId") is None:
+                    raise SQSError(
+                        "InvalidParameterValue",
+                        "The request must contain the parameter MessageGroupId.",
+                    )
+                if e.get("MessageDeduplicationId") is None and not q.content_dedup:
+                    raise SQSError(
+                        "InvalidParameterValue",
+                        "The queue should either have ContentBasedDeduplication enabled or "
+                        "MessageDeduplicationId provided explicitly",
+                    )
+        if total > MAX_BATCH_BYTES:
+            raise SQSError(
+                "BatchRequestTooLong",
+                f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
+                f"{total} bytes.",
+            )
+        sent_ms = int(self._wall_clock() * 1000)
+        sent_at = self._clock()
+        build = self._build
+        items: list[tuple[Message, int]] = []
+        ids: list[str] = []
+        failed: list[dict[str, Any]] = []
+        for e in entries:
+            try:
+                items.append(
+                    build(
+                        q,
+                        e["MessageBody"],
+                        e.get("DelaySeconds", -1),
+                        e.get("MessageAttributes"),
+                        e.get("MessageSystemAttributes"),
+                        e.get("MessageDeduplicationId"),
+                        e.get("MessageGroupId"),
+                        sent_ms,
+                        sent_at,
+                    )
+                )
+                ids.append(e["Id"])
+            except SQSError as exc:
+                failed.append(
+                    {"Id": e["Id"], "SenderFault": True, "Code": exc.code, "Message": exc.message}
+                )
+            except (KeyError, TypeError, AttributeError):
+                validate_params("SendMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
+                raise
+        successful: list[dict[str, Any]] = []
+        if items:
+            results = q.add(items)
+            for entry_id, (m, _), (message_id, sequence_number) in zip(
+                ids, items, results, strict=True
+            ):
+                ok: dict[str, Any] = {
+                    "Id": entry_id,
+                    "MessageId": message_id,
+                    "MD5OfMessageBody": m.md5_body,
+                }
+                if m.md5_attributes is not None:
+                    ok["MD5OfMessageAttributes"] = m.md5_attributes
+                if m.system_attributes:
+                    ok["MD5OfMessageSystemAttributes"] = md5_of_attributes(m.system_attributes)
+                if sequence_number is not None:
+                    ok["SequenceNumber"] = sequence_number
+                successful.append(ok)
+        body: dict[str, Any] = {}
+        if successful:
+            body["Successful"] = successful
+        if failed:
+            body["Failed"] = failed
+        return self._ok(body)
+
+    # -- receiving ------------------------------------------------------------------
+
+    @_operation("ReceiveMessage")
+    def receive_message(
+        self,
+        *,
+        QueueUrl: str = _UNSET,
+        AttributeNames: Sequence[str] = _UNSET,
+        MessageSystemAttributeNames: Sequence[str] = _UNSET,
+        MessageAttributeNames: Sequence[str] = _UNSET,
+        MaxNumberOfMessages: int = _UNSET,
+        VisibilityTimeout: int = _UNSET,
+        WaitTimeSeconds: int = _UNSET,
+        ReceiveRequestAttemptId: str = _UNSET,
+    ) -> dict[str, Any]:
+        if not (
+            isinstance(QueueUrl, str)
+            and (AttributeNames is _UNSET or isinstance(AttributeNames, (list, tuple)))
+            and (
+                MessageSystemAttributeNames is _UNSET
+                or isinstance(MessageSystemAttributeNames, (list, tuple))
+            )
+            and (
+                MessageAttributeNames is _UNSET or isinstance(MessageAttributeNames, (list, tuple))
+            )
+            and (MaxNumberOfMessages is _UNSET or isinstance(MaxNumberOfMessages, int))
+            and (VisibilityTimeout is _UNSET or isinstance(VisibilityTimeout, int))
+            and (WaitTimeSeconds is _UNSET or isinstance(WaitTimeSeconds, int))
+            and (ReceiveRequestAttemptId is _UNSET or isinstance(ReceiveRequestAttemptId, str))
+        ):
+            raise _reject(
+                "ReceiveMessage",
+                QueueUrl=QueueUrl,
+                AttributeNames=AttributeNames,
+                MessageSystemAttributeNames=MessageSystemAttributeNames,
+                MessageAttributeNames=MessageAttributeNames,
+                MaxNumberOfMessages=MaxNumberOfMessages,
+                VisibilityTimeout=VisibilityTimeout,
+                WaitTimeSeconds=WaitTimeSeconds,
+                ReceiveRequestAttemptId=ReceiveRequestAttemptId,
+            )
+        q = self._registry.queue(QueueUrl)
+        count = 1
+        if MaxNumberOfMessages is not _UNSET:
+            count = MaxNumberOfMessages
+            check_int("MaxNumberOfMessages", count, 1, 10)
+        visibility = q.visibility_timeout
+        if VisibilityTimeout is not _UNSET:
+            visibility = VisibilityTimeout
+            check_int(
+                "VisibilityTimeout",
+                visibility,
+                0,
+                MAX_VISIBILITY,
+                f"Must be >= 0 and <= {MAX_VISIBILITY}, if provided.",
+            )
+        wait = q.wait_time
+        if WaitTimeSeconds is not _UNSET:
+            wait = WaitTimeSeconds
+            check_int("WaitTimeSeconds", wait, 0, 20, "Must be >= 0 and <= 20, if provided.")
+        attempt_id = None
+        if ReceiveRequestAttemptId is not _UNSET and q.fifo:
+            attempt_id = ReceiveRequestAttemptId
+            check_fifo_id(attempt_id, "ReceiveRequestAttemptId")
+        system_names: frozenset[str] | None = None
+        if AttributeNames is not _UNSET or MessageSystemAttributeNames is not _UNSET:
+            system_names = frozenset(
+                [
+                    *(() if AttributeNames is _UNSET else AttributeNames),
+                    *(() if MessageSystemAttributeNames is _UNSET else MessageSystemAttributeNames),
+                ]
+            )
+        attribute_filter = _attribute_filter(
+            None if MessageAttributeNames is _UNSET else MessageAttributeNames
+        )
+        received = q.receive(count, visibility, wait, attempt_id)
+        if not received:
+            return self._ok({})
+        return self._ok({"Messages": q.render(received, system_names, attribute_filter)})
+
+    # -- deleting and changing visibility -------------------------------------------
+
+    @_operation("DeleteMessage")
+    def delete_message(
+        self, *, QueueUrl: str = _UNSET, ReceiptHandle: str = _UNSET
+    ) -> dict[str, Any]:
+        if not (isinstance(QueueUrl, str) and isinstance(ReceiptHandle, str)):
+            raise _reject("DeleteMessage", QueueUrl=QueueUrl, ReceiptHandle=ReceiptHandle)
+        (error,) = self._registry.queue(QueueUrl).delete([ReceiptHandle])
+        if error is not None:
+            raise error
+        return self._ok({})
+
+    @_operation("DeleteMessageBatch")
+    def delete_message_batch(
+        self, *, QueueUrl: str = _UNSET, Entries: Sequence[Mapping[str, Any]] = _UNSET
+    ) -> dict[str, Any]:
+        q = self._queue("DeleteMessageBatch", QueueUrl)
+        try:
+            if not isinstance(Entries, (list, tuple)):
+                raise TypeError
+            entries = list(Entries)
+            handles = []
+            for e in entries:
+                handle = e["ReceiptHandle"]
+                if not (
+                    e.keys() <= _DELETE_ENTRY_KEYS
+                    and isinstance(handle, str)
+                    and isinstance(e["Id"], str)
+                ):
+                    raise TypeError
+                handles.append(handle)
+        except (KeyError, TypeError, AttributeError):
+            validate_params("DeleteMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
+            raise
+        check_batch_ids(entries, "DeleteMessageBatchRequestEntry")
+        return self._ok(_batch_result(entries, q.delete(handles)))
+
+    @_operation("ChangeMessageVisibility")
+    def change_message_visibility(
+        self,
+        *,
+        QueueUrl: str = _UNSET,
+        ReceiptHandle: str = _UNSET,
+        VisibilityTimeout: int = _UNSET,
+    ) -> dict[str, Any]:
+        if not (
+            isinstance(QueueUrl, str)
+            and isinstance(ReceiptHandle, str)
+            and isinstance(VisibilityTimeout, int)
+        ):
+            raise _reject(
+                "ChangeMessageVisibility",
+                QueueUrl=QueueUrl,
+                ReceiptHandle=ReceiptHandle,
+                VisibilityTimeout=VisibilityTimeout,
+            )
+        (error,) = self._registry.queue(QueueUrl).change_visibility(
+            [(ReceiptHandle, VisibilityTimeout)]
+        )
+        if error is not None:
+            raise error
+        return self._ok({})
+
+    @_operation("ChangeMessageVisibilityBatch")
+    def change_message_visibility_batch(
+        self, *, QueueUrl: str = _UNSET, Entries: Sequence[Mapping[str, Any]] = _UNSET
+    ) -> dict[str, Any]:
+        q = self._queue("ChangeMessageVisibilityBatch", QueueUrl)
+        try:
+            if not isinstance(Entries, (list, tuple)):
+                raise TypeError
+            entries = list(Entries)
+            pairs = []
+            for e in entries:
+                handle, timeout = e["ReceiptHandle"], e.get("VisibilityTimeout", 0)
+                if not (
+                    e.keys() <= _CHANGE_ENTRY_KEYS
+                    and isinstance(handle, str)
+                    and isinstance(timeout, int)
+                    and isinstance(e["Id"], str)
+                ):
+                    raise TypeError
+                pairs.append((handle, timeout))
+        except (KeyError, TypeError, AttributeError):
+            validate_params(
+                "ChangeMessageVisibilityBatch", _given(QueueUrl=QueueUrl, Entries=Entries)
+            )
+            raise
+        check_batch_ids(entries, "ChangeMessageVisibilityBatchRequestEntry")
+        return self._ok(_batch_result(entries, q.change_visibility(pairs)))
+
+    # -- message move tasks ---------------------------------------------------------
+
+    @_operation("StartMessageMoveTask")
+    def start_message_move_task(
+        self,
+        *,
+        SourceArn: str = _UNSET,
+        DestinationArn: str = _UNSET,
+        MaxNumberOfMessagesPerSecond: int = _UNSET,
+    ) -> dict[str, Any]:
+        validate_params(
+            "StartMessageMoveTask",
+            _given(
+                SourceArn=SourceArn,
+                DestinationArn=DestinationArn,
+                MaxNumberOfMessagesPerSecond=MaxNumberOfMessagesPerSecond,
+            ),
+        )
+        task = start_move_task(
+            self._registry,
+            SourceArn,
+            None if DestinationArn is _UNSET else DestinationArn,
+            None if MaxNumberOfMessagesPerSecond is _UNSET else MaxNumberOfMessagesPerSecond,
+            int(self._wall_clock() * 1000),
+        )
+        return self._ok({"TaskHandle": task.handle})
+
+    @_operation("ListMessageMoveTasks")
+    def list_message_move_tasks(
+        self, *, SourceArn: str = _UNSET, MaxResults: int = _UNSET
+    ) -> dict[str, Any]:
+        validate_params("ListMessageMoveTasks", _given(SourceArn=SourceArn, MaxResults=MaxResults))
+        tasks = list_move_tasks(
+            self._registry, SourceArn, 1 if MaxResults is _UNSET else MaxResults
+        )
+        return self._ok({"Results": [t.entry() for t in tasks]} if tasks else {})
+
+    @_operation("CancelMessageMoveTask")
+    def cancel_message_move_task(self, *, TaskHandle: str = _UNSET) -> dict[str, Any]:
+        validate_params("CancelMessageMoveTask", _given(TaskHandle=TaskHandle))
+        task = cancel_move_task(self._registry, TaskHandle)
+        return self._ok({"ApproximateNumberOfMessagesMoved": task.moved})
+
+
+def _batch_result(
+    entries: list[Mapping[str, Any]], errors: list[SQSError | None]
+) -> dict[str, Any]:
+    successful: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    for e, error in zip(entries, errors, strict=True):
+        if error is None:
+            successful.append({"Id": e["Id"]})
+        else:
+            failed.append(
+                {"Id": e["Id"], "SenderFault": True, "Code": error.code, "Message": error.message}
+            )
+    body: dict[str, Any] = {}
+    if successful:
+        body["Successful"] = successful
+    if failed:
+        body["Failed"] = failed
+    return body
