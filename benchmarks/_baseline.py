@@ -22,7 +22,10 @@ def baseline_python() -> Path:
     python = BASELINE_VENV / "bin" / "python"
     stamp = BASELINE_VENV / ".installed"
     if not stamp.exists() or stamp.read_text() != " ".join(BASELINE_REQUIREMENTS):
-        print(f"[bench] creating {BASELINE_VENV} with {' '.join(BASELINE_REQUIREMENTS)}", file=sys.stderr)
+        print(
+            f"[bench] creating {BASELINE_VENV} with {' '.join(BASELINE_REQUIREMENTS)}",
+            file=sys.stderr,
+        )
         venv.create(BASELINE_VENV, with_pip=True, clear=True)
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", *BASELINE_REQUIREMENTS],

@@ -89,7 +89,9 @@ def main() -> int:
         return n / seconds
 
     print(f"{'jobs':>8} | {'enqueue jobs/s':>26} | {'process jobs/s':>34}")
-    print(f"{'':>8} | {'sqsw':>9} {'sqs-workers':>11} {'x':>4} | {'sqsw':>9} {'sqs-workers':>11} {'x':>6}")
+    print(
+        f"{'':>8} | {'sqsw':>9} {'sqs-workers':>11} {'x':>4} | {'sqsw':>9} {'sqs-workers':>11} {'x':>6}"
+    )
     for n, ours, theirs in rows:
         oe, op = rate(n, ours["enqueue_s"]), rate(n, ours["process_s"])
         if theirs is None:

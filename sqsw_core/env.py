@@ -116,7 +116,8 @@ class SQSEnv:
         self.context = context_maker()
         self.queues: dict[str, GenericQueue] = {}
         self._queue_urls: dict[str, str] = {}
-        self._lock = threading.Lock()
+        # Reentrant: a queue class may look up other queues while it is built.
+        self._lock = threading.RLock()
         self._client = sqs_client
         self._client_pid = os.getpid() if sqs_client is not None else None
         self._api: SQSApi | None = None
@@ -206,12 +207,13 @@ class SQSEnv:
         context_text = (attributes.get(JOB_CONTEXT_ATTR) or _EMPTY).get("StringValue")
         try:
             job_kwargs = codec.deserialize(message.body)
+            context: Any = None
             if not context_text:
                 context = {}
             else:
                 # Producers send the same few contexts over and over: decode each once.
                 key = (content_type, context_text)
-                context = self._contexts.get(key)  # type: ignore[assignment]
+                context = self._contexts.get(key)
                 if context is None:
                     context = codec.deserialize(context_text)
                     if isinstance(context, dict) and len(context_text) <= 1024:

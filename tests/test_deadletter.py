@@ -72,8 +72,22 @@ def make_failing_queue(sqs: SQSEnv, fifo: bool = False, max_receive_count: int =
     return state
 
 
-def process_until_idle(queue: Any, idle: float = 1.0) -> None:
-    queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=1)
+def on_memory(env: SQSEnv) -> bool:
+    return type(env.session).__name__ == "MemorySession"
+
+
+def poll(env: SQSEnv) -> int:
+    """Long-poll seconds for "is anything left?": LocalStack's timers tick once a second."""
+    return 0 if on_memory(env) else 1
+
+
+def process_until_idle(queue: Any, idle: float | None = None) -> None:
+    """Run the worker until the queue stays empty for ``idle`` seconds (default: short)."""
+    memory = on_memory(queue.env)
+    if idle is None:
+        idle = 0.3 if memory else 1.0
+    wait = 0 if memory and idle < 1 else 1
+    queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=wait)
 
 
 def fill_dead_letters(state: Failing, jobs: dict[str, range]) -> None:
@@ -82,9 +96,9 @@ def fill_dead_letters(state: Failing, jobs: dict[str, range]) -> None:
     with state.queue.add_batch():
         for job_name, numbers in jobs.items():
             for n in numbers:
-                extra = {"_deduplication_id": f"{job_name}-{n}"} if fifo else {}
+                extra: dict[str, Any] = {"_deduplication_id": f"{job_name}-{n}"} if fifo else {}
                 state.queue.add_job(job_name, n=n, **extra)
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert not state.ran
     assert visible(state.queue.env, state.dead_name) == sum(len(r) for r in jobs.values())
 
@@ -130,12 +144,12 @@ def test_fifo_push_back_loses_and_duplicates_nothing(sqs: SQSEnv) -> None:
     # Pushed back seconds after the original sends: reusing their deduplication
     # ids would make SQS drop every copy. The derived ids keep them.
     dead = sqs.queue("foo_dead.fifo", DeadLetterQueue.maker(state.queue))
-    report = dead.push_back()
+    report = dead.push_back(wait_seconds=poll(sqs))
     assert (report.moved, report.skipped, report.failed) == (N_JOBS, 0, 0)
 
     order: list[int] = []
     state.queue.connect_processor("work", lambda n: order.append(n))
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert sorted(order) == list(range(N_JOBS))
     assert order == sorted(order)  # one group: pushed back in order
     assert visible(sqs, "foo_dead.fifo") == 0
@@ -152,7 +166,7 @@ def test_deadletter_queue_by_name(make_env: Callable[..., SQSEnv]) -> None:
     assert isinstance(dead, DeadLetterQueue)
     assert dead.upstream is state.queue
     assert dead.process_batch().succeeded_count() == 3
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert state.ran == Counter({("work", n): 1 for n in range(3)})
 
     other = make_env()
@@ -246,7 +260,7 @@ def test_fifo_group_is_kept(make_env: Callable[..., SQSEnv]) -> None:
         producer.add_job("work", n=n, _group_id=f"customer-{n % 2}", _deduplication_id=f"d{n}")
 
     dead = sqs.queue("orders_dead.fifo", DeadLetterQueue.maker(sqs.queue("orders.fifo")))
-    assert dead.push_back().moved == 6
+    assert dead.push_back(wait_seconds=poll(sqs)).moved == 6
 
     by_group: dict[str | None, list[int]] = {}
     upstream = sqs.queue("orders.fifo")
@@ -280,15 +294,15 @@ def test_selective_redrive_by_job_name(sqs: SQSEnv) -> None:
     assert result.failed_count() == 0  # skipped messages are not failures
     assert all(m.job_name == "work" for m in result.succeeded)
     dead.process_queue(shutdown_policy=IdleShutdown(1), wait_seconds=1)
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert state.ran == Counter({("work", n): 1 for n in range(5)})
 
     # The others stayed, visible again: a dry run sees them all.
     left = dead.dry_run(RedriveFilter(job_name="other"))
     assert sorted(c.job_name for c in left) == ["other"] * 5
-    report = dead.push_back(RedriveFilter(job_name="other"))
+    report = dead.push_back(RedriveFilter(job_name="other"), wait_seconds=poll(sqs))
     assert (report.moved, report.skipped, report.failed) == (5, 0, 0)
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert state.ran == Counter(
         {**{("work", n): 1 for n in range(5)}, **{("other", n): 1 for n in range(5)}}
     )
@@ -300,20 +314,22 @@ def test_selective_redrive_by_predicate_age_and_receive_count(sqs: SQSEnv) -> No
     state.fixed = True
     dead = sqs.queue("foo_dead", DeadLetterQueue.maker(state.queue, delay_seconds=0))
 
-    nothing_that_old = dead.push_back(RedriveFilter(min_age=3600))
+    nothing_that_old = dead.push_back(RedriveFilter(min_age=3600), wait_seconds=poll(sqs))
     assert (nothing_that_old.moved, nothing_that_old.skipped) == (0, 6)
-    nothing_so_retried = dead.push_back(RedriveFilter(min_receive_count=100))
+    nothing_so_retried = dead.push_back(
+        RedriveFilter(min_receive_count=100), wait_seconds=poll(sqs)
+    )
     assert (nothing_so_retried.moved, nothing_so_retried.skipped) == (0, 6)
 
     def even(message: Message) -> bool:
         return int(sqs.decode_job(message)[0]["n"]) % 2 == 0
 
-    report = dead.push_back(RedriveFilter(max_age=3600, predicate=even))
+    report = dead.push_back(RedriveFilter(max_age=3600, predicate=even), wait_seconds=poll(sqs))
     assert (report.moved, report.skipped, report.failed) == (3, 3, 0)
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert state.ran == Counter({("work", n): 1 for n in (0, 2, 4)})
     # A plain callable works as a filter too.
-    assert dead.push_back(lambda m: True).moved == 3
+    assert dead.push_back(lambda m: True, wait_seconds=poll(sqs)).moved == 3
 
 
 def test_dry_run_lists_without_moving(sqs: SQSEnv) -> None:
@@ -351,10 +367,16 @@ def test_a_run_that_selects_nothing_ends_and_leaves_everything(
     started = time.monotonic()
     dead.process_queue(shutdown_policy=IdleShutdown(1), wait_seconds=1)
     assert time.monotonic() - started < 10
-    assert len(dead.dry_run()) == 4  # visible again, all of them
+    assert dead.dry_run() == []  # the queue's filter selects none of them
+    assert len(dead.dry_run(RedriveFilter())) == 4  # visible again, all of them
 
-    # Even if hiding the skipped messages fails (they stay visible), the run ends.
-    monkeypatch.setattr(dead, "_set_visibility", lambda changes: None)
+    # Even if the skipped messages cannot be hidden (they come straight back), the run ends.
+    real_set_visibility = dead._set_visibility
+
+    def release_at_once(changes: list[tuple[Message, int]]) -> None:
+        real_set_visibility([(message, 0) for message, _ in changes])
+
+    monkeypatch.setattr(dead, "_set_visibility", release_at_once)
     dead.process_queue(shutdown_policy=IdleShutdown(1), wait_seconds=1)
     assert time.monotonic() - started < 20
     assert visible(sqs, "foo") == 0
@@ -405,8 +427,8 @@ def test_refused_entries_stay_and_go_later(sqs: SQSEnv, monkeypatch: pytest.Monk
     assert visible(sqs, "foo_dead") == 1
     monkeypatch.undo()
 
-    assert dead.push_back().moved == 1
-    process_until_idle(upstream, 1)
+    assert dead.push_back(wait_seconds=poll(sqs)).moved == 1
+    process_until_idle(upstream)
     assert state.ran == Counter({("work", n): 1 for n in range(5)})
 
 
@@ -438,7 +460,7 @@ def test_server_side_redrive(sqs: SQSEnv) -> None:
     assert finished.moved == N_JOBS
     assert finished.source_arn == dead.arn
 
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert state.ran == Counter({("work", n): 1 for n in range(N_JOBS)})
     assert visible(sqs, "foo_dead") == 0
     with pytest.raises(NoRedriveRunningError):
@@ -457,7 +479,7 @@ def test_server_side_redrive_to_the_source_queue_and_cancel(sqs: SQSEnv) -> None
     status = dead.wait_for_redrive(timeout=30, poll_seconds=0.2)
     assert status is not None
     assert status.status == "CANCELLED"
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     left = visible(sqs, "foo_dead")
     assert left > 0
     assert sum(state.ran.values()) == N_JOBS - left  # each moved job ran once, none lost
@@ -473,11 +495,11 @@ def test_fifo_redrive_falls_back_to_push_back(
     dead = sqs.queue("foo_dead.fifo", DeadLetterQueue.maker(state.queue))
 
     with caplog.at_level(logging.WARNING, logger="sqsw"):
-        task = dead.start_redrive()
+        task = dead.start_redrive(wait_seconds=poll(sqs))
     assert "FIFO queue" in caplog.text
     assert "pushing messages back" in caplog.text
     assert (task.server_side, task.status, task.moved) == (False, "COMPLETED", 5)
-    process_until_idle(state.queue, 1)
+    process_until_idle(state.queue)
     assert state.ran == Counter({("work", n): 1 for n in range(5)})
 
 

@@ -54,9 +54,22 @@ SCHEDULED_EVENT = """{
 }"""
 
 
-def process_until_idle(queue: Any, idle: float = 1.0) -> None:
-    """Run the worker until the queue stays empty for ``idle`` seconds."""
-    queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=1)
+def on_memory(env: SQSEnv) -> bool:
+    return type(env.session).__name__ == "MemorySession"
+
+
+def poll(env: SQSEnv) -> int:
+    """Long-poll seconds for "is anything left?": LocalStack's timers tick once a second."""
+    return 0 if on_memory(env) else 1
+
+
+def process_until_idle(queue: Any, idle: float | None = None) -> None:
+    """Run the worker until the queue stays empty for ``idle`` seconds (default: short)."""
+    memory = on_memory(queue.env)
+    if idle is None:
+        idle = 0.3 if memory else 1.0
+    wait = 0 if memory and idle < 1 else 1
+    queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=wait)
 
 
 def raw_cron(sqs: SQSEnv, name: str = "cron", **kwargs: Any) -> RawQueue:
@@ -96,7 +109,7 @@ def test_raw_queue_by_name_and_env_decorator(sqs: SQSEnv) -> None:
 
     assert cron.processor is processor
     cron.add_raw_job("by name")
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
     assert bodies == ["by name"]
 
 
@@ -123,7 +136,7 @@ def test_cloudwatch_scheduled_event_is_typed(sqs: SQSEnv) -> None:
         events.append(event)
 
     cron.add_raw_job(SCHEDULED_EVENT)
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
 
     assert events == [
         CloudWatchEvent(
@@ -152,7 +165,7 @@ def test_handler_gets_message_and_event(sqs: SQSEnv) -> None:
         seen.append((message, event))
 
     message_id = cron.add_raw_job(SCHEDULED_EVENT)
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
 
     [(message, event)] = seen
     assert message.message_id == message_id
@@ -172,7 +185,7 @@ def test_any_json_body_is_available_parsed(sqs: SQSEnv) -> None:
         seen.append((json_body(message), event))
 
     cron.add_raw_job('{"message": "Hello world"}')
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
     assert seen == [({"message": "Hello world"}, None)]
 
 
@@ -188,7 +201,7 @@ def test_non_json_body_reaches_a_raw_handler_unchanged(sqs: SQSEnv) -> None:
 
     body = "not JSON { at all \u2013 caf\u00e9 \U0001f600"
     cron.add_raw_job(body)
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
     assert bodies == [body]
     assert events == [None]
 
@@ -229,7 +242,7 @@ def test_json_body_raises_a_job_error_for_other_text() -> None:
 
 def test_add_raw_job_on_fifo(sqs: SQSEnv) -> None:
     create_fifo_queue(sqs, "events.fifo")
-    queue = sqs.queue("events.fifo", "raw")
+    queue: RawQueue = sqs.queue("events.fifo", "raw")
     seen: list[tuple[str, str | None, str | None]] = []
 
     @queue.raw_processor()
@@ -241,7 +254,7 @@ def test_add_raw_job_on_fifo(sqs: SQSEnv) -> None:
     assert queue.add_raw_job("three", deduplication_id="3", group_id="g")  # seed names
     queue.add_raw_job("one again", _deduplication_id="1")  # deduplicated by SQS
     assert queue.add_raw_job("four", delay_seconds=0, deduplication_id="4")
-    process_until_idle(queue, 0.5)
+    process_until_idle(queue)
 
     assert sorted(seen) == [
         ("four", "default", "4"),
@@ -297,7 +310,7 @@ def test_add_batch_sends_raw_jobs_ten_at_a_time(sqs: SQSEnv) -> None:
         ids = [cron.add_raw_job(f"tick {i}") for i in range(25)]
     assert ids == [None] * 25
     assert len(batch.message_ids) == 25
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
     assert sorted(bodies) == sorted(f"tick {i}" for i in range(25))
 
 
@@ -336,7 +349,7 @@ def test_no_processor_means_not_acked(sqs: SQSEnv, caplog: pytest.LogCaptureFixt
 
     bodies: list[tuple[str, int]] = []
     cron.connect_raw_processor(lambda m: bodies.append((m.body, m.receive_count)))
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
     assert bodies == [("waiting for a processor", 2)]
 
 
@@ -360,7 +373,7 @@ def test_retry_job_retries_without_an_error(sqs: SQSEnv, caplog: pytest.LogCaptu
 
     cron.add_raw_job("retry me")
     with caplog.at_level(logging.WARNING, logger="sqsw"):
-        process_until_idle(cron, 0.5)
+        process_until_idle(cron)
     assert deliveries == [1, 2]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
@@ -385,7 +398,7 @@ def test_second_registration_replaces_the_first_with_a_warning(
     assert "first" in caplog.text
     assert cron.processor is second
     cron.add_raw_job("x")
-    process_until_idle(cron, 0.5)
+    process_until_idle(cron)
     assert calls == ["second"]
 
 

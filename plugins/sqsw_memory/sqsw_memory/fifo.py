@@ -192,13 +192,8 @@ class FifoQueue(Queue):
         return None
 
     def _check_change(self, m: Message, receive_count: int, handle: str) -> SQSError | None:
-        if m.state != INFLIGHT or m.receive_count != receive_count:
-            return SQSError(
-                "InvalidParameterValue",
-                f"Value {handle} for parameter ReceiptHandle is invalid. Reason: Message does "
-                "not exist or is not available for visibility timeout change.",
-            )
-        return None
+        # the same rule as for deleting: an expired FIFO handle no longer changes anything
+        return self._check_delete(m, receive_count, handle)
 
     def _cleared(self) -> None:
         self.groups.clear()

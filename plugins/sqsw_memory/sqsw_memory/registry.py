@@ -197,7 +197,12 @@ class Registry:
             if self.by_name.get(q.name) is q:
                 del self.by_name[q.name]
                 self.by_url.pop(q.url, None)
-                self.deleted_at[q.name] = self.clock()
+                now = self.clock()
+                if len(self.deleted_at) > 1000:
+                    self.deleted_at = {
+                        n: t for n, t in self.deleted_at.items() if now - t < DELETE_COOLDOWN
+                    }
+                self.deleted_at[q.name] = now
         q.close()
 
     # -- listing --------------------------------------------------------------------

@@ -11,7 +11,6 @@ timers tick about once a second.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -24,37 +23,13 @@ import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 
 from sqsw_memory import MemorySession, MemorySQSClient
+from tests.localstack_server import SKIP_REASON, localstack_endpoint
 
 BACKENDS = ["memory", "localstack"]
 MISSING_ARN = "arn:aws:sqs:us-east-1:000000000000:nope"
-ENDPOINT_VAR = "SQSW_TEST_ENDPOINT"
 
 
 # -- fixtures ---------------------------------------------------------------------
-
-
-def _selected_only_by_module_name(request: pytest.FixtureRequest) -> bool:
-    """Whether ``-k`` picked this test only because the module name contains "memory".
-
-    ``pytest -k memory`` matches every test of ``test_memory_sqs.py``; the
-    LocalStack cases then skip, so ``-k memory`` runs the memory backend only.
-    """
-    expression = request.config.getoption("keyword")
-    if not expression:
-        return False
-    try:
-        from _pytest.mark.expression import Expression
-
-        node = request.node
-        names = [node.name.lower(), *(k.lower() for k in node.keywords if k != node.parent.name)]
-        own = [n for n in names if "test_memory_sqs" not in n]
-
-        def matches(subname: str, /, **kwargs: Any) -> bool:
-            return any(subname.lower() in n for n in own)
-
-        return not Expression.compile(expression).evaluate(matches)
-    except Exception:  # private pytest API: if it changes, run the test
-        return False
 
 
 @pytest.fixture(params=BACKENDS)
@@ -62,11 +37,9 @@ def client(request: pytest.FixtureRequest) -> Any:
     """A boto3-shaped SQS client on each backend."""
     if request.param == "memory":
         return MemorySession().client("sqs")
-    if _selected_only_by_module_name(request):
-        pytest.skip("selected by -k only through the module name; not a memory test")
-    endpoint = os.environ.get(ENDPOINT_VAR)
-    if not endpoint:
-        pytest.skip(f"{ENDPOINT_VAR} is not set: no LocalStack server to compare against")
+    endpoint = localstack_endpoint()
+    if endpoint is None:
+        pytest.skip(SKIP_REASON)
     import boto3
 
     return boto3.client(
@@ -1385,6 +1358,34 @@ def _receive_all_seconds(n: int, fifo: bool) -> float:
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])
 def test_memory_receive_cost_does_not_grow_with_queue_depth(mem: Any, fifo: bool) -> None:
     small = min(_receive_all_seconds(1_000, fifo) for _ in range(3)) / 1_000
-    large = _receive_all_seconds(20_000, fifo) / 20_000
+    large = min(_receive_all_seconds(20_000, fifo) for _ in range(2)) / 20_000
     # a scan per receive would make the large queue ~20x slower per message
     assert large < 4 * small, (small, large)
+
+
+def test_memory_deleting_a_queue_ends_long_polls(mem: Any, mem_queue: QueueFactory) -> None:
+    url = mem_queue()
+    errors: list[BaseException] = []
+
+    def poll() -> None:
+        try:
+            receive(mem, url, WaitTimeSeconds=20)
+        except ClientError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.2)
+    mem.delete_queue(QueueUrl=url)
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert isinstance(errors[0], mem.exceptions.QueueDoesNotExist)
+
+
+def test_memory_paginator_and_queue_name_as_url(mem: Any) -> None:
+    urls = [mem.create_queue(QueueName=f"page-{i}")["QueueUrl"] for i in range(5)]
+    pages = list(mem.get_paginator("list_queues").paginate(PaginationConfig={"PageSize": 2}))
+    assert [len(p["QueueUrls"]) for p in pages] == [2, 2, 1]
+    assert [u for p in pages for u in p["QueueUrls"]] == urls
+    mem.send_message(QueueUrl="page-0", MessageBody="by name")  # SQS accepts a name too
+    assert counts(mem, urls[0]) == (1, 0, 0)
