@@ -88,10 +88,9 @@ def main() -> int:
     def rate(n: int, seconds: float) -> float:
         return n / seconds
 
-    print(f"{'jobs':>8} | {'enqueue jobs/s':>26} | {'process jobs/s':>34}")
-    print(
-        f"{'':>8} | {'sqsw':>9} {'sqs-workers':>11} {'x':>4} | {'sqsw':>9} {'sqs-workers':>11} {'x':>6}"
-    )
+    pair = f"{'sqsw':>9} {'sqs-workers':>11}"
+    print(f"{'jobs':>8} | {'enqueue jobs/s':>26} | {'process jobs/s':>28}")
+    print(f"{'':>8} | {pair} {'x':>4} | {pair} {'x':>6}")
     for n, ours, theirs in rows:
         oe, op = rate(n, ours["enqueue_s"]), rate(n, ours["process_s"])
         if theirs is None:

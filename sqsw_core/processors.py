@@ -123,23 +123,22 @@ class Processor:
     @property
     def message(self) -> Message | None:
         """The message being processed by the current thread, if any."""
-        return getattr(_current, "message", None)
+        job = getattr(_current, "job", None)
+        return job[0] if job is not None else None
 
     @property
     def job_context(self) -> JobContext:
         """The context of the job being processed by the current thread."""
-        context = getattr(_current, "context", None)
-        return context if context is not None else JobContext()
+        job = getattr(_current, "job", None)
+        return job[1] if job is not None else JobContext()
 
     def run(self, message: Message, job_kwargs: dict[str, Any], job_context: JobContext) -> Any:
         """Entry point used by the worker: run :meth:`process` for ``message``."""
-        _current.message = message
-        _current.context = job_context
+        _current.job = (message, job_context)
         try:
             return self.process(job_kwargs, job_context)
         finally:
-            _current.message = None
-            _current.context = None
+            _current.job = None
 
     def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
         """Call the job function. Override to act before or after it."""

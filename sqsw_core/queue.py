@@ -361,7 +361,8 @@ class JobQueue(GenericQueue):
         return self.send_entry(entry, job_name)
 
     def handle_message(self, message: Message) -> None:
-        job_name = message.job_name
+        attribute = message.message_attributes.get(JOB_NAME_ATTR)
+        job_name = attribute.get("StringValue") if attribute is not None else None
         if job_name is None:
             raise UnknownJobError(
                 f"message has no {JOB_NAME_ATTR} attribute, so it was not sent as a job by "
