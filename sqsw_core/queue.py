@@ -88,6 +88,9 @@ class GenericQueue:
 
     @property
     def is_fifo(self) -> bool:
+        """FIFO queues' SQS names end in ``.fifo``; a queue given by URL is judged by it."""
+        if self.queue_url is not None:
+            return self.queue_url.endswith(".fifo")
         return self.name.endswith(".fifo")
 
     @property
