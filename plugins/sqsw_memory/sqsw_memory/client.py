@@ -24,6 +24,7 @@ from sqsw_memory.move_tasks import cancel_move_task, list_move_tasks, start_move
 from sqsw_memory.queue import MAX_VISIBILITY, AttributeFilter, Queue
 from sqsw_memory.validation import (
     MAX_BATCH_BYTES,
+    MAX_BATCH_ENTRIES,
     check_batch_ids,
     check_body,
     check_fifo_id,
@@ -142,10 +143,108 @@ def _attribute_filter(names: Sequence[str] | None) -> AttributeFilter:
     return frozenset(exact), tuple(prefixes)
 
 
-def _raw_size(entry: Mapping[str, Any]) -> int:
+#: (AttributeNames, MessageSystemAttributeNames, MessageAttributeNames) as tuples (None =
+#: not given) -> what ReceiveMessage renders; receivers repeat the same few arguments
+_RECEIVE_FILTERS: dict[
+    tuple[tuple[Any, ...] | None, tuple[Any, ...] | None, tuple[Any, ...] | None],
+    tuple[frozenset[str] | None, AttributeFilter],
+] = {}
+_CACHE_LIMIT = 1024
+
+
+def _receive_filters(
+    attribute_names: Any, system_attribute_names: Any, message_attribute_names: Any
+) -> tuple[frozenset[str] | None, AttributeFilter]:
+    """System attribute names and message attribute filter of a ReceiveMessage (cached)."""
+    key = (
+        None if attribute_names is _UNSET else tuple(attribute_names),
+        None if system_attribute_names is _UNSET else tuple(system_attribute_names),
+        None if message_attribute_names is _UNSET else tuple(message_attribute_names),
+    )
+    try:
+        found = _RECEIVE_FILTERS.get(key)
+    except TypeError:  # unhashable names: worked out (and rejected) below
+        found = None
+        cacheable = False
+    else:
+        cacheable = True
+    if found is not None:
+        return found
+    system_names: frozenset[str] | None = None
+    if key[0] is not None or key[1] is not None:
+        system_names = frozenset([*(key[0] or ()), *(key[1] or ())])
+    result = system_names, _attribute_filter(key[2])
+    if cacheable:
+        if len(_RECEIVE_FILTERS) >= _CACHE_LIMIT:
+            _RECEIVE_FILTERS.clear()
+        _RECEIVE_FILTERS[key] = result
+    return result
+
+
+#: batch entry ids known to be valid (ids repeat: "0".."9", job ids, ...)
+_VALID_BATCH_IDS: set[str] = set()
+
+
+def _known_batch_ids(ids: list[str]) -> bool:
+    """Whether ``ids`` certainly pass :func:`check_batch_ids` (known valid, distinct)."""
+    if not 0 < len(ids) <= MAX_BATCH_ENTRIES:
+        return False
+    known = _VALID_BATCH_IDS
+    for i in ids:
+        if i not in known:
+            return False
+    return len(set(ids)) == len(ids)
+
+
+def _remember_batch_ids(ids: list[str]) -> None:
+    if len(_VALID_BATCH_IDS) >= 4 * _CACHE_LIMIT:
+        _VALID_BATCH_IDS.clear()
+    _VALID_BATCH_IDS.update(ids)
+
+
+#: validated message attributes: (stored copy, size in bytes, MD5OfMessageAttributes)
+_Validated = tuple[dict[str, dict[str, Any]], int, str]
+#: String/Number-only message attributes already validated, by names and values; a hit
+#: is confirmed by comparing the request's attributes with the stored copy, so the key
+#: only has to be cheap. The copies are shared by messages and never mutated.
+_VALIDATED_ATTRIBUTES: dict[tuple[Any, ...], _Validated] = {}
+
+
+def _cached_attributes(attributes: Mapping[str, Any] | None) -> _Validated | None:
+    """What validating ``attributes`` gave before, if they were validated already."""
+    if not attributes:
+        return None
+    try:
+        found = _VALIDATED_ATTRIBUTES.get(
+            (*attributes, *[a.get("StringValue") for a in attributes.values()])
+        )
+    except (TypeError, AttributeError):  # not (hashable) mappings: validation tells
+        return None
+    if found is not None and found[0] == attributes:
+        return found
+    return None
+
+
+def _validate_attributes(attributes: Mapping[str, Any]) -> _Validated:
+    """Validate message attributes (raise SQSError) and remember String/Number-only ones."""
+    copy, size = check_message_attributes(attributes)
+    found = copy, size, md5_of_attributes(copy)
+    values = [a.get("StringValue") for a in copy.values()]
+    if None not in values:
+        if len(_VALIDATED_ATTRIBUTES) >= _CACHE_LIMIT:
+            _VALIDATED_ATTRIBUTES.clear()
+        key = (*copy, *values)
+        _VALIDATED_ATTRIBUTES[key] = found
+    return found
+
+
+def _raw_size(entry: Mapping[str, Any], cached: _Validated | None) -> int:
     """Bytes an entry counts toward the batch limit (body plus attributes)."""
     body = entry["MessageBody"]
     size = len(body) if body.isascii() else len(body.encode("utf-8", "surrogatepass"))
+    if cached is not None:
+        # String/Number attributes count what validation counted: names, types, values
+        return size + cached[1]
     for name, attr in (entry.get("MessageAttributes") or {}).items():
         size += len(name.encode("utf-8", "surrogatepass"))
         for key, value in attr.items():
@@ -479,15 +578,20 @@ class MemorySQSClient:
         group_id: str | None,
         sent_ms: int,
         sent_at: float,
+        cached: _Validated | None,
     ) -> tuple[Message, int]:
-        """Validate one message for ``q``; the stored message and its delay (-1 = queue's)."""
+        """Validate one message for ``q``; the stored message and its delay (-1 = queue's).
+
+        ``cached``: what :func:`_cached_attributes` found for ``attributes``.
+        """
         data = check_body(body)
         size = len(data)
         copy = md5_attributes = None
         if attributes:
-            copy, extra = check_message_attributes(attributes)
+            copy, extra, md5_attributes = (
+                _validate_attributes(attributes) if cached is None else cached
+            )
             size += extra
-            md5_attributes = md5_of_attributes(copy)
         system = check_system_attributes(system_attributes) if system_attributes else None
         if size > q.max_size:
             raise SQSError(
@@ -588,6 +692,7 @@ class MemorySQSClient:
                 None if MessageGroupId is _UNSET else MessageGroupId,
                 int(self._wall_clock() * 1000),
                 self._clock(),
+                None if MessageAttributes is _UNSET else _cached_attributes(MessageAttributes),
             )
         except (KeyError, TypeError, AttributeError):
             validate_params(
@@ -621,15 +726,25 @@ class MemorySQSClient:
             if not isinstance(Entries, (list, tuple)):
                 raise TypeError
             entries = list(Entries)
+            ids: list[str] = []
             for e in entries:
+                entry_id = e["Id"]
                 if not (
                     e.keys() <= _SEND_ENTRY_KEYS
-                    and isinstance(e["Id"], str)
+                    and isinstance(entry_id, str)
                     and isinstance(e["MessageBody"], str)
                 ):
                     raise TypeError
-            check_batch_ids(entries, "SendMessageBatchRequestEntry")
-            total = sum(_raw_size(e) for e in entries)
+                ids.append(entry_id)
+            if not _known_batch_ids(ids):
+                check_batch_ids(entries, "SendMessageBatchRequestEntry")
+                _remember_batch_ids(ids)
+            found: list[_Validated | None] = []
+            total = 0
+            for e in entries:
+                cached = _cached_attributes(e.get("MessageAttributes"))
+                found.append(cached)
+                total += _raw_size(e, cached)
         except (KeyError, TypeError, AttributeError):
             validate_params("SendMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
             raise
@@ -656,9 +771,32 @@ class MemorySQSClient:
         sent_at = self._clock()
         build = self._build
         items: list[tuple[Message, int]] = []
-        ids: list[str] = []
+        built_ids: list[str] = []
         failed: list[dict[str, Any]] = []
-        for e in entries:
+        # the usual entry on a standard queue: Id, printable ASCII MessageBody and maybe
+        # already validated MessageAttributes; _build's checks reduce to the size limit
+        lean = not q.fifo
+        max_size = q.max_size
+        next_id = self._message_ids.next
+        md5 = hashlib.md5
+        for e, entry_id, cached in zip(entries, ids, found, strict=True):
+            if lean and len(e) == (2 if cached is None else 3):
+                text = e["MessageBody"]
+                if text and text.isascii() and text.isprintable():
+                    data = text.encode("ascii")
+                    size = len(data) if cached is None else len(data) + cached[1]
+                    if size <= max_size:
+                        md5_body = md5(data, usedforsecurity=False).hexdigest()
+                        if cached is None:
+                            m = Message(0, next_id(), text, md5_body, size, sent_ms, sent_at)
+                        else:
+                            m = Message(
+                                0, next_id(), text, md5_body, size, sent_ms, sent_at,
+                                cached[0], cached[2],
+                            )  # fmt: skip
+                        items.append((m, -1))
+                        built_ids.append(entry_id)
+                        continue
             try:
                 items.append(
                     build(
@@ -671,12 +809,13 @@ class MemorySQSClient:
                         e.get("MessageGroupId"),
                         sent_ms,
                         sent_at,
+                        cached,
                     )
                 )
-                ids.append(e["Id"])
+                built_ids.append(entry_id)
             except SQSError as exc:
                 failed.append(
-                    {"Id": e["Id"], "SenderFault": True, "Code": exc.code, "Message": exc.message}
+                    {"Id": entry_id, "SenderFault": True, "Code": exc.code, "Message": exc.message}
                 )
             except (KeyError, TypeError, AttributeError):
                 validate_params("SendMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
@@ -685,7 +824,7 @@ class MemorySQSClient:
         if items:
             results = q.add(items)
             for entry_id, (m, _), (message_id, sequence_number) in zip(
-                ids, items, results, strict=True
+                built_ids, items, results, strict=True
             ):
                 ok: dict[str, Any] = {
                     "Id": entry_id,
@@ -770,16 +909,8 @@ class MemorySQSClient:
         if ReceiveRequestAttemptId is not _UNSET and q.fifo:
             attempt_id = ReceiveRequestAttemptId
             check_fifo_id(attempt_id, "ReceiveRequestAttemptId")
-        system_names: frozenset[str] | None = None
-        if AttributeNames is not _UNSET or MessageSystemAttributeNames is not _UNSET:
-            system_names = frozenset(
-                [
-                    *(() if AttributeNames is _UNSET else AttributeNames),
-                    *(() if MessageSystemAttributeNames is _UNSET else MessageSystemAttributeNames),
-                ]
-            )
-        attribute_filter = _attribute_filter(
-            None if MessageAttributeNames is _UNSET else MessageAttributeNames
+        system_names, attribute_filter = _receive_filters(
+            AttributeNames, MessageSystemAttributeNames, MessageAttributeNames
         )
         received = q.receive(count, visibility, wait, attempt_id)
         if not received:
@@ -804,6 +935,27 @@ class MemorySQSClient:
         self, *, QueueUrl: str = _UNSET, Entries: Sequence[Mapping[str, Any]] = _UNSET
     ) -> dict[str, Any]:
         q = self._queue("DeleteMessageBatch", QueueUrl)
+        # fast path: entries are dicts of exactly Id and ReceiptHandle, both str
+        ids: list[str] = []
+        handles: list[str] = []
+        if type(Entries) is list and 0 < len(Entries) <= MAX_BATCH_ENTRIES:
+            for e in Entries:
+                if type(e) is not dict or len(e) != 2:
+                    break
+                entry_id = e.get("Id")
+                handle = e.get("ReceiptHandle")
+                if type(entry_id) is not str or type(handle) is not str:
+                    break
+                ids.append(entry_id)
+                handles.append(handle)
+            else:
+                if not _known_batch_ids(ids):
+                    check_batch_ids(Entries, "DeleteMessageBatchRequestEntry")
+                    _remember_batch_ids(ids)
+                errors = q.delete(handles)
+                if errors.count(None) == len(errors):
+                    return self._ok({"Successful": [{"Id": i} for i in ids]})
+                return self._ok(_batch_result(Entries, errors))
         try:
             if not isinstance(Entries, (list, tuple)):
                 raise TypeError

@@ -113,7 +113,8 @@ class FifoQueue(Queue):
         if messages[0].state == VISIBLE and not group.queued:
             group.queued = True
             self.ready.append(group)
-            self.cond.notify()
+            if self.waiting:
+                self.cond.notify()
 
     # -- receiving ------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ class Message:
         "first_receive_ms",
         "group",
         "group_id",
+        "handle",
         "md5_attributes",
         "md5_body",
         "message_id",
@@ -82,6 +83,8 @@ class Message:
         self.deadline = 0.0
         #: the FIFO message group this message belongs to
         self.group: Any = None
+        #: standard queues: the latest receipt handle (a key of ``Queue.handles``)
+        self.handle: str | None = None
 
     def __repr__(self) -> str:
         return f"Message({self.message_id!r}, state={self.state}, receives={self.receive_count})"

@@ -41,19 +41,8 @@ Received = tuple[Message, str, int]
 #: None = no attributes; True = all; (names, prefixes) = those
 AttributeFilter = None | bool | tuple[frozenset[str], tuple[str, ...]]
 
-_ALL_SYSTEM = frozenset(
-    {
-        "SenderId",
-        "SentTimestamp",
-        "ApproximateReceiveCount",
-        "ApproximateFirstReceiveTimestamp",
-        "SequenceNumber",
-        "MessageDeduplicationId",
-        "MessageGroupId",
-        "AWSTraceHeader",
-        "DeadLetterQueueSourceArn",
-    }
-)
+#: ``str(n)`` of small receive counts
+_COUNTS = tuple(str(n) for n in range(100))
 
 
 class QueueContext:
@@ -121,6 +110,8 @@ class Queue:
         self.clock = ctx.clock
         self.lock = threading.Lock()
         self.cond = threading.Condition(self.lock)
+        #: long polls waiting on ``cond`` (guarded by ``lock``): notify only when > 0
+        self.waiting = 0
         self.deleted = False
         self.tags = dict(tags)
         self.created = self.modified = int(ctx.wall_clock())
@@ -133,6 +124,8 @@ class Queue:
         self.set_attributes(attributes, redrive, touch=False)
         #: live messages by their per-queue sequence number (receipt handles name these)
         self.messages: dict[int, Message] = {}
+        #: standard queues: live messages by their latest receipt handle (spares parsing it)
+        self.handles: dict[str, Message] = {}
         self._next_seq = 1
         self._tick = itertools.count()
         self.delayed: list[tuple[float, int, Message]] = []
@@ -199,7 +192,7 @@ class Queue:
 
     def handle(self, message: Message, receive_count: int) -> str:
         """The receipt handle of one receive of ``message``."""
-        return f"{self.handle_prefix}{message.seq:x}.{receive_count}"
+        return f"{self.handle_prefix}{message.seq}.{receive_count}"
 
     def parse_handle(self, handle: str) -> tuple[int, int]:
         """``(message seq, receive count)`` of one of this queue's handles (or raise)."""
@@ -207,7 +200,7 @@ class Queue:
         if handle.startswith(prefix):
             seq, _, count = handle[len(prefix) :].partition(".")
             try:
-                return int(seq, 16), int(count)
+                return int(seq), int(count)
             except ValueError:
                 pass
         raise _invalid_handle(handle)
@@ -241,12 +234,18 @@ class Queue:
         m.deadline = deadline
         heap = self.inflight
         heapq.heappush(heap, (deadline, next(self._tick), m))
-        if heap[0][2] is m:
+        if self.waiting and heap[0][2] is m:
             # an earlier deadline than long polls are waiting for: let them recompute
             self.cond.notify_all()
         if len(heap) > 2 * self.n_inflight + 1024:
-            self.inflight = [e for e in heap if e[2].state == INFLIGHT and e[2].deadline == e[0]]
-            heapq.heapify(self.inflight)
+            self._compact_inflight()
+
+    def _compact_inflight(self) -> None:
+        """Drop stale entries (amortized O(1): runs once the heap is mostly stale)."""
+        self.inflight = [
+            e for e in self.inflight if e[2].state == INFLIGHT and e[2].deadline == e[0]
+        ]
+        heapq.heapify(self.inflight)
 
     # -- sending --------------------------------------------------------------------
 
@@ -263,7 +262,7 @@ class Queue:
                 raise _queue_gone()
             now = self.clock()
             self._advance(now)
-            add_one = self._add_one if dedup else self._store
+            add_one = self._add_one if dedup and self.fifo else self._store
             result = [add_one(m, delay, now) for m, delay in items]
         return result
 
@@ -284,7 +283,7 @@ class Queue:
             heap = self.delayed
             heapq.heappush(heap, (deadline, next(self._tick), m))
             self._place(m)
-            if heap[0][2] is m:
+            if self.waiting and heap[0][2] is m:
                 self.cond.notify_all()
         else:
             m.state = VISIBLE
@@ -313,6 +312,8 @@ class Queue:
             return
         m.state = GONE
         del self.messages[m.seq]
+        if m.handle is not None:
+            del self.handles[m.handle]
         self._removed(m)
 
     def _removed(self, m: Message) -> None:
@@ -331,12 +332,24 @@ class Queue:
             if dlq is not None:
                 max_receives = self.redrive.max_receive_count
         clock = self.clock
-        end = clock() + wait
-        real_end = time.monotonic() + wait
         out: list[Received] = []
         dead: list[Message] = []
+        if wait <= 0 and attempt_id is None:
+            # short poll: one look, no waiting
+            with self.lock:
+                if self.deleted:
+                    raise _queue_gone()
+                now = clock()
+                if self.delayed or self.inflight:
+                    self._advance(now)
+                self._take(count, visibility, now, max_receives, out, dead)
+            if dead and dlq is not None:
+                dlq.accept_dead_letters(dead, self.arn)
+            return out
+        end = clock() + wait
+        real_end = time.monotonic() + wait
         while True:
-            with self.cond:
+            with self.lock:  # the lock of self.cond
                 while True:
                     if self.deleted:
                         raise _queue_gone()
@@ -355,7 +368,11 @@ class Queue:
                         timeout = min(timeout, due - now)
                     if timeout <= 0:
                         break
-                    self.cond.wait(timeout)
+                    self.waiting += 1
+                    try:
+                        self.cond.wait(timeout)
+                    finally:
+                        self.waiting -= 1
                 if attempt_id is not None:
                     self._remember(attempt_id, out, now)
             if dead and dlq is not None:
@@ -411,29 +428,60 @@ class Queue:
 
     def delete(self, handles: list[str]) -> list[SQSError | None]:
         """Delete by receipt handles; one result (None = deleted) per handle."""
-        parsed: list[tuple[int, int] | SQSError] = []
-        for h in handles:
-            try:
-                parsed.append(self.parse_handle(h))
-            except SQSError as exc:
-                parsed.append(exc)
+        prefix = self.handle_prefix
+        start = len(prefix)
+        # None: any handle deletes and removing needs no hook (standard queues)
+        check = (
+            None
+            if type(self)._check_delete is Queue._check_delete
+            and type(self)._removed is Queue._removed
+            else self._check_delete
+        )
         results: list[SQSError | None] = []
         with self.lock:
             if self.deleted:
                 raise _queue_gone()
             now = self.clock()
-            self._advance(now)
+            if self.delayed or self.inflight:
+                self._advance(now)
             messages = self.messages
-            for h, p in zip(handles, parsed, strict=True):
-                if isinstance(p, SQSError):
-                    results.append(p)
+            by_handle = self.handles
+            for h in handles:
+                if check is None:
+                    m = by_handle.get(h)
+                    if m is not None:
+                        # the latest handle of a live message (standard queue)
+                        if m.state == INFLIGHT:
+                            # Queue._remove inlined for the usual case
+                            m.state = GONE
+                            self.n_inflight -= 1
+                            del messages[m.seq]
+                            del by_handle[h]
+                        else:
+                            self._remove(m)
+                        results.append(None)
+                        continue
+                # parse_handle inlined
+                if h.startswith(prefix):
+                    seq, _, count = h[start:].partition(".")
+                    try:
+                        key, receive_count = int(seq), int(count)
+                    except ValueError:
+                        results.append(_invalid_handle(h))
+                        continue
+                else:
+                    results.append(_invalid_handle(h))
                     continue
-                m = messages.get(p[0])
+                m = messages.get(key)
                 if m is None:
                     # already deleted (or purged, expired, moved): SQS accepts it
                     results.append(None)
                     continue
-                error = self._check_delete(m, p[1], h)
+                if check is None:
+                    self._remove(m)
+                    results.append(None)
+                    continue
+                error = check(m, receive_count, h)
                 if error is None:
                     self._remove(m)
                 results.append(error)
@@ -587,6 +635,7 @@ class Queue:
             for m in self.messages.values():
                 m.state = GONE
             self.messages.clear()
+            self.handles.clear()
             self.delayed = []
             self.inflight = []
             self.n_visible = self.n_inflight = self.n_delayed = 0
@@ -609,10 +658,16 @@ class Queue:
         system_names: frozenset[str] | None,
         attribute_filter: AttributeFilter,
     ) -> list[dict[str, Any]]:
-        """ReceiveMessage ``Messages`` entries for received messages."""
-        if system_names is not None and "All" in system_names:
-            system_names = _ALL_SYSTEM
+        """ReceiveMessage ``Messages`` entries for received messages.
+
+        Every entry is built afresh (callers may mutate them); strings shared by the
+        messages of one batch (timestamps) are converted once.
+        """
+        all_system = system_names is not None and "All" in system_names
         account = self.ctx.account_id
+        counts = _COUNTS
+        sent_ms = first_ms = -1
+        sent_str = first_str = ""
         result = []
         for m, handle, count in received:
             d: dict[str, Any] = {
@@ -621,18 +676,46 @@ class Queue:
                 "MD5OfBody": m.md5_body,
                 "Body": m.body,
             }
-            if system_names:
+            if all_system:
+                if m.sent_ms != sent_ms:
+                    sent_ms = m.sent_ms
+                    sent_str = str(sent_ms)
+                if m.first_receive_ms != first_ms:
+                    first_ms = m.first_receive_ms
+                    first_str = str(first_ms)
+                attrs = {
+                    "SenderId": account,
+                    "SentTimestamp": sent_str,
+                    "ApproximateReceiveCount": counts[count] if count < 100 else str(count),
+                    "ApproximateFirstReceiveTimestamp": first_str,
+                }
+                if (
+                    m.group_id is not None
+                    or m.dedup_id is not None
+                    or m.sequence_number is not None
+                    or m.system_attributes
+                    or m.dlq_source_arn is not None
+                ):
+                    self._extra_system_attributes(m, attrs)
+                d["Attributes"] = attrs
+            elif system_names:
                 attrs = self._system_attributes(m, count, account)
                 d["Attributes"] = {k: v for k, v in attrs.items() if k in system_names}
-            if attribute_filter is not None and m.attributes:
-                selected = _select(m.attributes, attribute_filter)
-                if selected:
-                    d["MD5OfMessageAttributes"] = (
-                        m.md5_attributes
-                        if len(selected) == len(m.attributes)
-                        else _md5_of_attributes(selected)
-                    )
-                    d["MessageAttributes"] = selected
+            if attribute_filter is not None:
+                stored = m.attributes
+                if stored:
+                    if attribute_filter is True:
+                        d["MD5OfMessageAttributes"] = m.md5_attributes
+                        d["MessageAttributes"] = {k: v.copy() for k, v in stored.items()}
+                    else:
+                        selected = _select(stored, attribute_filter)
+                        if selected:
+                            d["MD5OfMessageAttributes"] = (
+                                m.md5_attributes
+                                if len(selected) == len(stored)
+                                else _md5_of_attributes(selected)
+                            )
+                            d["MessageAttributes"] = selected
             result.append(d)
         return result
 
@@ -643,6 +726,12 @@ class Queue:
             "ApproximateReceiveCount": str(count),
             "ApproximateFirstReceiveTimestamp": str(m.first_receive_ms),
         }
+        self._extra_system_attributes(m, attrs)
+        return attrs
+
+    @staticmethod
+    def _extra_system_attributes(m: Message, attrs: dict[str, str]) -> None:
+        """Add the system attributes only some messages have (FIFO, tracing, DLQ)."""
         if m.group_id is not None:
             attrs["MessageGroupId"] = m.group_id
         if m.dedup_id is not None:
@@ -653,7 +742,6 @@ class Queue:
             attrs["AWSTraceHeader"] = m.system_attributes["AWSTraceHeader"]["StringValue"]
         if m.dlq_source_arn is not None:
             attrs["DeadLetterQueueSourceArn"] = m.dlq_source_arn
-        return attrs
 
 
 def _select(

@@ -27,6 +27,10 @@ class MemorySession:
     ``WaitTimeSeconds`` so a frozen fake clock cannot hang it.
     """
 
+    #: The queues live in this process: worker processes forked from it would
+    #: each get a copy, so sqsw refuses ``workers=N`` on this session.
+    process_local = True
+
     def __init__(
         self,
         region_name: str = "us-east-1",

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections import deque
+from heapq import heappush
 from typing import ClassVar
 
-from sqsw_memory.message import VISIBLE, Message
+from sqsw_memory.message import INFLIGHT, VISIBLE, Message
 from sqsw_memory.queue import Queue, QueueContext, Received
 from sqsw_memory.validation import STANDARD_DEFAULTS, RedriveTarget
 
@@ -36,7 +37,8 @@ class StandardQueue(Queue):
 
     def _enqueue(self, m: Message) -> None:
         self.visible.append(m)
-        self.cond.notify()
+        if self.waiting:
+            self.cond.notify()
 
     def _take(
         self,
@@ -47,23 +49,57 @@ class StandardQueue(Queue):
         out: list[Received],
         dead: list[Message],
     ) -> None:
+        # Queue._claim and Queue._hide inlined: this is the hot path of every receive
         visible = self.visible
         popleft = visible.popleft
-        claim = self._claim
-        handle = self.handle
+        prefix = self.handle_prefix
+        retention = self.retention
+        deadline = now + visibility
+        heap = self.inflight
+        tick = self._tick
+        by_handle = self.handles
+        first_ms = 0
+        hidden = 0
         kept: list[Message] = []
         while visible and len(out) < count:
             m = popleft()
             if m.state != VISIBLE:
                 continue
-            received = claim(m, now, max_receives, dead)
-            if not received:
+            if now - m.sent_at >= retention:
+                self._remove(m)  # retention ran out: SQS deletes it
                 continue
+            received = m.receive_count + 1
+            if max_receives and received > max_receives:
+                self._remove(m)
+                dead.append(m)
+                continue
+            m.receive_count = received
+            if not m.first_receive_ms:
+                if not first_ms:
+                    first_ms = int(self.ctx.wall_clock() * 1000)
+                m.first_receive_ms = first_ms
+            m.received_at = now
             if visibility:
-                self._hide(m, now, visibility)
+                m.state = INFLIGHT
+                m.deadline = deadline
+                heappush(heap, (deadline, next(tick), m))
+                hidden += 1
+                if self.waiting and heap[0][2] is m:
+                    # an earlier deadline than long polls are waiting for: let them recompute
+                    self.cond.notify_all()
             else:
                 kept.append(m)
-            out.append((m, handle(m, received), received))
+            handle = f"{prefix}{m.seq}.{received}"
+            if m.handle is not None:
+                del by_handle[m.handle]
+            m.handle = handle
+            by_handle[handle] = m
+            out.append((m, handle, received))
+        if hidden:
+            self.n_visible -= hidden
+            self.n_inflight += hidden
+            if len(heap) > 2 * self.n_inflight + 1024:
+                self._compact_inflight()
         if kept:
             # received with VisibilityTimeout=0: visible again at once, but not twice per call
             visible.extend(kept)

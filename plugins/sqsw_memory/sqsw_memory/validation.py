@@ -17,6 +17,7 @@ from sqsw_memory.errors import SQSError
 __all__ = [
     "FIFO_DEFAULTS",
     "MAX_BATCH_BYTES",
+    "MAX_BATCH_ENTRIES",
     "STANDARD_DEFAULTS",
     "RedriveTarget",
     "check_batch_ids",
@@ -286,7 +287,8 @@ def check_body(body: str) -> bytes:
     """Check a message body; return it UTF-8 encoded."""
     if not body:
         raise SQSError("MissingParameter", "The request must contain the parameter MessageBody.")
-    if _INVALID_CHARS.search(body) is not None:
+    # printable ASCII (0x20-0x7e) is always valid: skip the search for the usual body
+    if not (body.isascii() and body.isprintable()) and _INVALID_CHARS.search(body) is not None:
         raise SQSError("InvalidMessageContents", _INVALID_CHARS_MESSAGE)
     return body.encode("utf-8")
 
