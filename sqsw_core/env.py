@@ -18,10 +18,12 @@ from sqsw_core.exceptions import (
     DecodeError,
     PluginError,
 )
+from sqsw_core.long_delays import MAX_HOP_SECONDS, check_hop
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, compose_processors
 from sqsw_core.queue import GenericQueue, JobQueue
 from sqsw_core.queue_management import RedrivePolicy
+from sqsw_core.retries import RetryPolicy
 from sqsw_core.sending import DEFAULT_MAX_MESSAGE_SIZE
 from sqsw_core.sessions import is_session
 from sqsw_core.shutdown_policies import NeverShutdown, ShutdownPolicy
@@ -70,6 +72,8 @@ class SQSEnv:
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         context_maker: Callable[[], SQSContext] = SQSContext,
         sqs_client: Any = None,
+        retry: RetryPolicy | None = None,
+        max_delay_hop: int = MAX_HOP_SECONDS,
     ) -> None:
         self.session = (
             plugins.resolve(plugins.SESSIONS, session, is_session)
@@ -121,6 +125,8 @@ class SQSEnv:
         self._client = sqs_client
         self._client_pid = os.getpid() if sqs_client is not None else None
         self._api: SQSApi | None = None
+        self.retry = retry or RetryPolicy()
+        self.max_delay_hop = check_hop(max_delay_hop)
 
     def __repr__(self) -> str:
         return f"<SQSEnv session={self.session!r} prefix={self.queue_prefix!r}>"
@@ -146,7 +152,7 @@ class SQSEnv:
         client = self.sqs_client
         api = self._api
         if api is None or api.client is not client:
-            api = self._api = SQSApi(client)
+            api = self._api = SQSApi(client, retry=self.retry)
         return api
 
     def get_sqs_queue_name(self, queue_name: str) -> str:

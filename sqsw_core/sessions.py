@@ -86,7 +86,11 @@ class AWSSession:
             connect_timeout=self.connect_timeout,
             # Long polls wait up to 20 s: the read timeout must be longer.
             read_timeout=max(self.read_timeout, 25),
-            retries={"mode": "standard", "max_attempts": 3},
+            # One retry layer: sqsw's SQSApi retries transient failures itself (logged,
+            # bounded by SQSEnv(retry=...)); botocore retrying inside each of those
+            # attempts would multiply the attempts and the waits, unseen. (botocore's
+            # "max_attempts" counts retries only: "total_max_attempts" is the total.)
+            retries={"mode": "standard", "total_max_attempts": 1},
         )
         if self.botocore_config is not None:
             config = config.merge(self.botocore_config)

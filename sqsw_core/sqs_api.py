@@ -1,16 +1,31 @@
 """The one place sqsw calls SQS: errors become messages that name the queue.
 
 Every SQS call of the product goes through :meth:`SQSApi.call`, so error
-translation (and retries of transient failures) live here only.
+translation and retries of transient failures (:mod:`sqsw_core.retries`) live
+here only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
+from tenacity import RetryError
 
 from sqsw_core.exceptions import QueueNotFoundError, SQSCallError
+from sqsw_core.retries import (
+    DEFAULT_RETRY_POLICY,
+    RETRYABLE_TYPES,
+    RetryPolicy,
+    call_with_retries,
+    describe_error,
+    error_code,
+    is_transient,
+)
+
+__all__ = ["NONEXISTENT_QUEUE_CODES", "SQSApi", "error_code"]
 
 #: Error codes SQS uses for a queue that does not exist (query and JSON protocols).
 NONEXISTENT_QUEUE_CODES = frozenset(
@@ -18,24 +33,59 @@ NONEXISTENT_QUEUE_CODES = frozenset(
 )
 
 
-def error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 class SQSApi:
-    """A boto3-shaped SQS client wrapped with error translation."""
+    """A boto3-shaped SQS client wrapped with error translation and retries."""
 
-    def __init__(self, client: Any, endpoint: str | None = None) -> None:
+    def __init__(
+        self, client: Any, endpoint: str | None = None, retry: RetryPolicy | None = None
+    ) -> None:
         self.client = client
         self.endpoint = endpoint or getattr(getattr(client, "meta", None), "endpoint_url", None)
+        self.retry = retry or DEFAULT_RETRY_POLICY
 
     def call(self, operation: str, queue_name: str | None, **params: Any) -> dict[str, Any]:
-        """Call ``operation`` (a boto3 method name) for ``queue_name``."""
+        """Call ``operation`` (a boto3 method name) for ``queue_name``.
+
+        Transient failures are retried as ``self.retry`` says; permanent ones
+        raise at once, translated (:meth:`translate`).
+        """
+        method = getattr(self.client, operation)
         try:
-            response: dict[str, Any] = getattr(self.client, operation)(**params)
+            response: dict[str, Any] = method(**params)
             return response
-        except ClientError as exc:
+        except RETRYABLE_TYPES as exc:
+            if self.retry.max_attempts > 1 and is_transient(exc):
+                return self._retry(operation, queue_name, partial(method, **params), exc)
+            if isinstance(exc, ClientError):
+                raise self.translate(exc, operation, queue_name) from exc
+            raise
+
+    def _retry(
+        self,
+        operation: str,
+        queue_name: str | None,
+        call: Callable[[], dict[str, Any]],
+        first_error: Exception,
+    ) -> dict[str, Any]:
+        # SendMessage(Batch) is not idempotent: a retry after a timeout whose request
+        # did reach SQS sends the message twice. SQS delivers at least once anyway,
+        # so jobs must tolerate duplicates; FIFO sends keep their
+        # MessageDeduplicationId (or body hash) across retries, so SQS drops the copy.
+        try:
+            return call_with_retries(call, first_error, self.retry, operation, queue_name)
+        except ClientError as exc:  # a permanent error on a later attempt
             raise self.translate(exc, operation, queue_name) from exc
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            target = f" on queue {queue_name!r}" if queue_name else ""
+            where = f" at {self.endpoint}" if self.endpoint else ""
+            raise SQSCallError(
+                f"SQS {operation}{target}{where} failed after {self.retry.max_attempts} "
+                f"attempts: {describe_error(last) if last is not None else 'unknown error'}",
+                operation=operation,
+                queue_name=queue_name,
+                code=(error_code(last) if last is not None else "") or None,
+            ) from last
 
     def translate(self, exc: ClientError, operation: str, queue_name: str | None) -> Exception:
         code = error_code(exc)
