@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import ParamSpec
 
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError
+from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor
 from sqsw_core.results import BatchProcessingResult
@@ -25,6 +26,7 @@ from sqsw_core.tasks import AsyncTask
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
+    from sqsw_core.engine import EngineStats
     from sqsw_core.env import SQSEnv
     from sqsw_core.worker import Worker
 
@@ -116,6 +118,8 @@ class GenericQueue:
         group_id: Any,
     ) -> dict[str, Any]:
         """The ``SendMessage`` parameters for one message."""
+        if delay_seconds is not None and delay_seconds > self.env.max_delay_hop:
+            attributes, delay_seconds = defer(self, attributes, delay_seconds)
         entry: dict[str, Any] = {"MessageBody": body, "MessageAttributes": attributes}
         if delay_seconds is not None:
             delay = int(delay_seconds)
@@ -222,10 +226,42 @@ class GenericQueue:
         return self.worker.process_batch(wait_seconds)
 
     def process_queue(
-        self, shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN, wait_seconds: float = 10
-    ) -> None:
-        """Run the worker loop on this queue until ``shutdown_policy`` stops it."""
-        self.worker.run(shutdown_policy, wait_seconds)
+        self,
+        shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN,
+        wait_seconds: float = 10,
+        *,
+        workers: int = 1,
+        **engine_options: Any,
+    ) -> EngineStats | None:
+        """Process this queue until ``shutdown_policy`` or a signal stops it.
+
+        Runs :class:`~sqsw_core.engine.QueueEngine`: ``concurrency`` job
+        threads (16 by default), prefetch, batched acks, visibility heartbeat
+        and graceful shutdown on SIGTERM/SIGINT; ``engine_options`` are its
+        keyword arguments. Returns the run's counters. ``workers=N`` runs N
+        such processes under a supervisor that forwards signals and restarts
+        a crashed one (returns ``None``).
+        """
+        from sqsw_core.engine import QueueEngine
+
+        def run() -> EngineStats:
+            engine = QueueEngine(
+                self, shutdown_policy=shutdown_policy, wait_seconds=wait_seconds, **engine_options
+            )
+            return engine.run()
+
+        if workers == 1:
+            return run()
+        if getattr(self.env.session, "process_local", False):
+            raise ConfigurationError(
+                f"workers={workers}: the session {self.env.session!r} keeps its queues in this "
+                "process, so other processes cannot share them; use concurrency= (threads) "
+                "instead, or a session on a real SQS endpoint"
+            )
+        from sqsw_core.supervisor import Supervisor
+
+        Supervisor(run, workers, name=self.name).run()
+        return None
 
     def drain_queue(self, wait_seconds: float = 0) -> int:
         """Delete every message without running it; returns how many."""

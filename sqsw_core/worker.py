@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
 from sqsw_core.exceptions import JobError, RetryJob
+from sqsw_core.long_delays import DUE_AT_ATTR, hold_back_early, hold_back_if_early
 from sqsw_core.messages import Message
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 
 if TYPE_CHECKING:
+    from sqsw_core.heartbeat import VisibilityKeeper
     from sqsw_core.queue import GenericQueue
 
 logger = logging.getLogger("sqsw.worker")
@@ -30,9 +33,16 @@ class Acker:
     job is never held back by the jobs after it.
     """
 
-    def __init__(self, queue: GenericQueue, max_delay: float = 0.1) -> None:
+    def __init__(
+        self,
+        queue: GenericQueue,
+        max_delay: float = 0.1,
+        visibility_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
         self.queue = queue
         self.max_delay = max_delay
+        # Held while visibility changes are sent, shared with the heartbeat.
+        self.visibility_lock = visibility_lock or threading.Lock()
         self._cond = threading.Condition(threading.Lock())
         self._deletes: list[Message] = []
         self._changes: list[tuple[Message, int]] = []
@@ -43,13 +53,15 @@ class Acker:
         self.failed_acks = 0
 
     def ack(self, message: Message) -> None:
-        self._add(self._deletes, message)
+        self._add(False, message)
 
     def retry(self, message: Message, visibility_timeout: int) -> None:
-        self._add(self._changes, (message, visibility_timeout))
+        self._add(True, (message, visibility_timeout))
 
-    def _add(self, pending: list[Any], item: Any) -> None:
+    def _add(self, change: bool, item: Any) -> None:
         with self._cond:
+            # Look the list up under the lock: flush() replaces it.
+            pending: list[Any] = self._changes if change else self._deletes
             pending.append(item)
             if self._oldest is None:
                 self._oldest = time.monotonic()
@@ -61,7 +73,7 @@ class Acker:
                     self._cond.notify()
             full = len(pending) >= BATCH_SIZE
         if full:
-            self.flush()
+            self.flush(full_only=True)
 
     def _start_thread(self) -> None:
         self._thread = threading.Thread(
@@ -85,12 +97,20 @@ class Acker:
                     continue
             self.flush()
 
-    def flush(self) -> None:
-        """Send every pending delete and visibility change now."""
+    def flush(self, full_only: bool = False) -> None:
+        """Send pending deletes and visibility changes now.
+
+        ``full_only`` sends only complete batches of 10 and leaves the rest for
+        the timer, so concurrent workers do not cause many small requests.
+        """
         while True:
             with self._cond:
-                deletes, self._deletes = self._deletes[:BATCH_SIZE], self._deletes[BATCH_SIZE:]
-                changes, self._changes = self._changes[:BATCH_SIZE], self._changes[BATCH_SIZE:]
+                if full_only:
+                    deletes = self._take(self._deletes, BATCH_SIZE)
+                    changes = self._take(self._changes, BATCH_SIZE)
+                else:
+                    deletes = self._take(self._deletes, 1)
+                    changes = self._take(self._changes, 1)
                 if not self._deletes and not self._changes:
                     self._oldest = None
             if not deletes and not changes:
@@ -99,6 +119,14 @@ class Acker:
                 self._send_deletes(deletes)
             if changes:
                 self._send_changes(changes)
+
+    def _take(self, pending: list[Any], at_least: int) -> list[Any]:
+        """Remove and return up to 10 entries of ``pending``, if it holds ``at_least``."""
+        if len(pending) < at_least:
+            return []
+        taken = pending[:BATCH_SIZE]
+        del pending[:BATCH_SIZE]
+        return taken
 
     def _send_deletes(self, messages: list[Message]) -> None:
         entries = [
@@ -132,7 +160,8 @@ class Acker:
             for i, (m, timeout) in enumerate(changes)
         ]
         try:
-            response = self.queue.call("change_message_visibility_batch", Entries=entries)
+            with self.visibility_lock:
+                response = self.queue.call("change_message_visibility_batch", Entries=entries)
         except Exception:
             logger.exception(
                 "Could not set the retry delay of %d failed message(s) on %s; they will be "
@@ -162,9 +191,16 @@ class Acker:
 class Worker:
     """Processes the messages of one queue: the loop behind ``process_queue``."""
 
-    def __init__(self, queue: GenericQueue) -> None:
+    def __init__(
+        self,
+        queue: GenericQueue,
+        acker: Acker | None = None,
+        keeper: VisibilityKeeper | None = None,
+    ) -> None:
         self.queue = queue
-        self.acker = Acker(queue)
+        self.acker = acker or Acker(queue)
+        self.keeper = keeper
+        self._failure = threading.local()
 
     def receive(self, wait_seconds: float = 0, max_messages: int = BATCH_SIZE) -> list[Message]:
         """Receive up to ``max_messages`` (at most 10) messages."""
@@ -187,8 +223,13 @@ class Worker:
             logger.exception("Backoff policy %r failed; retrying %s now", policy, message)
             return 0
 
-    def process_message(self, message: Message) -> bool:
-        """Run one message; ack it on success, schedule its retry otherwise."""
+    def process_message(self, message: Message) -> bool | None:
+        """Run one message; ack it on success, schedule its retry otherwise.
+
+        ``None``: not due yet (``SqswDueAt``), held back, neither run nor counted.
+        """
+        if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(self, message):
+            return None
         queue = self.queue
         policy: BackoffPolicy | None = None
         try:
@@ -219,12 +260,23 @@ class Worker:
                 extra={"queue_name": queue.name, "message_id": message.message_id},
             )
         else:
+            if self.keeper is not None:
+                self.keeper.forget(message)
             self.acker.ack(message)
             return True
-        self.acker.retry(message, self.retry_delay(message, policy))
+        delay = self.retry_delay(message, policy)
+        self._failure.delay = delay
+        if self.keeper is not None:
+            self.keeper.forget(message)
+        self.acker.retry(message, delay)
         return False
 
+    def last_retry_delay(self) -> int:
+        """The retry delay of the last message that failed in this thread."""
+        return int(getattr(self._failure, "delay", 0))
+
     def process_messages(self, messages: list[Message]) -> BatchProcessingResult:
+        messages = hold_back_early(self, messages)  # not due yet: neither run nor counted
         result = BatchProcessingResult(self.queue.name)
         succeeded, failed = result.succeeded, result.failed
         process_message = self.process_message
@@ -232,18 +284,22 @@ class Worker:
             for message in messages:
                 (succeeded if process_message(message) else failed).append(message)
             return result
-        blocked_groups: set[str | None] = set()
+        blocked_groups: dict[str | None, int] = {}
         for message in messages:
             group = message.group_id
             if group in blocked_groups:
                 # A FIFO group stops at its first failure: later messages of the
-                # group go back untouched so they run after it, in order.
-                self.acker.retry(message, 0)
-            elif process_message(message):
+                # group go back untouched, visible just after the failed one so
+                # they run after it, in order (servers that requeue a message at
+                # the end of its group when it becomes visible agree too).
+                self.acker.retry(message, blocked_groups[group] + 1)
+                continue
+            outcome = process_message(message)
+            if outcome:
                 succeeded.append(message)
-            else:
+            elif outcome is False:
                 failed.append(message)
-                blocked_groups.add(group)
+                blocked_groups[group] = self.last_retry_delay()
         return result
 
     def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:

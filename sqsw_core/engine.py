@@ -1,0 +1,391 @@
+"""The concurrent worker engine behind ``process_queue``.
+
+One engine serves one queue: poller threads long-poll SQS (10 messages per
+call) into a bounded prefetch buffer; ``concurrency`` worker threads run the
+jobs; acks and retry delays go out in batches; a visibility heartbeat keeps
+every held message invisible until it is settled. A first SIGTERM/SIGINT (or
+the shutdown policy) stops it warmly: no more receives, prefetched messages
+released at once, running jobs finished within ``grace_period``, acks
+flushed. A second signal stops it cold: everything unacked is released now.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.heartbeat import VisibilityKeeper
+from sqsw_core.results import BatchProcessingResult
+from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, NeverShutdown, ShutdownPolicy
+from sqsw_core.worker import BATCH_SIZE, Acker, Worker
+
+if TYPE_CHECKING:
+    from sqsw_core.messages import Message
+    from sqsw_core.queue import GenericQueue
+
+logger = logging.getLogger("sqsw.engine")
+
+#: Threads running jobs when none is asked for: sized for I/O-bound jobs.
+DEFAULT_CONCURRENCY = 16
+
+
+@dataclass
+class EngineStats:
+    """Counters of one engine run, readable while it runs."""
+
+    received: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    released: int = 0
+    extended: int = 0
+    in_flight: int = 0
+    started_at: float = field(default_factory=time.monotonic)
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "received": self.received,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "released": self.released,
+            "extended": self.extended,
+            "in_flight": self.in_flight,
+        }
+
+    def __str__(self) -> str:
+        elapsed = max(1e-9, time.monotonic() - self.started_at)
+        done = self.succeeded + self.failed
+        return (
+            f"received={self.received} succeeded={self.succeeded} failed={self.failed} "
+            f"released={self.released} extended={self.extended} in_flight={self.in_flight} "
+            f"({done / elapsed:.1f} jobs/s)"
+        )
+
+
+class QueueEngine:
+    """Runs the jobs of one queue with threads until stopped."""
+
+    def __init__(
+        self,
+        queue: GenericQueue,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        prefetch: int | None = None,
+        pollers: int | None = None,
+        wait_seconds: float = 20,
+        shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN,
+        grace_period: float = 30.0,
+        max_job_duration: float = 12 * 3600,
+        stats_interval: float = 60.0,
+        handle_signals: bool = True,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.queue = queue
+        self.concurrency = concurrency
+        # Enough pollers to keep the workers fed while a receive is in flight,
+        # and room for each to have a full batch of 10 on its way.
+        # A FIFO queue gets one poller, so batches of a group arrive in order
+        # even from servers that hand out a group's messages to parallel receives.
+        self.pollers = pollers or (1 if queue.is_fifo else max(2, min(8, -(-concurrency // 8))))
+        self.prefetch = BATCH_SIZE * self.pollers if prefetch is None else max(0, prefetch)
+        self.capacity = concurrency + self.prefetch
+        self.wait_seconds = max(0, min(20, int(wait_seconds)))
+        self.shutdown_policy = shutdown_policy
+        self.grace_period = grace_period
+        self.max_job_duration = max_job_duration
+        self.stats_interval = stats_interval
+        self.handle_signals = handle_signals
+        self.stats = EngineStats()
+
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)  # workers wait here for messages
+        self._room = threading.Condition(lock)  # pollers wait here for buffer room
+        self._buffer: collections.deque[Message] = collections.deque()
+        self._held = 0  # buffered + running + receives in progress (reserved)
+        self._running = 0
+        self._busy_groups: set[str] = set()
+        self._fifo = queue.is_fifo
+        # A policy that never stops needs no per-job bookkeeping.
+        self._policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
+        self._last_poll_empty = False
+        self._stopping = False
+        self._stop_requests = 0
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- control --------------------------------------------------------------
+
+    def request_stop(self, cold: bool = False) -> None:
+        """Ask the engine to stop: warm first, cold on a second request."""
+        self._stop_requests = max(self._stop_requests + 1, 2 if cold else 1)
+        self._wake.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        kind = "cold" if self._stop_requests >= 1 else "warm"
+        logger.warning(
+            "%s received: %s stop of %s", signal.Signals(signum).name, kind, self.queue.name
+        )
+        self.request_stop()
+
+    # -- running --------------------------------------------------------------
+
+    def run(self) -> EngineStats:
+        """Process the queue until stopped; returns the run's counters."""
+        queue = self.queue
+        visibility = int(queue.attributes.get("VisibilityTimeout", "30"))
+        self.keeper = VisibilityKeeper(
+            queue, visibility, max_job_duration=self.max_job_duration, on_extended=self._extended
+        )
+        self.acker = Acker(queue, visibility_lock=self.keeper.lock)
+        self.worker = Worker(queue, acker=self.acker, keeper=self.keeper)
+        previous = self._install_signals()
+        logger.info(
+            "Processing %s: concurrency=%d prefetch=%d pollers=%d visibility=%ds",
+            queue.name,
+            self.concurrency,
+            self.prefetch,
+            self.pollers,
+            visibility,
+        )
+        try:
+            self.keeper.start()
+            for i in range(self.concurrency):
+                self._spawn(self._work, f"sqsw-job-{queue.name}-{i}")
+            pollers = [
+                self._spawn(self._poll, f"sqsw-poll-{queue.name}-{i}") for i in range(self.pollers)
+            ]
+            self._supervise()
+            self._shutdown(pollers)
+        finally:
+            self._restore_signals(previous)
+        logger.info("Stopped processing %s: %s", queue.name, self.stats)
+        return self.stats
+
+    def _spawn(self, target: Any, name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return thread
+
+    def _install_signals(self) -> dict[int, Any]:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, self._on_signal)
+        return previous
+
+    @staticmethod
+    def _restore_signals(previous: dict[int, Any]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+    def _extended(self, count: int) -> None:
+        self.stats.extended += count
+
+    def _supervise(self) -> None:
+        """Main thread: feed the shutdown policy, log counters, wait for a stop."""
+        next_stats = time.monotonic() + self.stats_interval
+        policy = self._policy
+        while self._stop_requests == 0:
+            self._wake.wait(0.1)
+            self._wake.clear()
+            if policy is not None:
+                with self._cond:
+                    idle = self._last_poll_empty and not self._buffer and self._running == 0
+                    if idle:
+                        policy.update_state(BatchProcessingResult(self.queue.name))
+                        self._check_policy()
+            now = time.monotonic()
+            if now >= next_stats:
+                logger.info("%s: %s", self.queue.name, self.stats)
+                next_stats = now + self.stats_interval
+
+    def _check_policy(self) -> None:
+        """Ask the shutdown policy (under the lock); a stop ends job intake at once."""
+        assert self._policy is not None
+        if self._stop_requests == 0 and self._policy.need_shutdown():
+            logger.info("Shutdown policy %r: stopping %s", self._policy, self.queue.name)
+            self.request_stop()
+
+    def _shutdown(self, pollers: list[threading.Thread]) -> None:
+        with self._cond:
+            self._stopping = True
+            buffered = list(self._buffer)
+            self._buffer.clear()
+            self._held -= len(buffered)
+            self._cond.notify_all()
+            self._room.notify_all()
+        self.release(buffered)
+        deadline = time.monotonic() + self.grace_period
+        # Warm: running jobs finish; pollers come back from their long poll and
+        # release what they got, so nothing waits out a visibility timeout.
+        while self._stop_requests < 2 and time.monotonic() < deadline:
+            with self._cond:
+                busy = self._running > 0 or any(p.is_alive() for p in pollers)
+            if not busy:
+                break
+            self._wake.wait(0.05)
+            self._wake.clear()
+        if self._stop_requests >= 2 or self._running:
+            still_held = self.keeper.held()
+            if still_held:
+                logger.warning(
+                    "Releasing %d unfinished message(s) of %s (cold stop or grace period over)",
+                    len(still_held),
+                    self.queue.name,
+                )
+                self.release(still_held)
+        self.acker.close()
+        self.keeper.stop()
+        with self._cond:
+            self.stats.in_flight = self._running
+
+    def release(self, messages: Iterable[Message], visibility_timeout: int = 0) -> None:
+        """Make messages visible again (at once by default), without running them."""
+        messages = list(messages)
+        if not messages:
+            return
+        with self.keeper.lock:
+            for message in messages:
+                self.keeper.forget(message)
+            for start in range(0, len(messages), BATCH_SIZE):
+                chunk = messages[start : start + BATCH_SIZE]
+                entries = [
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": m.receipt_handle,
+                        "VisibilityTimeout": visibility_timeout,
+                    }
+                    for i, m in enumerate(chunk)
+                ]
+                try:
+                    self.queue.call("change_message_visibility_batch", Entries=entries)
+                except Exception:
+                    logger.exception(
+                        "Could not release %d message(s) of %s; they reappear after their "
+                        "visibility timeout",
+                        len(chunk),
+                        self.queue.name,
+                    )
+        self.stats.released += len(messages)
+
+    # -- threads --------------------------------------------------------------
+
+    def _poll(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                # Only full batches: fewer requests, and SQS answers a small
+                # MaxNumberOfMessages with a small batch even from a deep queue.
+                want = min(BATCH_SIZE, self.capacity)
+                while not self._stopping and self.capacity - self._held < want:
+                    self._room.wait()
+                if self._stopping:
+                    return
+                self._held += want
+            try:
+                messages = self.worker.receive(self.wait_seconds, want)
+            except Exception:
+                logger.exception("Receiving from %s failed; retrying in 1 s", self.queue.name)
+                with cond:
+                    self._held -= want
+                time.sleep(1)
+                continue
+            now = time.monotonic()
+            for message in messages:
+                self.keeper.hold(message, now)
+            late: list[Message] = []
+            with cond:
+                self._held -= want - len(messages)
+                self._last_poll_empty = not messages
+                if self._stopping:
+                    late = messages
+                    self._held -= len(messages)
+                elif messages:
+                    self._buffer.extend(messages)
+                    self.stats.received += len(messages)
+                    self.stats.in_flight = self._held
+                    cond.notify(len(messages))
+            if late:
+                self.release(late)
+            if not messages:
+                self._wake.set()
+
+    def _next_message(self) -> Message | None:
+        """The next runnable message (under the lock); FIFO groups run one at a time."""
+        buffer = self._buffer
+        if not self._fifo:
+            return buffer.popleft() if buffer else None
+        busy = self._busy_groups
+        for index, message in enumerate(buffer):
+            group = message.group_id or ""
+            if group not in busy:
+                del buffer[index]
+                busy.add(group)
+                return message
+        return None
+
+    def _work(self) -> None:
+        cond = self._cond
+        worker = self.worker
+        while True:
+            with cond:
+                message = None if self._stop_requests else self._next_message()
+                while message is None:
+                    if self._stopping:
+                        return
+                    cond.wait()
+                    message = None if self._stop_requests else self._next_message()
+                self._running += 1
+            ok: bool | None = False
+            try:
+                ok = worker.process_message(message)
+                if ok is None:  # not due yet: sent on, neither run nor counted
+                    self.keeper.forget(message)
+            except BaseException:  # process_message settles every Exception itself
+                logger.exception("Worker thread of %s crashed", self.queue.name)
+                self.release([message])
+            finally:
+                dropped: list[Message] = []
+                mates_delay = 0
+                with cond:
+                    self._running -= 1
+                    self._held -= 1
+                    if ok:
+                        self.stats.succeeded += 1
+                    elif ok is False:
+                        self.stats.failed += 1
+                    if self._policy is not None and ok is not None:
+                        done = [message]
+                        self._policy.update_state(
+                            BatchProcessingResult(
+                                self.queue.name, *((done, []) if ok else ([], done))
+                            )
+                        )
+                        self._check_policy()
+                    self.stats.in_flight = self._held
+                    if self._fifo:
+                        group = message.group_id or ""
+                        self._busy_groups.discard(group)
+                        if ok is False:
+                            # The group stops at its first failure: later messages
+                            # of it go back, to run after the failed one, in order.
+                            dropped = [m for m in self._buffer if (m.group_id or "") == group]
+                            for m in dropped:
+                                self._buffer.remove(m)
+                            self._held -= len(dropped)
+                            mates_delay = worker.last_retry_delay() + 1
+                        if self._buffer:
+                            cond.notify()  # a message of the freed group may wait
+                    self._room.notify()
+                if dropped:
+                    # Visible just after the failed message, so they run after it.
+                    self.release(dropped, mates_delay)

@@ -1,0 +1,148 @@
+"""Visibility heartbeat: keep every held message invisible until it is settled.
+
+A message a worker holds (prefetched or running) would become visible to
+other workers when its visibility timeout runs out, and run twice. The
+:class:`VisibilityKeeper` extends the timeout of each held message shortly
+before it expires, ten per ``ChangeMessageVisibilityBatch`` call, until the
+message is settled (acked, retried or released), or until the job has run
+for ``max_job_duration``.
+
+Every visibility change of a queue, the keeper's and the acker's (retry
+delays, releases), is sent under one lock, and a settled message is
+forgotten under that lock first, so an extension never overrides a backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqsw_core.backoff_policies import MAX_VISIBILITY_TIMEOUT
+
+if TYPE_CHECKING:
+    from sqsw_core.messages import Message
+    from sqsw_core.queue import GenericQueue
+
+logger = logging.getLogger("sqsw.heartbeat")
+
+
+class _Held:
+    __slots__ = ("deadline", "message", "since")
+
+    def __init__(self, message: Message, deadline: float, since: float) -> None:
+        self.message = message
+        self.deadline = deadline
+        self.since = since
+
+
+class VisibilityKeeper:
+    """Extends the visibility timeout of held messages before it runs out."""
+
+    def __init__(
+        self,
+        queue: GenericQueue,
+        visibility_timeout: int,
+        *,
+        max_job_duration: float = MAX_VISIBILITY_TIMEOUT,
+        on_extended: Callable[[int], None] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.visibility_timeout = max(1, visibility_timeout)
+        self.max_job_duration = max_job_duration
+        # Extend when less than a third of the timeout is left (at least 2 s,
+        # since SQS servers apply timeouts with about a second of slack).
+        self.margin = max(2.0, self.visibility_timeout / 3)
+        self.lock = threading.RLock()
+        self._held: dict[str, _Held] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_extended = on_extended
+        self.extended = 0
+
+    def hold(self, message: Message, received_at: float) -> None:
+        """Start keeping ``message`` (just received at ``received_at``, monotonic)."""
+        held = _Held(message, received_at + self.visibility_timeout, received_at)
+        with self.lock:
+            self._held[message.receipt_handle] = held
+
+    def forget(self, message: Message) -> None:
+        """Stop extending ``message`` (it is being settled)."""
+        with self.lock:
+            self._held.pop(message.receipt_handle, None)
+
+    def held(self) -> list[Message]:
+        with self.lock:
+            return [h.message for h in self._held.values()]
+
+    def __len__(self) -> int:
+        return len(self._held)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqsw-heartbeat-{self.queue.name}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        tick = min(1.0, self.margin / 2)
+        while not self._stop.wait(tick):
+            try:
+                self.extend_due(time.monotonic())
+            except Exception:  # keep beating: the next tick retries
+                logger.exception("Visibility heartbeat of %s failed", self.queue.name)
+
+    def extend_due(self, now: float) -> int:
+        """Extend every held message that expires within the margin; returns how many."""
+        with self.lock:
+            due: list[_Held] = []
+            for handle, held in list(self._held.items()):
+                if held.deadline - now > self.margin:
+                    continue
+                if now - held.since >= self.max_job_duration:
+                    del self._held[handle]
+                    logger.warning(
+                        "Job %s.%s (message %s) has run for %.0f s, the maximum job duration; "
+                        "no longer extending its visibility: it may run again elsewhere",
+                        self.queue.name,
+                        held.message.job_name,
+                        held.message.message_id,
+                        now - held.since,
+                    )
+                    continue
+                due.append(held)
+            for start in range(0, len(due), 10):
+                self._extend(due[start : start + 10], now)
+        if due and self._on_extended is not None:
+            self._on_extended(len(due))
+        self.extended += len(due)
+        return len(due)
+
+    def _extend(self, chunk: list[_Held], now: float) -> None:
+        timeout = self.visibility_timeout
+        entries = [
+            {"Id": str(i), "ReceiptHandle": h.message.receipt_handle, "VisibilityTimeout": timeout}
+            for i, h in enumerate(chunk)
+        ]
+        response = self.queue.call("change_message_visibility_batch", Entries=entries)
+        failed = {f["Id"]: f for f in response.get("Failed", [])}
+        for i, held in enumerate(chunk):
+            failure = failed.get(str(i))
+            if failure is None:
+                held.deadline = now + timeout
+            else:
+                logger.warning(
+                    "Could not extend the visibility of message %s on %s: %s (%s)",
+                    held.message.message_id,
+                    self.queue.name,
+                    failure.get("Code"),
+                    failure.get("Message"),
+                )
+                self._held.pop(held.message.receipt_handle, None)

@@ -1,0 +1,118 @@
+"""Several worker processes for one queue, watched by a supervisor.
+
+``queue.process_queue(workers=N)`` forks N children that each run the engine
+with a connection of their own (boto3 clients are never shared across a
+fork). The supervisor forwards SIGTERM/SIGINT to them (first = warm stop,
+second = cold stop) and restarts a child that crashed (non-zero exit while
+not stopping), with a growing delay when crashes repeat. A child that ends
+normally (its shutdown policy said stop) is not restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable
+from multiprocessing.process import BaseProcess
+from types import FrameType
+from typing import Any
+
+logger = logging.getLogger("sqsw.supervisor")
+
+#: Restart delays (seconds) after consecutive crashes of the same slot.
+RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+class Supervisor:
+    """Runs ``target`` in ``workers`` forked processes until they all end."""
+
+    def __init__(self, target: Callable[[], Any], workers: int, name: str = "sqsw") -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.target = target
+        self.workers = workers
+        self.name = name
+        self.restarts = 0
+        self._signals = 0
+        self._context = multiprocessing.get_context("fork")
+
+    def _child_main(self) -> None:
+        # The engine installs its own handlers in the child's main thread.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        try:
+            self.target()
+        except BaseException:
+            logger.exception("Worker process %d of %s crashed", os.getpid(), self.name)
+            os._exit(1)
+        os._exit(0)
+
+    def _spawn(self, slot: int) -> BaseProcess:
+        process = self._context.Process(
+            target=self._child_main, name=f"{self.name}-worker-{slot}", daemon=False
+        )
+        process.start()
+        logger.info("Started worker process %d (%s)", process.pid, process.name)
+        return process
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        logger.warning(
+            "%s received by the supervisor: %s stop of %d worker process(es)",
+            signal.Signals(signum).name,
+            "warm" if self._signals == 1 else "cold",
+            self.workers,
+        )
+        for process in self._processes.values():
+            if process.pid is not None and process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+
+    def run(self) -> int:
+        """Supervise until every child ended; returns how many crashed at the end."""
+        self._processes: dict[int, BaseProcess] = {}
+        crashes: dict[int, int] = {}
+        due: dict[int, float] = {}
+        previous = {s: signal.signal(s, self._forward) for s in (signal.SIGTERM, signal.SIGINT)}
+        failed = 0
+        try:
+            for slot in range(self.workers):
+                self._processes[slot] = self._spawn(slot)
+            while self._processes or due:
+                now = time.monotonic()
+                for slot, when in list(due.items()):
+                    if self._signals:
+                        del due[slot]
+                    elif now >= when:
+                        del due[slot]
+                        self._processes[slot] = self._spawn(slot)
+                        self.restarts += 1
+                for slot, process in list(self._processes.items()):
+                    if process.is_alive():
+                        continue
+                    process.join()
+                    del self._processes[slot]
+                    code = process.exitcode
+                    if code == 0 or self._signals:
+                        crashes.pop(slot, None)
+                        if code not in (0, None, -signal.SIGTERM):
+                            failed += 1
+                        continue
+                    count = crashes.get(slot, 0)
+                    crashes[slot] = count + 1
+                    delay = RESTART_DELAYS[min(count, len(RESTART_DELAYS) - 1)]
+                    logger.error(
+                        "Worker process %d (%s) exited with %s; restarting in %.0f s",
+                        process.pid,
+                        process.name,
+                        code,
+                        delay,
+                    )
+                    due[slot] = time.monotonic() + delay
+                time.sleep(0.05)
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return failed
