@@ -51,29 +51,27 @@ def describe_signature(fn: Callable[..., Any]) -> str:
     return f"{name}{signature}"
 
 
-def call_job_function(
+def arguments_error(
     fn: Callable[..., Any], kwargs: dict[str, Any], queue_name: str, job_name: str
-) -> Any:
-    """Call ``fn(**kwargs)``; a mismatch of arguments becomes :class:`JobArgumentsError`.
+) -> JobArgumentsError | None:
+    """After ``fn(**kwargs)`` raised ``TypeError``: the error to raise if the arguments
+    do not match ``fn``'s signature, ``None`` if the ``TypeError`` came from inside.
 
-    The signature is only inspected after a ``TypeError``, so a matching call
-    costs nothing extra, and a ``TypeError`` raised inside the job is kept.
+    The signature is only inspected on this error path, so a matching call
+    costs nothing extra.
     """
     try:
-        return fn(**kwargs)
-    except TypeError as exc:
-        try:
-            inspect.signature(fn).bind(**kwargs)
-        except TypeError as mismatch:
-            raise JobArgumentsError(
-                f"job {job_name!r} on queue {queue_name!r} got arguments "
-                f"{sorted(kwargs)} that do not match {describe_signature(fn)}: {mismatch}. "
-                "Producer and worker may run different versions of the job; "
-                "the message is retried per the backoff policy."
-            ) from exc
-        except ValueError:
-            pass
-        raise
+        inspect.signature(fn).bind(**kwargs)
+    except TypeError as mismatch:
+        return JobArgumentsError(
+            f"job {job_name!r} on queue {queue_name!r} got arguments "
+            f"{sorted(kwargs)} that do not match {describe_signature(fn)}: {mismatch}. "
+            "Producer and worker may run different versions of the job; "
+            "the message is retried per the backoff policy."
+        )
+    except ValueError:  # no signature to check against
+        pass
+    return None
 
 
 class Processor:
@@ -144,10 +142,17 @@ class Processor:
         """Call the job function. Override to act before or after it."""
         if self.fn is None:
             raise RuntimeError(f"processor for {self.queue_name}.{self.job_name} has no function")
+        fn = self.fn
         if self.pass_context:
             context = job_context if job_context is not None else self.job_context
             job_kwargs = {**job_kwargs, self.context_var: context}
-        return call_job_function(self.fn, job_kwargs, self.queue_name, self.job_name)
+        try:
+            return fn(**job_kwargs)
+        except TypeError as exc:
+            error = arguments_error(fn, job_kwargs, self.queue_name, self.job_name)
+            if error is None:
+                raise
+            raise error from exc
 
     def copy(self, **changes: Any) -> Processor:
         """A new processor of the same class with some constructor arguments changed."""

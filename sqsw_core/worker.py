@@ -43,7 +43,8 @@ class Acker:
         self.max_delay = max_delay
         # Held while visibility changes are sent, shared with the heartbeat.
         self.visibility_lock = visibility_lock or threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._deletes: list[Message] = []
         self._changes: list[tuple[Message, int]] = []
         self._oldest: float | None = None
@@ -53,15 +54,15 @@ class Acker:
         self.failed_acks = 0
 
     def ack(self, message: Message) -> None:
-        self._add(False, message)
+        self._add(self._deletes, message)
 
     def retry(self, message: Message, visibility_timeout: int) -> None:
-        self._add(True, (message, visibility_timeout))
+        self._add(self._changes, (message, visibility_timeout))
 
-    def _add(self, change: bool, item: Any) -> None:
-        with self._cond:
-            # Look the list up under the lock: flush() replaces it.
-            pending: list[Any] = self._changes if change else self._deletes
+    def _add(self, pending: list[Any], item: Any) -> None:
+        # The plain lock, not the Condition: this runs once per message.
+        # (flush() empties the pending lists in place, never replaces them.)
+        with self._lock:
             pending.append(item)
             if self._oldest is None:
                 self._oldest = time.monotonic()
