@@ -1,0 +1,61 @@
+"""A worker process for the process-level tests (run as ``python -m tests.apps.worker_app``).
+
+Environment: SQSW_TEST_ENDPOINT, APP_PREFIX, APP_QUEUE, APP_LOG (a file each job
+appends ``n pid`` to), APP_SLEEP (seconds per job), APP_CONCURRENCY,
+APP_WORKERS, APP_IDLE (idle seconds before stopping; 0 = run until signalled),
+APP_CRASH_ON (a job number whose first run kills its process with exit code 3).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+
+from sqsw_core import AWSSession, SQSEnv
+from sqsw_core.shutdown_policies import IdleShutdown, NeverShutdown, ShutdownPolicy
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(message)s")
+    env = SQSEnv(
+        AWSSession(
+            endpoint_url=os.environ["SQSW_TEST_ENDPOINT"],
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        ),
+        queue_prefix=os.environ["APP_PREFIX"],
+    )
+    queue = env.queue(os.environ["APP_QUEUE"])
+    log_path = os.environ["APP_LOG"]
+    sleep = float(os.environ.get("APP_SLEEP", "0"))
+    crash_on = int(os.environ.get("APP_CRASH_ON", "-1"))
+    crash_marker = log_path + ".crashed"
+
+    @queue.processor("job")
+    def job(n: int) -> None:
+        if n == crash_on and not os.path.exists(crash_marker):
+            open(crash_marker, "w").close()
+            os._exit(3)  # a hard crash of this worker process
+        time.sleep(sleep)
+        fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, f"{n} {os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+
+    idle = float(os.environ.get("APP_IDLE", "0"))
+    policy: ShutdownPolicy = IdleShutdown(idle) if idle else NeverShutdown()
+    queue.process_queue(
+        policy,
+        wait_seconds=1,
+        concurrency=int(os.environ.get("APP_CONCURRENCY", "4")),
+        workers=int(os.environ.get("APP_WORKERS", "1")),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
