@@ -7,6 +7,7 @@ from sqsw_core.backoff_policies import (
     ConstantBackoff,
     ExponentialBackoff,
 )
+from sqsw_core.batch_jobs import BatchJobsFailed
 from sqsw_core.codecs import Codec
 from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.env import SQSEnv
@@ -56,6 +57,7 @@ __all__ = [
     "AsyncTask",
     "BackoffPolicy",
     "BakedAsyncTask",
+    "BatchJobsFailed",
     "BatchProcessingResult",
     "Codec",
     "ConfigurationError",

@@ -94,7 +94,15 @@ class QueueEngine:
         # A FIFO queue gets one poller, so batches of a group arrive in order
         # even from servers that hand out a group's messages to parallel receives.
         self.pollers = pollers or (1 if queue.is_fifo else max(2, min(8, -(-concurrency // 8))))
-        self.prefetch = BATCH_SIZE * self.pollers if prefetch is None else max(0, prefetch)
+        largest_batch = max(
+            (p.max_batch for p in getattr(queue, "batch_processors", {}).values()), default=0
+        )
+        # ... and for the largest batch job to fill up.
+        self.prefetch = (
+            max(BATCH_SIZE * self.pollers, largest_batch + BATCH_SIZE)
+            if prefetch is None
+            else max(0, prefetch)
+        )
         self.capacity = concurrency + self.prefetch
         self.wait_seconds = max(0, min(20, int(wait_seconds)))
         self.shutdown_policy = shutdown_policy
@@ -107,7 +115,11 @@ class QueueEngine:
         lock = threading.Lock()
         self._cond = threading.Condition(lock)  # workers wait here for messages
         self._room = threading.Condition(lock)  # pollers wait here for buffer room
-        self._buffer: collections.deque[Message] = collections.deque()
+        # Messages to run, or lists of messages of one batch job to run together.
+        self._buffer: collections.deque[Message | list[Message]] = collections.deque()
+        # Batch jobs being gathered: job name -> (first arrival, messages).
+        self._gathering: dict[str, tuple[float, list[Message]]] = {}
+        self._batch_processors: dict[str, Any] = dict(getattr(queue, "batch_processors", {}))
         self._held = 0  # buffered + running + receives in progress (reserved)
         self._running = 0
         self._busy_groups: set[str] = set()
@@ -195,8 +207,11 @@ class QueueEngine:
         next_stats = time.monotonic() + self.stats_interval
         policy = self._policy
         while self._stop_requests == 0:
-            self._wake.wait(0.1)
+            self._wake.wait(0.05 if self._batch_processors else 0.1)
             self._wake.clear()
+            if self._gathering:
+                with self._cond:
+                    self._flush_gathered(time.monotonic())
             if policy is not None:
                 with self._cond:
                     idle = self._last_poll_empty and not self._buffer and self._running == 0
@@ -218,7 +233,10 @@ class QueueEngine:
     def _shutdown(self, pollers: list[threading.Thread]) -> None:
         with self._cond:
             self._stopping = True
-            buffered = list(self._buffer)
+            self._flush_gathered(0, everything=True)
+            buffered: list[Message] = []
+            for item in self._buffer:
+                buffered.extend(item if isinstance(item, list) else [item])
             self._buffer.clear()
             self._held -= len(buffered)
             self._cond.notify_all()
@@ -279,6 +297,27 @@ class QueueEngine:
 
     # -- threads --------------------------------------------------------------
 
+    def _run_batch(self, messages: list[Message]) -> None:
+        """Worker thread: run the gathered messages of one batch job together."""
+        outcomes: list[bool] = []
+        try:
+            outcomes = self.worker.process_job_batch(messages)
+        except BaseException:  # process_job_batch settles every Exception itself
+            logger.exception("Worker thread of %s crashed", self.queue.name)
+            self.release(messages)
+        with self._cond:
+            self._running -= 1
+            self._held -= len(messages)
+            ok = [m for m, good in zip(messages, outcomes, strict=False) if good]
+            failed = [m for m, good in zip(messages, outcomes, strict=False) if not good]
+            self.stats.succeeded += len(ok)
+            self.stats.failed += len(failed)
+            self.stats.in_flight = self._held
+            if self._policy is not None and outcomes:
+                self._policy.update_state(BatchProcessingResult(self.queue.name, ok, failed))
+                self._check_policy()
+            self._room.notify()
+
     def _poll(self) -> None:
         cond = self._cond
         while True:
@@ -310,27 +349,53 @@ class QueueEngine:
                     late = messages
                     self._held -= len(messages)
                 elif messages:
-                    self._buffer.extend(messages)
                     self.stats.received += len(messages)
                     self.stats.in_flight = self._held
-                    cond.notify(len(messages))
+                    ready = self._gather(messages, now) if self._batch_processors else messages
+                    self._buffer.extend(ready)
+                    cond.notify(len(ready))
             if late:
                 self.release(late)
             if not messages:
                 self._wake.set()
 
-    def _next_message(self) -> Message | None:
+    def _gather(self, messages: list[Message], now: float) -> list[Message | list[Message]]:
+        """Set aside messages of batch jobs (under the lock); the rest run one by one."""
+        ready: list[Message | list[Message]] = []
+        for message in messages:
+            name = message.job_name
+            processor = self._batch_processors.get(name) if name is not None else None
+            if processor is None or name is None:
+                ready.append(message)
+                continue
+            _, gathered = self._gathering.setdefault(name, (now, []))
+            gathered.append(message)
+            if len(gathered) >= processor.max_batch:
+                del self._gathering[name]
+                ready.append(gathered)
+        return ready
+
+    def _flush_gathered(self, now: float, everything: bool = False) -> None:
+        """Move batches that waited ``max_wait`` (or all) to the buffer (under the lock)."""
+        for name, (since, gathered) in list(self._gathering.items()):
+            if everything or now - since >= self._batch_processors[name].max_wait:
+                del self._gathering[name]
+                self._buffer.append(gathered)
+                self._cond.notify()
+
+    def _next_message(self) -> Message | list[Message] | None:
         """The next runnable message (under the lock); FIFO groups run one at a time."""
         buffer = self._buffer
         if not self._fifo:
             return buffer.popleft() if buffer else None
         busy = self._busy_groups
-        for index, message in enumerate(buffer):
-            group = message.group_id or ""
+        for index, item in enumerate(buffer):
+            assert not isinstance(item, list)  # FIFO queues have no batch processors
+            group = item.group_id or ""
             if group not in busy:
                 del buffer[index]
                 busy.add(group)
-                return message
+                return item
         return None
 
     def _work(self) -> None:
@@ -345,6 +410,9 @@ class QueueEngine:
                     cond.wait()
                     message = None if self._stop_requests else self._next_message()
                 self._running += 1
+            if isinstance(message, list):
+                self._run_batch(message)
+                continue
             ok: bool | None = False
             try:
                 ok = worker.process_message(message)
@@ -378,7 +446,11 @@ class QueueEngine:
                         if ok is False:
                             # The group stops at its first failure: later messages
                             # of it go back, to run after the failed one, in order.
-                            dropped = [m for m in self._buffer if (m.group_id or "") == group]
+                            dropped = [
+                                m
+                                for m in self._buffer
+                                if not isinstance(m, list) and (m.group_id or "") == group
+                            ]
                             for m in dropped:
                                 self._buffer.remove(m)
                             self._held -= len(dropped)

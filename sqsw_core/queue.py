@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import ParamSpec
 
+from sqsw_core.batch_jobs import BatchJobsFailed, BatchProcessor
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError
 from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
@@ -294,6 +295,7 @@ class JobQueue(GenericQueue):
     ) -> None:
         super().__init__(env, name, backoff_policy, queue_url=queue_url, **options)
         self.processors: dict[str, Processor] = {}
+        self.batch_processors: dict[str, BatchProcessor] = {}
 
     def processor(
         self,
@@ -332,6 +334,7 @@ class JobQueue(GenericQueue):
         context_var: str = DEFAULT_CONTEXT_VAR,
     ) -> AsyncTask[P, R]:
         """Register ``fn`` as the processor of ``job_name``; returns its task."""
+        self.batch_processors.pop(job_name, None)
         self.processors[job_name] = self.env.processor_maker(
             queue=self,
             fn=fn,
@@ -341,6 +344,39 @@ class JobQueue(GenericQueue):
         )
         logger.debug("Registered %s.%s -> %s", self.name, job_name, getattr(fn, "__qualname__", fn))
         return AsyncTask(self, job_name, fn, pass_context, context_var)
+
+    def batch_processor(
+        self,
+        job_name: str,
+        max_batch: int = 10,
+        max_wait: float = 1.0,
+        *,
+        pass_context: bool = False,
+        context_var: str = DEFAULT_CONTEXT_VAR,
+    ) -> Callable[[Callable[[list[dict[str, Any]]], Any]], AsyncTask[..., Any]]:
+        """Decorator registering a function that runs many jobs of ``job_name`` at once.
+
+        The function takes a list of jobs (dicts of keyword arguments, with the
+        context under ``context_var`` when ``pass_context``); the engine gathers
+        up to ``max_batch`` messages, waiting at most ``max_wait`` seconds after
+        the first. It returns ``None`` when every job succeeded, or the indices
+        of the jobs that failed (or raises ``BatchJobsFailed``): only those are
+        retried. ``delay(**kwargs)`` sends one job, as for any processor.
+        """
+        if self.is_fifo:
+            raise ConfigurationError(
+                f"queue {self.name!r} is FIFO: batch processors would break the order "
+                "within message groups; register a @queue.processor instead"
+            )
+
+        def register(fn: Callable[[list[dict[str, Any]]], Any]) -> AsyncTask[..., Any]:
+            self.batch_processors[job_name] = BatchProcessor(
+                self, fn, job_name, max_batch, max_wait, pass_context, context_var
+            )
+            self.processors.pop(job_name, None)
+            return AsyncTask(self, job_name, fn, takes_job_list=True)
+
+        return register
 
     def get_processor(self, job_name: str) -> Processor | None:
         return self.processors.get(job_name)
@@ -410,7 +446,12 @@ class JobQueue(GenericQueue):
             )
         processor = self.processors.get(job_name)
         if processor is None:
-            known = ", ".join(sorted(self.processors)) or "none"
+            batch = self.batch_processors.get(job_name)
+            if batch is not None:  # one message of a batch job, on its own
+                if batch.run([self.env.decode_job(message)]):
+                    raise BatchJobsFailed([0])
+                return
+            known = ", ".join(sorted([*self.processors, *self.batch_processors])) or "none"
             raise UnknownJobError(
                 f"no processor for job {job_name!r} on queue {self.name!r} (registered: "
                 f"{known}); register it with @queue.processor({job_name!r}) in the "

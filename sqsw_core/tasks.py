@@ -30,16 +30,20 @@ class AsyncTask(Generic[P, R]):
         processor: Callable[P, R],
         pass_context: bool = False,
         context_var: str = "context",
+        *,
+        takes_job_list: bool = False,
     ) -> None:
         self.queue = queue
         self.job_name = job_name
         self.processor = processor
         self.__doc__ = processor.__doc__
         self.__wrapped__ = processor
-        try:
-            signature: inspect.Signature | None = inspect.signature(processor)
-        except (TypeError, ValueError):
-            signature = None
+        signature: inspect.Signature | None = None
+        if not takes_job_list:  # a batch function's signature says nothing of one job
+            try:
+                signature = inspect.signature(processor)
+            except (TypeError, ValueError):
+                pass
         if signature is not None and pass_context:
             params = [p for name, p in signature.parameters.items() if name != context_var]
             signature = signature.replace(parameters=params)

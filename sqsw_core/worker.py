@@ -13,9 +13,9 @@ from sqsw_core.exceptions import JobError, RetryJob
 from sqsw_core.long_delays import DUE_AT_ATTR, hold_back_early, hold_back_if_early
 from sqsw_core.messages import Message
 from sqsw_core.results import BatchProcessingResult
-from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 
 if TYPE_CHECKING:
+    from sqsw_core.batch_jobs import BatchProcessor
     from sqsw_core.heartbeat import VisibilityKeeper
     from sqsw_core.queue import GenericQueue
 
@@ -282,8 +282,19 @@ class Worker:
         succeeded, failed = result.succeeded, result.failed
         process_message = self.process_message
         if not self.queue.is_fifo:
+            batch_jobs = self.batch_job_names()
+            gathered: dict[str, list[Message]] = {}
             for message in messages:
-                (succeeded if process_message(message) else failed).append(message)
+                name = message.job_name if batch_jobs else None
+                if name is not None and name in batch_jobs:
+                    gathered.setdefault(name, []).append(message)
+                elif process_message(message):
+                    succeeded.append(message)
+                else:
+                    failed.append(message)
+            for batch in gathered.values():
+                for message, ok in zip(batch, self.process_job_batch(batch), strict=True):
+                    (succeeded if ok else failed).append(message)
             return result
         blocked_groups: dict[str | None, int] = {}
         for message in messages:
@@ -303,26 +314,75 @@ class Worker:
                 blocked_groups[group] = self.last_retry_delay()
         return result
 
+    def batch_job_names(self) -> frozenset[str]:
+        """Job names of this queue handled by batch processors."""
+        return frozenset(getattr(self.queue, "batch_processors", ()))
+
+    def process_job_batch(self, messages: list[Message]) -> list[bool]:
+        """Run messages of one batch job in one call; settle each. Success per message.
+
+        A message that cannot be decoded fails alone; the others still run.
+        """
+        queue = self.queue
+        processor: BatchProcessor = queue.batch_processors[messages[0].job_name]  # type: ignore[attr-defined]
+        outcome: dict[int, bool] = {}
+        runnable: list[int] = []
+        jobs = []
+        for index, message in enumerate(messages):
+            try:
+                jobs.append(queue.env.decode_job(message))
+                runnable.append(index)
+            except JobError as exc:
+                logger.error(
+                    "Cannot run message %s from %s: %s", message.message_id, queue.name, exc
+                )
+                outcome[index] = False
+        policy: BackoffPolicy | None = None
+        failed_jobs: set[int] = set()
+        if jobs:
+            try:
+                failed_jobs = processor.run(jobs)
+            except RetryJob as retry:
+                policy = retry.backoff_policy
+                failed_jobs = set(range(len(jobs)))
+                logger.info(
+                    "Retrying a batch of %d %s.%s jobs as asked",
+                    len(jobs),
+                    queue.name,
+                    processor.job_name,
+                )
+            except Exception:
+                failed_jobs = set(range(len(jobs)))
+                logger.exception(
+                    "Error while processing a batch of %d %s.%s jobs",
+                    len(jobs),
+                    queue.name,
+                    processor.job_name,
+                )
+            if failed_jobs and len(failed_jobs) < len(jobs):
+                logger.error(
+                    "%d of %d %s.%s jobs of a batch failed; retrying those only",
+                    len(failed_jobs),
+                    len(jobs),
+                    queue.name,
+                    processor.job_name,
+                )
+        for position, index in enumerate(runnable):
+            outcome[index] = position not in failed_jobs
+        results = []
+        for index, message in enumerate(messages):
+            ok = outcome[index]
+            if self.keeper is not None:
+                self.keeper.forget(message)
+            if ok:
+                self.acker.ack(message)
+            else:
+                self.acker.retry(message, self.retry_delay(message, policy))
+            results.append(ok)
+        return results
+
     def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
         """Receive one batch (up to 10 messages), run it, and settle every message."""
         result = self.process_messages(self.receive(wait_seconds))
         self.acker.flush()
         return result
-
-    def run(
-        self, shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN, wait_seconds: float = 10
-    ) -> None:
-        """Process batches until ``shutdown_policy`` says to stop."""
-        logger.info(
-            "Start processing queue %s (shutdown policy %r)", self.queue.name, shutdown_policy
-        )
-        try:
-            while True:
-                result = self.process_batch(wait_seconds)
-                shutdown_policy.update_state(result)
-                if shutdown_policy.need_shutdown():
-                    break
-        finally:
-            self.acker.close()
-            self.acker = Acker(self.queue)
-        logger.info("Stop processing queue %s", self.queue.name)
