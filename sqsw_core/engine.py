@@ -29,6 +29,7 @@ from sqsw_core.worker import BATCH_SIZE, Acker, Worker
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
     from sqsw_core.queue import GenericQueue
+    from sqsw_core.slots import SlotAllocator
 
 logger = logging.getLogger("sqsw.engine")
 
@@ -84,6 +85,7 @@ class QueueEngine:
         max_job_duration: float = 12 * 3600,
         stats_interval: float = 60.0,
         handle_signals: bool = True,
+        slots: SlotAllocator | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -110,6 +112,7 @@ class QueueEngine:
         self.max_job_duration = max_job_duration
         self.stats_interval = stats_interval
         self.handle_signals = handle_signals
+        self.slots = slots
         self.stats = EngineStats()
 
         lock = threading.Lock()
@@ -171,7 +174,8 @@ class QueueEngine:
             for i in range(self.concurrency):
                 self._spawn(self._work, f"sqsw-job-{queue.name}-{i}")
             pollers = [
-                self._spawn(self._poll, f"sqsw-poll-{queue.name}-{i}") for i in range(self.pollers)
+                self._spawn(lambda i=i: self._poll(i), f"sqsw-poll-{queue.name}-{i}")
+                for i in range(self.pollers)
             ]
             self._supervise()
             self._shutdown(pollers)
@@ -318,14 +322,17 @@ class QueueEngine:
                 self._check_policy()
             self._room.notify()
 
-    def _poll(self) -> None:
+    def _poll(self, index: int = 0) -> None:
         cond = self._cond
         while True:
             with cond:
                 # Only full batches: fewer requests, and SQS answers a small
                 # MaxNumberOfMessages with a small batch even from a deep queue.
+                # While the queue is found empty, only the first poller polls.
                 want = min(BATCH_SIZE, self.capacity)
-                while not self._stopping and self.capacity - self._held < want:
+                while not self._stopping and (
+                    self.capacity - self._held < want or (index and self._last_poll_empty)
+                ):
                     self._room.wait()
                 if self._stopping:
                     return
@@ -344,6 +351,8 @@ class QueueEngine:
             late: list[Message] = []
             with cond:
                 self._held -= want - len(messages)
+                if self._last_poll_empty and messages:
+                    self._room.notify_all()  # wake the paused pollers
                 self._last_poll_empty = not messages
                 if self._stopping:
                     late = messages
@@ -400,64 +409,81 @@ class QueueEngine:
 
     def _work(self) -> None:
         cond = self._cond
-        worker = self.worker
-        while True:
-            with cond:
-                message = None if self._stop_requests else self._next_message()
-                while message is None:
-                    if self._stopping:
-                        return
-                    cond.wait()
-                    message = None if self._stop_requests else self._next_message()
-                self._running += 1
-            if isinstance(message, list):
-                self._run_batch(message)
-                continue
-            ok: bool | None = False
-            try:
-                ok = worker.process_message(message)
-                if ok is None:  # not due yet: sent on, neither run nor counted
-                    self.keeper.forget(message)
-            except BaseException:  # process_message settles every Exception itself
-                logger.exception("Worker thread of %s crashed", self.queue.name)
-                self.release([message])
-            finally:
-                dropped: list[Message] = []
-                mates_delay = 0
+        slots = self.slots
+        holding = False  # a shared job slot, kept from one job to the next
+        try:
+            while True:
                 with cond:
-                    self._running -= 1
-                    self._held -= 1
-                    if ok:
-                        self.stats.succeeded += 1
-                    elif ok is False:
-                        self.stats.failed += 1
-                    if self._policy is not None and ok is not None:
-                        done = [message]
-                        self._policy.update_state(
-                            BatchProcessingResult(
-                                self.queue.name, *((done, []) if ok else ([], done))
-                            )
-                        )
-                        self._check_policy()
-                    self.stats.in_flight = self._held
-                    if self._fifo:
-                        group = message.group_id or ""
-                        self._busy_groups.discard(group)
-                        if ok is False:
-                            # The group stops at its first failure: later messages
-                            # of it go back, to run after the failed one, in order.
-                            dropped = [
-                                m
-                                for m in self._buffer
-                                if not isinstance(m, list) and (m.group_id or "") == group
-                            ]
-                            for m in dropped:
-                                self._buffer.remove(m)
-                            self._held -= len(dropped)
-                            mates_delay = worker.last_retry_delay() + 1
-                        if self._buffer:
-                            cond.notify()  # a message of the freed group may wait
-                    self._room.notify()
-                if dropped:
-                    # Visible just after the failed message, so they run after it.
-                    self.release(dropped, mates_delay)
+                    message = None if self._stop_requests else self._next_message()
+                    while message is None:
+                        if holding:
+                            assert slots is not None
+                            slots.release()
+                            holding = False
+                        if self._stopping:
+                            return
+                        cond.wait()
+                        message = None if self._stop_requests else self._next_message()
+                    self._running += 1
+                if slots is not None:
+                    slots.acquire(self.queue.name, handing_back=holding)
+                    holding = True
+                self._run_item(message)
+        finally:
+            if holding:
+                assert slots is not None
+                slots.release()
+
+    def _run_item(self, message: Message | list[Message]) -> None:
+        """Worker thread: run one message (or a gathered batch) and settle it."""
+        worker = self.worker
+        cond = self._cond
+        if isinstance(message, list):
+            self._run_batch(message)
+            return
+        ok: bool | None = False
+        try:
+            ok = worker.process_message(message)
+            if ok is None:  # not due yet: sent on, neither run nor counted
+                self.keeper.forget(message)
+        except BaseException:  # process_message settles every Exception itself
+            logger.exception("Worker thread of %s crashed", self.queue.name)
+            self.release([message])
+        finally:
+            dropped: list[Message] = []
+            mates_delay = 0
+            with cond:
+                self._running -= 1
+                self._held -= 1
+                if ok:
+                    self.stats.succeeded += 1
+                elif ok is False:
+                    self.stats.failed += 1
+                if self._policy is not None and ok is not None:
+                    done = [message]
+                    self._policy.update_state(
+                        BatchProcessingResult(self.queue.name, *((done, []) if ok else ([], done)))
+                    )
+                    self._check_policy()
+                self.stats.in_flight = self._held
+                if self._fifo:
+                    group = message.group_id or ""
+                    self._busy_groups.discard(group)
+                    if ok is False:
+                        # The group stops at its first failure: later messages
+                        # of it go back, to run after the failed one, in order.
+                        dropped = [
+                            m
+                            for m in self._buffer
+                            if not isinstance(m, list) and (m.group_id or "") == group
+                        ]
+                        for m in dropped:
+                            self._buffer.remove(m)
+                        self._held -= len(dropped)
+                        mates_delay = worker.last_retry_delay() + 1
+                    if self._buffer:
+                        cond.notify()  # a message of the freed group may wait
+                self._room.notify()
+            if dropped:
+                # Visible just after the failed message, so they run after it.
+                self.release(dropped, mates_delay)

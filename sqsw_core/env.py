@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, TypeVar, overload
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqsw_core import plugins
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
@@ -29,6 +30,9 @@ from sqsw_core.sessions import is_session
 from sqsw_core.shutdown_policies import NeverShutdown, ShutdownPolicy
 from sqsw_core.sqs_api import SQSApi
 from sqsw_core.tasks import AsyncTask
+
+if TYPE_CHECKING:
+    from sqsw_core.engine import EngineStats
 
 logger = logging.getLogger("sqsw.env")
 
@@ -342,32 +346,78 @@ class SQSEnv:
         queue_names: Iterable[str] | None = None,
         shutdown_policy_maker: Callable[[], ShutdownPolicy] = NeverShutdown,
         wait_seconds: float = 10,
-    ) -> None:
-        """Process several queues at once, one thread each, until each one's policy stops it.
+        *,
+        concurrency: int = 16,
+        priority: str = "strict",
+        weights: Mapping[str, float] | None = None,
+        **engine_options: Any,
+    ) -> dict[str, EngineStats]:
+        """Process several queues in this process, sharing ``concurrency`` job threads.
 
         Without names, every queue of this environment's prefix is processed.
-        Threads share this process's client (boto3 clients are thread-safe), so
-        it works with the memory session too.
+        ``priority="strict"``: a job of an earlier-named queue always runs
+        before one of a later queue; ``"weighted"``: waiting queues share the
+        job slots in proportion to ``weights`` (default 1 each). Each queue
+        stops when its own policy (``shutdown_policy_maker()``) says so; the
+        first SIGTERM/SIGINT stops them all warmly, a second one cold.
+        Returns each queue's counters.
         """
+        from sqsw_core.engine import QueueEngine
+        from sqsw_core.slots import SlotAllocator
+
         names = list(queue_names) if queue_names is not None else self.get_all_known_queues()
+        slots = SlotAllocator(concurrency, names, priority, weights)
+        engines = {
+            name: QueueEngine(
+                self.queue(name),
+                concurrency=concurrency,
+                shutdown_policy=shutdown_policy_maker(),
+                wait_seconds=wait_seconds,
+                handle_signals=False,
+                slots=slots,
+                **engine_options,
+            )
+            for name in names
+        }
         errors: list[BaseException] = []
 
-        def run(name: str) -> None:
+        def run(engine: QueueEngine) -> None:
             try:
-                self.queue(name).process_queue(shutdown_policy_maker(), wait_seconds)
+                engine.run()
             except BaseException as exc:  # reported after every queue stopped
-                logger.exception("Worker of queue %s stopped with an error", name)
+                logger.exception("Worker of queue %s stopped with an error", engine.queue.name)
                 errors.append(exc)
+                for other in engines.values():
+                    other.request_stop()
+
+        def on_signal(signum: int, frame: Any) -> None:
+            logger.warning(
+                "%s received: stopping %d queue(s)", signal.Signals(signum).name, len(engines)
+            )
+            for engine in engines.values():
+                engine.request_stop()
 
         threads = [
-            threading.Thread(target=run, args=(name,), name=f"sqsw-queue-{name}") for name in names
+            threading.Thread(target=run, args=(engine,), name=f"sqsw-queue-{name}")
+            for name, engine in engines.items()
         ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {
+                sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
+            }
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                while thread.is_alive():  # a timed join lets signal handlers run
+                    thread.join(0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         if errors:
             raise errors[0]
+        return {name: engine.stats for name, engine in engines.items()}
 
     def get_all_known_queues(self) -> list[str]:
         """Names (without prefix) of the SQS queues that start with ``queue_prefix``."""

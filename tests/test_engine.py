@@ -129,7 +129,7 @@ def test_warm_stop_finishes_running_jobs_and_releases_prefetched_at_once(sqs: SQ
     engine.request_stop()
     thread.join(30)
     assert not thread.is_alive()
-    assert len(finished) == engine.stats.succeeded >= 2
+    assert len(finished) == engine.stats.succeeded >= 1  # what had started finished
     # Nothing ran twice, nothing is lost, and the released messages are
     # receivable now, not after the 60 s visibility timeout.
     left = 20 - len(finished)
