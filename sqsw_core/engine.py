@@ -160,6 +160,7 @@ class QueueEngine:
         )
         self.acker = Acker(queue, visibility_lock=self.keeper.lock)
         self.worker = Worker(queue, acker=self.acker, keeper=self.keeper)
+        queue.engine = self
         previous = self._install_signals()
         logger.info(
             "Processing %s: concurrency=%d prefetch=%d pollers=%d visibility=%ds",
@@ -181,6 +182,7 @@ class QueueEngine:
             self._shutdown(pollers)
         finally:
             self._restore_signals(previous)
+            queue.engine = None
         logger.info("Stopped processing %s: %s", queue.name, self.stats)
         return self.stats
 

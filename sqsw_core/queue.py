@@ -27,7 +27,7 @@ from sqsw_core.tasks import AsyncTask
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
-    from sqsw_core.engine import EngineStats
+    from sqsw_core.engine import EngineStats, QueueEngine
     from sqsw_core.env import SQSEnv
     from sqsw_core.worker import Worker
 
@@ -67,6 +67,9 @@ class GenericQueue:
         self._batches = threading.local()
         self._worker: Worker | None = None
         self._attributes: dict[str, str] | None = None
+        #: The engine processing this queue in this process, while one runs:
+        #: processors and plugins read its counters as ``queue.engine.stats``.
+        self.engine: QueueEngine | None = None
 
     @classmethod
     def maker(cls, **kwargs: Any) -> Callable[..., GenericQueue]:

@@ -240,3 +240,23 @@ def test_sigterm_during_500_jobs_loses_none_and_runs_none_twice(sqs: SQSEnv) -> 
     assert time.monotonic() - started < 30
     assert runs == Counter(range(500))
     assert in_queue(sqs, "term") == 0
+
+
+def test_processors_can_read_the_engine_counters(sqs: SQSEnv) -> None:
+    create_standard_queue(sqs, "count")
+    queue = sqs.queue("count")
+    seen: list[int] = []
+
+    @queue.processor("job")
+    def job() -> None:
+        assert queue.engine is not None
+        seen.append(queue.engine.stats.received)
+
+    for _ in range(3):
+        job.delay()
+    stats = queue.process_queue(IdleShutdown(1), wait_seconds=1, concurrency=1)
+    assert seen
+    assert all(1 <= n <= 3 for n in seen)
+    assert stats is not None
+    assert stats.succeeded == 3
+    assert queue.engine is None
