@@ -37,6 +37,7 @@ from sqsw_core import (
 )
 from sqsw_core import plugins as sqsw_plugins
 from sqsw_core.shutdown_policies import IdleShutdown
+from tests.helpers import process_until_idle
 
 #: The body a CloudWatch scheduled rule writes, verbatim from the seed README.
 SCHEDULED_EVENT = """{
@@ -52,24 +53,6 @@ SCHEDULED_EVENT = """{
   ],
   "detail": {}
 }"""
-
-
-def on_memory(env: SQSEnv) -> bool:
-    return type(env.session).__name__ == "MemorySession"
-
-
-def poll(env: SQSEnv) -> int:
-    """Long-poll seconds for "is anything left?": LocalStack's timers tick once a second."""
-    return 0 if on_memory(env) else 1
-
-
-def process_until_idle(queue: Any, idle: float | None = None) -> None:
-    """Run the worker until the queue stays empty for ``idle`` seconds (default: short)."""
-    memory = on_memory(queue.env)
-    if idle is None:
-        idle = 0.3 if memory else 1.0
-    wait = 0 if memory and idle < 1 else 1
-    queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=wait)
 
 
 def raw_cron(sqs: SQSEnv, name: str = "cron", **kwargs: Any) -> RawQueue:
