@@ -95,7 +95,7 @@ class QueueEngine:
         # and room for each to have a full batch of 10 on its way.
         # A FIFO queue gets one poller, so batches of a group arrive in order
         # even from servers that hand out a group's messages to parallel receives.
-        self.pollers = pollers or (1 if queue.is_fifo else max(2, min(8, -(-concurrency // 8))))
+        self.pollers = pollers or (1 if queue.is_fifo else max(4, min(8, -(-concurrency // 4))))
         largest_batch = max(
             (p.max_batch for p in getattr(queue, "batch_processors", {}).values()), default=0
         )
@@ -106,6 +106,8 @@ class QueueEngine:
             else max(0, prefetch)
         )
         self.capacity = concurrency + self.prefetch
+        # Pollers receive full batches: they wait for this much room.
+        self._batch_room = min(BATCH_SIZE, self.capacity)
         self.wait_seconds = max(0, min(20, int(wait_seconds)))
         self.shutdown_policy = shutdown_policy
         self.grace_period = grace_period
@@ -322,7 +324,8 @@ class QueueEngine:
             if self._policy is not None and outcomes:
                 self._policy.update_state(BatchProcessingResult(self.queue.name, ok, failed))
                 self._check_policy()
-            self._room.notify()
+            if self.capacity - self._held >= self._batch_room:
+                self._room.notify()
 
     def _poll(self, index: int = 0) -> None:
         cond = self._cond
@@ -331,7 +334,7 @@ class QueueEngine:
                 # Only full batches: fewer requests, and SQS answers a small
                 # MaxNumberOfMessages with a small batch even from a deep queue.
                 # While the queue is found empty, only the first poller polls.
-                want = min(BATCH_SIZE, self.capacity)
+                want = self._batch_room
                 while not self._stopping and (
                     self.capacity - self._held < want or (index and self._last_poll_empty)
                 ):
@@ -485,7 +488,8 @@ class QueueEngine:
                         mates_delay = worker.last_retry_delay() + 1
                     if self._buffer:
                         cond.notify()  # a message of the freed group may wait
-                self._room.notify()
+                if self.capacity - self._held >= self._batch_room:
+                    self._room.notify()  # a poller can receive a full batch now
             if dropped:
                 # Visible just after the failed message, so they run after it.
                 self.release(dropped, mates_delay)
