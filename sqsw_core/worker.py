@@ -1,4 +1,8 @@
-"""The worker engine: receive messages, run them, ack or retry them in batches."""
+"""Receiving, running and settling messages: the Worker and its batched Acker.
+
+``process_batch`` uses a Worker directly; the concurrent engine (engine.py)
+runs one Worker from many threads.
+"""
 
 from __future__ import annotations
 
@@ -190,7 +194,7 @@ class Acker:
 
 
 class Worker:
-    """Processes the messages of one queue: the loop behind ``process_queue``."""
+    """Receives, runs and settles the messages of one queue (thread-safe)."""
 
     def __init__(
         self,
