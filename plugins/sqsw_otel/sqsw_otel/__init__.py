@@ -228,6 +228,10 @@ def _inject(entries: list[dict[str, Any]], queue: GenericQueue, queue_name: str)
             )
 
 
+#: Until when (monotonic) the global providers are known to be the API's proxies.
+_off_until = [0.0]
+
+
 class OtelProcessor(Processor):
     """Traces and measures sends and jobs with the OpenTelemetry API.
 
@@ -269,6 +273,27 @@ class OtelProcessor(Processor):
                     found = _telemetry[key] = _Telemetry(*key)
         return found
 
+    @classmethod
+    def telemetry_off(cls) -> bool:
+        """True while no SDK is configured: the API's proxy providers, no explicit ones.
+
+        Re-checked at most once a second (the API's lookups read the
+        environment), so an SDK configured later is picked up within a second;
+        until then jobs and sends skip span and metric bookkeeping entirely.
+        """
+        if cls.tracer_provider is not None or cls.meter_provider is not None:
+            return False
+        now = time.monotonic()
+        if now < _off_until[0]:
+            return True
+        off = (
+            isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+            and type(metrics.get_meter_provider()).__name__ == "_ProxyMeterProvider"
+        )
+        if off:
+            _off_until[0] = now + 1.0
+        return off
+
     def _base_attributes(self) -> tuple[str, dict[str, AttributeValue], dict[str, AttributeValue]]:
         """Span name, span attributes and metric attributes shared by this processor's jobs."""
         cached: tuple[str, dict[str, AttributeValue], dict[str, AttributeValue]] | None
@@ -287,6 +312,8 @@ class OtelProcessor(Processor):
 
     def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
         """Run the job inside a CONSUMER span continuing the producer's trace."""
+        if self.telemetry_off():
+            return super().process(job_kwargs, job_context)
         telemetry = self.telemetry()
         name, base, metric_attributes = self._base_attributes()
         attributes = dict(base)
@@ -342,6 +369,10 @@ class OtelProcessor(Processor):
         cls, queue: GenericQueue, entries: list[dict[str, Any]]
     ) -> Iterator[list[dict[str, Any]]]:
         """Wrap one send call in a PRODUCER span whose context goes into every entry."""
+        if cls.telemetry_off():
+            with super().sending(queue, entries) as sent:
+                yield sent
+            return
         telemetry = cls.telemetry()
         destination = queue.get_sqs_queue_name()
         metric_attributes: dict[str, AttributeValue] = {
