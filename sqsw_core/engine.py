@@ -372,6 +372,8 @@ class QueueEngine:
                 self.release(late)
             if not messages:
                 self._wake.set()
+                if not self.wait_seconds:
+                    time.sleep(0.05)  # short polls of an empty queue: no hot loop
 
     def _gather(self, messages: list[Message], now: float) -> list[Message | list[Message]]:
         """Set aside messages of batch jobs (under the lock); the rest run one by one."""
