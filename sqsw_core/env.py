@@ -55,6 +55,29 @@ def _processor_class_of(maker: Any) -> type[Processor]:
     return target if _is_processor_class(target) else Processor
 
 
+def _processor_maker(
+    processor: str | type[Processor] | list[str | type[Processor]] | None,
+    processor_maker: Callable[..., Processor] | None,
+) -> Callable[..., Processor]:
+    """The processor factory for ``processor=`` (names or classes) or ``processor_maker=``."""
+    if processor is not None and processor_maker is not None:
+        raise ConfigurationError("give either processor= or processor_maker=, not both")
+    if processor_maker is not None:
+        return processor_maker
+    specs = processor if isinstance(processor, list) else [processor or "default"]
+    classes = [
+        plugins.resolve(
+            plugins.PROCESSORS,
+            spec,
+            _is_processor_class,
+            instantiate=False,
+            what="a Processor subclass",
+        )
+        for spec in specs
+    ]
+    return compose_processors(classes)
+
+
 class SQSEnv:
     """Configuration shared by producers and workers of one application.
 
@@ -95,28 +118,10 @@ class SQSEnv:
         self.backoff_policy: BackoffPolicy = plugins.resolve(
             plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy"
         )
-        if processor is not None and processor_maker is not None:
-            raise ConfigurationError("give either processor= or processor_maker=, not both")
-        if processor_maker is None:
-            specs = processor if isinstance(processor, list) else [processor or "default"]
-            classes = [
-                plugins.resolve(
-                    plugins.PROCESSORS,
-                    spec,
-                    _is_processor_class,
-                    instantiate=False,
-                    what="a Processor subclass",
-                )
-                for spec in specs
-            ]
-            processor_maker = compose_processors(classes)
-        self.processor_maker = processor_maker
-        self.processor_class: type[Processor] = _processor_class_of(processor_maker)
-        # pickle and other codecs that can run code are decoded only when chosen.
-        self.accepted_content_types = frozenset(
-            {*ALWAYS_ACCEPTED, self.codec.content_type, *accept}
-        )
-        self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
+        self.processor_maker = _processor_maker(processor, processor_maker)
+        self.processor_class: type[Processor] = _processor_class_of(self.processor_maker)
+        self._accept = frozenset(accept)
+        self._set_codec(self.codec)
         self._contexts: dict[tuple[str, str], dict[str, Any]] = {}
         if max_message_size < 1:
             raise ConfigurationError(f"max_message_size must be positive, got {max_message_size}")
@@ -134,6 +139,113 @@ class SQSEnv:
 
     def __repr__(self) -> str:
         return f"<SQSEnv session={self.session!r} prefix={self.queue_prefix!r}>"
+
+    @classmethod
+    def from_config(
+        cls,
+        config: str | os.PathLike[str] | None = None,
+        *,
+        cwd: str | os.PathLike[str] | None = None,
+        environ: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> SQSEnv:
+        """An environment from ``[tool.sqsw]`` (or ``sqsw.toml``), then ``SQSW_*`` variables.
+
+        The file is ``config``, else ``$SQSW_CONFIG``, else the nearest one from
+        ``cwd`` upward; ``options`` (``SQSEnv`` keyword arguments) win over both.
+        See :mod:`sqsw_core.config`.
+        """
+        from pathlib import Path
+
+        from sqsw_core.config import load_settings
+
+        settings = load_settings(
+            config, cwd=Path(cwd) if cwd is not None else None, environ=environ
+        )
+        return cls(**{**settings.env_options(), **options})
+
+    def reconfigure(
+        self,
+        *,
+        session: Any = None,
+        queue_prefix: str | None = None,
+        codec: str | Codec | None = None,
+        processor: str | type[Processor] | list[str | type[Processor]] | None = None,
+        processor_maker: Callable[..., Processor] | None = None,
+        backoff_policy: str | BackoffPolicy | None = None,
+        accept: Iterable[str] | None = None,
+        max_message_size: int | None = None,
+        max_delay_hop: int | None = None,
+    ) -> SQSEnv:
+        """Change this environment's plugins in place (``None`` keeps a setting); returns it.
+
+        For tools that load an application and then apply configuration
+        (``sqsw run --processor otel``). Queue objects and tasks stay valid: a
+        new processor re-creates every registered processor from its function,
+        a new session or prefix drops cached clients and URLs, and queues that
+        used the environment's backoff policy get the new one.
+        """
+        if session is not None:
+            new_session = (
+                plugins.resolve(plugins.SESSIONS, session, is_session)
+                if isinstance(session, str)
+                else session
+            )
+            if not is_session(new_session):
+                raise ConfigurationError(f"session {session!r} has no client() method")
+        if backoff_policy is not None:
+            new_policy = plugins.resolve(
+                plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy"
+            )
+        new_codec = get_codec(codec) if codec is not None else None
+        new_maker = (
+            _processor_maker(processor, processor_maker)
+            if processor is not None or processor_maker is not None
+            else None
+        )
+        if max_message_size is not None and max_message_size < 1:
+            raise ConfigurationError(f"max_message_size must be positive, got {max_message_size}")
+        with self._lock:
+            if session is not None or queue_prefix is not None:
+                if session is not None:
+                    self.session = new_session
+                if queue_prefix is not None:
+                    self.queue_prefix = queue_prefix
+                self._client = None
+                self._client_pid = None
+                self._api = None
+                self._queue_urls = {}
+                for queue in self.queues.values():
+                    queue.queue_url = None
+                    queue._attributes = None
+            if backoff_policy is not None:
+                old_policy, self.backoff_policy = self.backoff_policy, new_policy
+                for queue in self.queues.values():
+                    if queue.backoff_policy is old_policy:
+                        queue.backoff_policy = new_policy
+            if accept is not None:
+                self._accept = frozenset(accept)
+            if new_codec is not None or accept is not None:
+                self._set_codec(new_codec or self.codec)
+            if max_message_size is not None:
+                self.max_message_size = max_message_size
+            if max_delay_hop is not None:
+                self.max_delay_hop = check_hop(max_delay_hop)
+            if new_maker is not None:
+                self.processor_maker = new_maker
+                self.processor_class = _processor_class_of(new_maker)
+                for queue in self.queues.values():
+                    if isinstance(queue, JobQueue):
+                        queue.rebuild_processors()
+        return self
+
+    def _set_codec(self, codec: Codec) -> None:
+        self.codec = codec
+        # pickle and other codecs that can run code are decoded only when chosen.
+        self.accepted_content_types = frozenset(
+            {*ALWAYS_ACCEPTED, self.codec.content_type, *self._accept}
+        )
+        self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
 
     # -- SQS access ----------------------------------------------------------
 

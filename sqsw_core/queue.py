@@ -348,6 +348,17 @@ class JobQueue(GenericQueue):
         logger.debug("Registered %s.%s -> %s", self.name, job_name, getattr(fn, "__qualname__", fn))
         return AsyncTask(self, job_name, fn, pass_context, context_var)
 
+    def rebuild_processors(self) -> None:
+        """Re-create every registered processor with the environment's ``processor_maker``."""
+        for job_name, old in list(self.processors.items()):
+            self.processors[job_name] = self.env.processor_maker(
+                queue=self,
+                fn=old.fn,
+                job_name=job_name,
+                pass_context=old.pass_context,
+                context_var=old.context_var,
+            )
+
     def batch_processor(
         self,
         job_name: str,

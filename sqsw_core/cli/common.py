@@ -1,0 +1,205 @@
+"""What every command shares: exit codes, error translation, settings, the app and the env."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+from rich.console import Console
+
+from sqsw_core.config import Settings, load_settings
+from sqsw_core.env import SQSEnv
+from sqsw_core.exceptions import (
+    ConfigurationError,
+    PluginError,
+    QueueNotFoundError,
+    SQSCallError,
+)
+
+#: Exit codes of every ``sqsw`` command (``sqsw run --help`` and the README list them).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_APP = 3
+EXIT_PLUGIN = 4
+EXIT_SQS = 5
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 stopped normally (signal or shutdown policy); 1 unexpected error or "
+    "crashed worker processes; 2 bad command line; 3 the app cannot be imported; 4 "
+    "plugin or configuration error (unknown plugin name or key, bad value); 5 SQS "
+    "unreachable, credentials or permission refused, or a queue does not exist."
+)
+
+
+class AppImportError(Exception):
+    """The user's app module cannot be imported or holds no ``SQSEnv``."""
+
+
+class CliError(click.ClickException):
+    """An error shown as ``Error: ...`` with one of the exit codes above."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]  # click reads it on the instance
+
+
+def _botocore_errors() -> tuple[type[BaseException], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def translate(exc: BaseException) -> CliError | None:
+    """The CLI error for an exception a command let through, or ``None`` (a bug: re-raise)."""
+    if isinstance(exc, AppImportError):
+        return CliError(str(exc), EXIT_APP)
+    if isinstance(exc, PluginError | ConfigurationError):
+        return CliError(str(exc), EXIT_PLUGIN)
+    if isinstance(exc, QueueNotFoundError | SQSCallError):
+        return CliError(str(exc), EXIT_SQS)
+    if isinstance(exc, _botocore_errors()):
+        return CliError(f"SQS: {exc}", EXIT_SQS)
+    return None
+
+
+class SqswGroup(click.Group):
+    """A click group that turns sqsw's errors into messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:
+            error = translate(exc)
+            if error is None:
+                raise
+            raise error from exc
+
+
+def console(stderr: bool = False) -> Console:
+    """A rich console; wide when not a terminal so piped tables don't wrap."""
+    con = Console(stderr=stderr)
+    if not con.is_terminal:
+        con = Console(stderr=stderr, width=200)
+    return con
+
+
+# -- settings ---------------------------------------------------------------------
+
+FLAG_NAMES = {
+    "session": "--session",
+    "codec": "--codec",
+    "processor": "--processor",
+    "backoff_policy": "--backoff-policy",
+    "queue_prefix": "--queue-prefix",
+    "app": "--app",
+    "concurrency": "--concurrency",
+    "workers": "--workers",
+    "shutdown": "--shutdown",
+    "wait_seconds": "--wait-seconds",
+    "priority": "--priority",
+}
+
+
+def settings_for(ctx: click.Context, **flags: Any) -> Settings:
+    """Config file (``--config`` or found), ``SQSW_*`` variables, then these flags."""
+    config = ctx.find_root().params.get("config")
+    settings = load_settings(config)
+    settings.update(flags, lambda key: f"option {FLAG_NAMES.get(key, key)}")
+    return settings
+
+
+def env_for(ctx: click.Context, **flags: Any) -> SQSEnv:
+    """An ``SQSEnv`` from the configuration (no app imported)."""
+    settings = settings_for(ctx, **flags)
+    return SQSEnv(**settings.env_options())
+
+
+def env_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """``--session``, ``--codec``, ``--queue-prefix``: the options of commands that talk to SQS."""
+    func = click.option(
+        "--queue-prefix", default=None, help="Prefix of the SQS queue names (config queue_prefix)."
+    )(func)
+    func = click.option("--codec", default=None, help="Codec plugin name (default json).")(func)
+    func = click.option(
+        "--session", default=None, help="Session plugin name: aws (default), memory, ..."
+    )(func)
+    return func
+
+
+# -- the user's app ----------------------------------------------------------------
+
+
+@contextmanager
+def _cwd_on_path() -> Iterator[None]:
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)
+
+
+def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
+    """Import ``module[:attr]`` and return its ``SQSEnv`` (the current dir is importable).
+
+    Without ``attr`` the module must hold exactly one ``SQSEnv``. ``attr`` may
+    also name a function returning one.
+    """
+    if not spec:
+        raise AppImportError(
+            "no app to run: give --app module:attr, set app in [tool.sqsw] (pyproject.toml) "
+            "or sqsw.toml, or set SQSW_APP"
+        )
+    module_name, _, attr = spec.partition(":")
+    with _cwd_on_path():
+        try:
+            module = importlib.import_module(module_name)
+        except (PluginError, ConfigurationError):
+            raise
+        except Exception as exc:
+            frames = [
+                f
+                for f in traceback.extract_tb(exc.__traceback__)
+                if not f.filename.startswith("<frozen")
+            ]
+            where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames[1:] else ""
+            raise AppImportError(
+                f"cannot import app {spec!r} (from {source}): {type(exc).__name__}: {exc}{where}"
+            ) from exc
+    if attr:
+        obj: Any = module
+        for part in attr.split("."):
+            if not hasattr(obj, part):
+                raise AppImportError(
+                    f"app {spec!r} (from {source}): module {module_name!r} has no attribute "
+                    f"{attr!r}"
+                )
+            obj = getattr(obj, part)
+        if callable(obj) and not isinstance(obj, SQSEnv):
+            obj = obj()
+        if not isinstance(obj, SQSEnv):
+            raise AppImportError(
+                f"app {spec!r} (from {source}) is a {type(obj).__name__}, not an SQSEnv"
+            )
+        return obj
+    found = [value for value in vars(module).values() if isinstance(value, SQSEnv)]
+    unique = list({id(env): env for env in found}.values())
+    if len(unique) != 1:
+        names = [name for name, value in vars(module).items() if isinstance(value, SQSEnv)]
+        raise AppImportError(
+            f"app {spec!r} (from {source}) holds {len(unique)} SQSEnv objects "
+            f"({', '.join(names) or 'none'}): name one with --app {module_name}:NAME"
+        )
+    return unique[0]

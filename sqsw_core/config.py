@@ -1,0 +1,362 @@
+"""Configuration: ``[tool.sqsw]`` in pyproject.toml or ``sqsw.toml``, ``SQSW_*`` variables, flags.
+
+Layers apply in order, later wins: the config file (found from the current
+directory upward, or given), then environment variables, then command-line
+flags (or keyword arguments of :meth:`SQSEnv.from_config`). Every value keeps
+where it came from, so an unknown key, a bad value or a plugin that is not
+installed is reported with its file and key or its variable name.
+
+::
+
+    [tool.sqsw]
+    app = "myapp.worker:sqs"
+    codec = "json"
+    processor = ["otel", "default"]
+    queue_prefix = "prod_"
+    concurrency = 32
+    shutdown = "idle=300"
+
+    [tool.sqsw.session]          # a plugin with options: a table with its name
+    name = "aws"
+    endpoint_url = "http://127.0.0.1:4566"
+
+In ``sqsw.toml`` the same keys sit at the top level.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqsw_core import plugins
+from sqsw_core.exceptions import ConfigurationError, PluginError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["ENV_PREFIX", "KEYS", "Settings", "find_config_file", "load_settings"]
+
+#: Prefix of the environment variables read: ``SQSW_<KEY>``, ``SQSW_<PLUGIN>__<OPTION>``.
+ENV_PREFIX = "SQSW_"
+#: Variable naming a config file (like ``--config``).
+CONFIG_ENV = "SQSW_CONFIG"
+
+#: Plugin keys whose value is a name, or a table with ``name`` and the plugin's options.
+PLUGIN_KEYS: dict[str, str] = {
+    "session": plugins.SESSIONS,
+    "codec": plugins.CODECS,
+    "backoff_policy": plugins.BACKOFF,
+}
+
+#: Every key and the type of its value (``"plugin"``: name or table; ``"names"``: list).
+KEYS: dict[str, str] = {
+    "app": "str",
+    "session": "plugin",
+    "codec": "plugin",
+    "backoff_policy": "plugin",
+    "processor": "names",
+    "accept": "names",
+    "queue_prefix": "str",
+    "max_message_size": "int",
+    "max_delay_hop": "int",
+    "concurrency": "int",
+    "workers": "int",
+    "shutdown": "str",
+    "wait_seconds": "float",
+    "prefetch": "int",
+    "pollers": "int",
+    "grace_period": "float",
+    "max_job_duration": "float",
+    "priority": "str",
+}
+
+#: Keys that configure the ``SQSEnv``; the others configure ``sqsw run``.
+ENV_KEYS = (
+    "session",
+    "codec",
+    "backoff_policy",
+    "processor",
+    "accept",
+    "queue_prefix",
+    "max_message_size",
+    "max_delay_hop",
+)
+
+_DEFAULT_PLUGIN = {"session": "aws", "codec": "json", "backoff_policy": "exponential"}
+
+
+def _convert(key: str, value: Any, source: str) -> Any:
+    kind = KEYS[key]
+    try:
+        if kind == "names":
+            if isinstance(value, str):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError("a name or a list of names")
+            return value
+        if kind == "int":
+            if isinstance(value, bool):
+                raise TypeError("an integer")
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise TypeError("a number")
+            return float(value)
+        if not isinstance(value, str):
+            raise TypeError("a string")
+        return value
+    except (TypeError, ValueError) as exc:
+        expected = exc.args[0] if isinstance(exc, TypeError) else f"a valid {kind}"
+        raise ConfigurationError(f"{source}: {key} must be {expected}, got {value!r}") from None
+
+
+def _option_value(text: str) -> Any:
+    """A plugin option given as text: JSON when it parses, else the string."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@dataclass
+class Settings:
+    """Merged configuration with the source of every value."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    #: Options of the plugin keys (session, codec, backoff_policy), and their sources.
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    option_sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    config_file: Path | None = None
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def source(self, key: str) -> str:
+        return self.sources.get(key, f"the default {key}")
+
+    def set(self, key: str, value: Any, source: str) -> None:
+        """Set ``key`` from ``source`` (a plugin key takes a name or a ``{name, ...}`` dict)."""
+        if key not in KEYS:
+            raise ConfigurationError(
+                f"{source}: unknown sqsw setting {key!r}; known: {', '.join(sorted(KEYS))}"
+            )
+        if KEYS[key] == "plugin" and isinstance(value, dict):
+            options = dict(value)
+            name = options.pop("name", None)
+            if name is not None:
+                self.set(key, name, f"{source}.name")
+            for option, option_value in options.items():
+                self.set_option(key, option, option_value, f"{source}.{option}")
+            return
+        if KEYS[key] == "plugin" and not isinstance(value, str):
+            raise ConfigurationError(
+                f"{source}: {key} must be a plugin name or a table with 'name' and options, "
+                f"got {value!r}"
+            )
+        value = _convert(key, value, source)
+        if KEYS[key] == "plugin" and value != self.values.get(key, _DEFAULT_PLUGIN[key]):
+            # Options belong to the plugin they were given for.
+            self.options.pop(key, None)
+            self.option_sources.pop(key, None)
+        self.values[key] = value
+        self.sources[key] = source
+
+    def set_option(self, key: str, option: str, value: Any, source: str) -> None:
+        if KEYS.get(key) != "plugin":
+            raise ConfigurationError(
+                f"{source}: {key!r} takes no options (only {', '.join(PLUGIN_KEYS)} do)"
+            )
+        self.options.setdefault(key, {})[option] = value
+        self.option_sources.setdefault(key, {})[option] = source
+
+    def update(self, overrides: Mapping[str, Any], source: Callable[[str], str]) -> None:
+        """Apply values that are not ``None`` (flags, keyword arguments)."""
+        for key, value in overrides.items():
+            if value is not None:
+                self.set(key, value, source(key))
+
+    # -- building objects ------------------------------------------------------
+
+    def plugin(self, key: str, check: Callable[[Any], bool], what: str) -> Any:
+        """The plugin object of ``key`` made with its options; errors name their source."""
+        group = PLUGIN_KEYS[key]
+        name = self.values.get(key, _DEFAULT_PLUGIN[key])
+        source = self.source(key)
+        options = self.options.get(key, {})
+        try:
+            factory = plugins.load(group, name)
+        except PluginError as exc:
+            raise _with_source(exc, source) from None
+        _check_options(factory, options, self.option_sources.get(key, {}), group, name)
+        return plugins.resolve(group, name, check, what=what, options=options)
+
+    def processors(self) -> list[str] | None:
+        names: list[str] | None = self.values.get("processor")
+        if names is None:
+            return None
+        for name in names:
+            try:
+                plugins.load(plugins.PROCESSORS, name)
+            except PluginError as exc:
+                raise _with_source(exc, self.source("processor")) from None
+        return names
+
+    def env_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``SQSEnv(...)`` (or ``reconfigure``) for the keys set here."""
+        from sqsw_core.codecs import _is_codec
+        from sqsw_core.env import _is_backoff
+        from sqsw_core.sessions import is_session
+
+        out: dict[str, Any] = {}
+        if "session" in self.values or "session" in self.options:
+            out["session"] = self.plugin("session", is_session, "a session")
+        if "codec" in self.values or "codec" in self.options:
+            out["codec"] = self.plugin("codec", _is_codec, "a codec")
+        if "backoff_policy" in self.values or "backoff_policy" in self.options:
+            out["backoff_policy"] = self.plugin("backoff_policy", _is_backoff, "a backoff policy")
+        processors = self.processors()
+        if processors is not None:
+            out["processor"] = processors
+        for key in ("accept", "queue_prefix", "max_message_size", "max_delay_hop"):
+            if key in self.values:
+                out[key] = self.values[key]
+        return out
+
+    def shutdown_policy_maker(self) -> Callable[[], Any]:
+        """A factory of the shutdown policy named by ``shutdown`` (``never`` by default)."""
+        spec = str(self.values.get("shutdown", "never"))
+        return parse_shutdown(spec, self.source("shutdown"))
+
+
+def parse_shutdown(spec: str, source: str = "shutdown") -> Callable[[], Any]:
+    """``never``, ``idle=SECONDS``, ``max-tasks=N`` (any ``sqsw.shutdown`` plugin: ``name=arg``)."""
+    name, _, arg = spec.partition("=")
+    name = name.strip().replace("-", "_")
+    try:
+        factory = plugins.load(plugins.SHUTDOWN, name)
+    except PluginError as exc:
+        raise _with_source(exc, source) from None
+    args: list[Any] = []
+    if arg.strip():
+        value = _option_value(arg.strip())
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigurationError(f"{source}: {spec!r} needs a number after '='")
+        args.append(value)
+    try:
+        factory(*args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"{source}: bad shutdown policy {spec!r}: {exc}") from None
+    return lambda: factory(*args)
+
+
+def _with_source(exc: PluginError, source: str) -> PluginError:
+    return PluginError(
+        f"{source}: {exc}",
+        group=exc.group,
+        name=exc.name,
+        installed=exc.installed,
+        suggestion=exc.suggestion,
+        package=exc.package,
+    )
+
+
+def _check_options(
+    factory: Any, options: dict[str, Any], sources: dict[str, str], group: str, name: str
+) -> None:
+    if not options:
+        return
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    accepted = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    for option in options:
+        if option not in accepted:
+            raise ConfigurationError(
+                f"{sources.get(option, option)}: unknown option {option!r} for the {group} "
+                f"plugin {name!r}; it accepts: {', '.join(accepted) or 'no options'}"
+            )
+
+
+def find_config_file(start: Path | None = None) -> Path | None:
+    """The nearest ``sqsw.toml``, or ``pyproject.toml`` with ``[tool.sqsw]``, upward."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "sqsw.toml"
+        if candidate.is_file():
+            return candidate
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file() and "sqsw" in _read_toml(candidate).get("tool", {}):
+            return candidate
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data: dict[str, Any] = tomllib.load(f)
+            return data
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _file_table(path: Path) -> tuple[dict[str, Any], str]:
+    data = _read_toml(path)
+    if path.name == "pyproject.toml":
+        table = data.get("tool", {}).get("sqsw", {})
+        return table, f"{path} [tool.sqsw]"
+    return data, str(path)
+
+
+def load_settings(
+    config: str | os.PathLike[str] | None = None,
+    *,
+    cwd: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    use_file: bool = True,
+) -> Settings:
+    """Read the config file (given, ``SQSW_CONFIG``, or found upward) and ``SQSW_*`` variables."""
+    environ = os.environ if environ is None else environ
+    settings = Settings()
+    path: Path | None = None
+    if config is None and environ.get(CONFIG_ENV):
+        config = environ[CONFIG_ENV]
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise ConfigurationError(f"config file {path} does not exist")
+    elif use_file:
+        path = find_config_file(cwd)
+    if path is not None:
+        table, where = _file_table(path)
+        settings.config_file = path
+        for key, value in table.items():
+            settings.set(key, value, f"{where} key {key!r}")
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        rest = variable[len(ENV_PREFIX) :].lower()
+        text = environ[variable]
+        if "__" in rest:
+            key, _, option = rest.partition("__")
+            if key in PLUGIN_KEYS:
+                settings.set_option(
+                    key, option, _option_value(text), f"environment variable {variable}"
+                )
+        elif rest in KEYS and text != "":
+            # Other SQSW_* variables (SQSW_ENDPOINT_URL, ...) belong to plugins and tools.
+            settings.set(rest, text, f"environment variable {variable}")
+    return settings

@@ -1,0 +1,309 @@
+"""The ``sqsw`` command line, run as a subprocess against LocalStack."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sqsw_core import AWSSession, SQSEnv, create_standard_queue, plugins
+from sqsw_core.cli.common import EXIT_APP, EXIT_PLUGIN, EXIT_SQS
+from tests.localstack_server import REGION, SKIP_REASON, localstack_endpoint
+
+REPO = Path(__file__).resolve().parent.parent
+SQSW = [sys.executable, "-m", "sqsw_core.cli"]
+
+APP = textwrap.dedent(
+    """
+    import os
+
+    from sqsw_core import SQSEnv
+
+    sqs = SQSEnv()  # session, prefix and processor come from the command line
+    emails = sqs.queue("emails")
+
+
+    @emails.processor("send")
+    def send(n):
+        processor = type(emails.processors["send"]).__name__
+        with open(os.environ["APP_LOG"], "a") as f:
+            f.write(f"{n} {processor}\\n")
+    """
+)
+
+
+@pytest.fixture
+def endpoint() -> str:
+    found = localstack_endpoint()
+    if found is None:
+        pytest.skip(SKIP_REASON)
+    return found
+
+
+@pytest.fixture
+def env(endpoint: str) -> Iterator[SQSEnv]:
+    session = AWSSession(
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    sqs = SQSEnv(session, queue_prefix=f"c{uuid.uuid4().hex[:8]}_")
+    yield sqs
+    for name in sqs.get_all_known_queues():
+        sqs.sqs_client.delete_queue(QueueUrl=sqs.get_queue_url(name))
+
+
+def variables(endpoint: str | None = None, **extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("SQSW_")}
+    out.update(
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        SQSW_REGION=REGION,
+        PYTHONPATH=str(REPO),
+    )
+    if endpoint is not None:
+        out["SQSW_ENDPOINT_URL"] = endpoint
+    out.update(extra)
+    return out
+
+
+def sqsw(
+    *args: str, cwd: Path | None = None, endpoint: str | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SQSW, *args],
+        cwd=cwd or REPO,
+        env=variables(endpoint, **extra),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def processor_variants() -> list[str]:
+    return ["default", "otel"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processor", processor_variants())
+def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
+    processor: str, env: SQSEnv, endpoint: str, tmp_path: Path
+) -> None:
+    if processor == "otel":
+        pytest.importorskip("sqsw_otel")
+    (tmp_path / "cli_app.py").write_text(APP)
+    log = tmp_path / "jobs.log"
+    create_standard_queue(env, "emails")
+    queue = env.queue("emails")
+    with queue.add_batch():
+        for n in range(20):
+            queue.add_job("send", n=n)
+    worker = subprocess.Popen(
+        [
+            *SQSW,
+            "run",
+            "--app",
+            "cli_app:sqs",
+            "--processor",
+            processor,
+            "--queue-prefix",
+            env.queue_prefix,
+            "--concurrency",
+            "4",
+            "--wait-seconds",
+            "1",
+            "--stats-interval",
+            "0.5",
+            "emails",
+        ],
+        cwd=tmp_path,
+        env=variables(endpoint, APP_LOG=str(log)),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not log.exists() or len(log.read_text().splitlines()) < 20:
+            assert worker.poll() is None, worker.communicate()[0]
+            assert time.monotonic() < deadline, "jobs did not run"
+            time.sleep(0.1)
+        time.sleep(0.6)  # at least one stats line
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert worker.returncode == 0, output
+    lines = log.read_text().splitlines()
+    assert sorted(int(line.split()[0]) for line in lines) == list(range(20))
+    expected = "Processor" if processor == "default" else "Otel"
+    assert all(expected in line.split()[1] for line in lines), lines
+    assert "jobs done" in output
+    assert "SIGTERM received" in output
+    assert int(queue.attributes["ApproximateNumberOfMessages"]) == 0
+
+
+def test_plugins_lists_every_shipped_plugin_with_its_distribution() -> None:
+    result = sqsw("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    found = {(row["group"], row["name"]): row for row in rows}
+    for group, names in plugins.KNOWN_PROVIDERS.items():
+        for name, package in names.items():
+            if package == "sqsw-otel" and (group, name) not in found:
+                continue  # being written in parallel: may not be installed yet
+            row = found[(group, name)]
+            assert row["provider"] == f"{package} 0.1.0"
+            assert row["status"] == "ok"
+    table = sqsw("plugins")
+    assert table.returncode == 0
+    for group in plugins.GROUPS:
+        assert group in table.stdout
+    assert "sqsw-deadletter 0.1.0" in table.stdout
+
+
+def test_plugins_reports_one_that_fails_to_load(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    dist = site / "broken_sqsw-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-sqsw\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[sqsw.codecs]\nbroken = broken_sqsw_missing:Codec\n")
+    result = sqsw("plugins", PYTHONPATH=f"{site}{os.pathsep}{REPO}")
+    assert result.returncode == EXIT_PLUGIN
+    assert "broken-sqsw 1.0" in result.stdout
+    assert "ModuleNotFoundError" in result.stdout
+    assert "sqsw.codecs:broken" in result.stderr
+
+
+def test_bad_app_import_exits_3(tmp_path: Path) -> None:
+    result = sqsw("run", "--app", "no_such_module_here:sqs", "emails", cwd=tmp_path)
+    assert result.returncode == EXIT_APP, result.stderr
+    assert "cannot import app 'no_such_module_here:sqs'" in result.stderr
+    assert "No module named 'no_such_module_here'" in result.stderr
+
+    (tmp_path / "broken_app.py").write_text("import os\nraise RuntimeError('boom at import')\n")
+    result = sqsw("run", "--app", "broken_app", "emails", cwd=tmp_path)
+    assert result.returncode == EXIT_APP
+    assert "RuntimeError: boom at import" in result.stderr
+    assert "broken_app.py, line 2" in result.stderr
+
+    result = sqsw("run", "emails", cwd=tmp_path)
+    assert result.returncode == EXIT_APP
+    assert "no app to run" in result.stderr
+    assert "SQSW_APP" in result.stderr
+
+
+def test_app_from_environment_variable_and_attr_checks(tmp_path: Path) -> None:
+    (tmp_path / "cli_app.py").write_text(APP)
+    result = sqsw("run", "emails", cwd=tmp_path, SQSW_APP="cli_app:emails")
+    assert result.returncode == EXIT_APP
+    assert "from environment variable SQSW_APP" in result.stderr
+    assert "is a JobQueue, not an SQSEnv" in result.stderr
+
+
+def test_unknown_plugin_exits_4_naming_the_flag(tmp_path: Path) -> None:
+    (tmp_path / "cli_app.py").write_text(APP)
+    result = sqsw("run", "--app", "cli_app", "--codec", "jsno", "emails", cwd=tmp_path)
+    assert result.returncode == EXIT_PLUGIN, result.stderr
+    assert "option --codec" in result.stderr
+    assert "Did you mean 'json'?" in result.stderr
+
+    result = sqsw("run", "--app", "cli_app", "emails", cwd=tmp_path, SQSW_PROCESSOR="nope")
+    assert result.returncode == EXIT_PLUGIN
+    assert "environment variable SQSW_PROCESSOR" in result.stderr
+
+    (tmp_path / "sqsw.toml").write_text('app = "cli_app"\nbackoff_policy = "expo"\n')
+    result = sqsw("run", "emails", cwd=tmp_path)
+    assert result.returncode == EXIT_PLUGIN
+    assert f"{tmp_path / 'sqsw.toml'} key 'backoff_policy'" in result.stderr
+
+
+def test_missing_queue_and_refused_connection_exit_5(
+    env: SQSEnv, endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "cli_app.py").write_text(APP)
+    result = sqsw(
+        "run",
+        "--app",
+        "cli_app",
+        "--queue-prefix",
+        env.queue_prefix,
+        "emails",
+        cwd=tmp_path,
+        endpoint=endpoint,
+    )
+    assert result.returncode == EXIT_SQS, result.stderr
+    assert "does not exist" in result.stderr
+
+    result = sqsw("run", "--app", "cli_app", "emails", cwd=tmp_path, endpoint="http://127.0.0.1:9")
+    assert result.returncode == EXIT_SQS, result.stderr
+    assert "Could not connect" in result.stderr
+
+
+def test_queue_commands_enqueue_and_redrive(env: SQSEnv, endpoint: str) -> None:
+    prefix = ["--queue-prefix", env.queue_prefix]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        result = sqsw(*args, *prefix, endpoint=endpoint)
+        assert result.returncode == 0, result.stderr
+        return result
+
+    url = run("queue", "create", "orders", "--dead-letter", "orders_dead", "--max-receives", "2")
+    assert url.stdout.strip().endswith(f"{env.queue_prefix}orders")
+    assert json.loads(run("queue", "list", "--json").stdout) == ["orders", "orders_dead"]
+
+    message_id = run("enqueue", "orders", "ship", "--arg", "n=1", "--arg", "to=ada").stdout
+    assert message_id.strip()
+    run("enqueue", "orders", "ship", "--json", '{"n": 2, "tags": ["a"]}')
+    jobs = env.queue("orders").get_raw_messages(wait_seconds=1, max_messages=10)
+    decoded = sorted((m.job_name, env.decode_job(m)[0]["n"]) for m in jobs)
+    assert decoded == [("ship", 1), ("ship", 2)]
+    assert {tuple(sorted(env.decode_job(m)[0])) for m in jobs} == {("n", "to"), ("n", "tags")}
+
+    # Dead letters: two jobs in the DLQ, one of each name; redrive one name back.
+    run("enqueue", "orders_dead", "ship", "--arg", "n=3")
+    run("enqueue", "orders_dead", "bill", "--arg", "n=4")
+    stats = json.loads(run("queue", "stats", "orders", "--json").stdout)[0]
+    assert stats["in_flight"] == 2
+    assert stats["dead_letter_queue"] == f"{env.queue_prefix}orders_dead"
+    assert stats["redrive_policy"]["maxReceiveCount"] in ("2", 2)
+    assert stats["dead_letter_depth"] == 2
+    table = run("queue", "stats", "orders", "orders_dead").stdout
+    assert "DLQ depth" in table
+
+    dry = run("redrive", "orders_dead", "--filter", "job=bill", "--dry-run").stdout
+    assert "1 message(s) would move" in dry
+    assert "bill" in dry
+    moved = run("redrive", "orders_dead", "--filter", "job=bill").stdout
+    assert "1 moved to orders, 0 failed" in moved
+    time.sleep(1.5)  # the pushed-back copy has a 1 s delay
+    back = env.queue("orders").get_raw_messages(wait_seconds=2, max_messages=10)
+    assert [m.job_name for m in back] == ["bill"]
+
+    result = sqsw("redrive", "orders_dead", "--filter", "color=red", *prefix, endpoint=endpoint)
+    assert result.returncode == 2
+    assert "--filter" in result.stderr
+
+    run("queue", "purge", "orders_dead", "--yes")
+    run("queue", "delete", "orders_dead", "--yes")
+    assert json.loads(run("queue", "list", "--json").stdout) == ["orders"]
+
+
+def test_run_help_documents_exit_codes() -> None:
+    result = sqsw("run", "--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for fragment in ("3 the app cannot be imported", "4 plugin or configuration", "5 SQS"):
+        assert fragment in text
+    assert (Path(sys.executable).parent / "sqsw").exists()
