@@ -24,6 +24,8 @@ class Codec(Protocol):
     """Serializes job arguments and contexts to SQS message text and back."""
 
     #: The ``ContentType`` message attribute written with every message.
+    #: A codec may also set ``exclusive = True``: a worker using it then accepts
+    #: only its own content type (and ``accept=``), not the always-accepted JSON.
     content_type: str
 
     def serialize(self, obj: Any) -> str:

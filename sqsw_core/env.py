@@ -241,10 +241,11 @@ class SQSEnv:
 
     def _set_codec(self, codec: Codec) -> None:
         self.codec = codec
-        # pickle and other codecs that can run code are decoded only when chosen.
-        self.accepted_content_types = frozenset(
-            {*ALWAYS_ACCEPTED, self.codec.content_type, *self._accept}
-        )
+        # pickle and other codecs that can run code are decoded only when chosen;
+        # an exclusive codec (message signing) also turns off the always-accepted
+        # JSON, so only its own content type and explicit accept= entries run.
+        always = frozenset() if getattr(codec, "exclusive", False) else ALWAYS_ACCEPTED
+        self.accepted_content_types = frozenset({*always, self.codec.content_type, *self._accept})
         self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
 
     # -- SQS access ----------------------------------------------------------

@@ -27,6 +27,8 @@ logger = logging.getLogger("sqsw.worker")
 
 #: SQS batch calls take at most 10 entries.
 BATCH_SIZE = 10
+#: Sends of a delete entry that SQS failed on its side (not the sender's fault).
+DELETE_ENTRY_ATTEMPTS = 3
 
 
 class Acker:
@@ -134,30 +136,41 @@ class Acker:
         return taken
 
     def _send_deletes(self, messages: list[Message]) -> None:
-        entries = [
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
-        ]
-        try:
-            response = self.queue.call("delete_message_batch", Entries=entries)
-        except Exception:
-            self.failed_acks += len(messages)
-            logger.exception(
-                "Could not delete %d processed message(s) from %s; they will be delivered "
-                "again after their visibility timeout (the jobs succeeded: expect duplicates)",
-                len(messages),
-                self.queue.name,
-            )
-            return
-        for failed in response.get("Failed", []):
-            self.failed_acks += 1
-            message = messages[int(failed["Id"])]
-            logger.warning(
-                "Could not delete processed message %s from %s: %s (%s); it may run again",
-                message.message_id,
-                self.queue.name,
-                failed.get("Code"),
-                failed.get("Message"),
-            )
+        for attempt in range(1, DELETE_ENTRY_ATTEMPTS + 1):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+            ]
+            try:
+                response = self.queue.call("delete_message_batch", Entries=entries)
+            except Exception:
+                self.failed_acks += len(messages)
+                logger.exception(
+                    "Could not delete %d processed message(s) from %s; they will be delivered "
+                    "again after their visibility timeout (the jobs succeeded: expect duplicates)",
+                    len(messages),
+                    self.queue.name,
+                )
+                return
+            # Entries SQS failed on its side (SenderFault false: InternalError,
+            # ServiceUnavailable...) are sent again: each one not deleted is a
+            # succeeded job that would run a second time.
+            again: list[Message] = []
+            for failed in response.get("Failed", []):
+                message = messages[int(failed["Id"])]
+                if not failed.get("SenderFault", True) and attempt < DELETE_ENTRY_ATTEMPTS:
+                    again.append(message)
+                    continue
+                self.failed_acks += 1
+                logger.warning(
+                    "Could not delete processed message %s from %s: %s (%s); it may run again",
+                    message.message_id,
+                    self.queue.name,
+                    failed.get("Code"),
+                    failed.get("Message"),
+                )
+            if not again:
+                return
+            messages = again
 
     def _send_changes(self, changes: list[tuple[Message, int]]) -> None:
         entries = [
