@@ -47,17 +47,9 @@ class EngineStats:
     released: int = 0
     extended: int = 0
     in_flight: int = 0
+    #: Succeeded jobs whose delete SQS refused or never got: they may run again.
+    failed_acks: int = 0
     started_at: float = field(default_factory=time.monotonic)
-
-    def as_dict(self) -> dict[str, float]:
-        return {
-            "received": self.received,
-            "succeeded": self.succeeded,
-            "failed": self.failed,
-            "released": self.released,
-            "extended": self.extended,
-            "in_flight": self.in_flight,
-        }
 
     def __str__(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self.started_at)
@@ -65,6 +57,7 @@ class EngineStats:
         return (
             f"received={self.received} succeeded={self.succeeded} failed={self.failed} "
             f"released={self.released} extended={self.extended} in_flight={self.in_flight} "
+            f"failed_acks={self.failed_acks} "
             f"({done / elapsed:.1f} jobs/s)"
         )
 
@@ -226,6 +219,7 @@ class QueueEngine:
                     if idle:
                         policy.update_state(BatchProcessingResult(self.queue.name))
                         self._check_policy()
+            self.stats.failed_acks = self.acker.failed_acks
             now = time.monotonic()
             if now >= next_stats:
                 logger.info("%s: %s", self.queue.name, self.stats)
@@ -271,6 +265,7 @@ class QueueEngine:
                 self.release(still_held)
         self.acker.close()
         self.keeper.stop()
+        self.stats.failed_acks = self.acker.failed_acks
         with self._cond:
             self.stats.in_flight = self._running
 
