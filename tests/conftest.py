@@ -89,3 +89,30 @@ def make_env(session: Any, queue_prefix: str) -> Iterator[Callable[..., SQSEnv]]
 def sqs(make_env: Callable[..., SQSEnv]) -> SQSEnv:
     """An ``SQSEnv`` with default options on the test's backend."""
     return make_env()
+
+
+@pytest.fixture
+def endpoint() -> str:
+    """The LocalStack endpoint, for tests that need a server shared by processes."""
+    found = localstack_endpoint()
+    if found is None:
+        pytest.skip(SKIP_REASON)
+    return found
+
+
+@pytest.fixture
+def ls_env(endpoint: str) -> Iterator[SQSEnv]:
+    """An ``SQSEnv`` on LocalStack with a prefix of its own; its queues are deleted after."""
+    session = AWSSession(
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    env = SQSEnv(session, queue_prefix=f"l{uuid.uuid4().hex[:8]}_")
+    yield env
+    for name in env.get_all_known_queues():
+        try:
+            env.sqs_client.delete_queue(QueueUrl=env.get_queue_url(name))
+        except Exception:  # already deleted by the test
+            pass

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqsw_core import SQSEnv
@@ -25,3 +30,39 @@ def process_until_idle(queue: Any, idle: float | None = None) -> None:
         idle = 1.5 if queue.is_fifo else 0.3 if memory else 1.0
     wait = 0 if memory and idle < 1 else 1
     queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=wait)
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def start_worker_process(
+    env: SQSEnv, endpoint: str, log: Path, *, capture_output: bool = False, **settings: Any
+) -> subprocess.Popen[str]:
+    """Start ``tests/apps/worker_app.py`` on queue ``work`` of ``env`` (see its docstring).
+
+    ``settings`` become its ``APP_*`` variables (``sleep=0.02`` -> ``APP_SLEEP``).
+    """
+    variables = {
+        **os.environ,
+        "SQSW_TEST_ENDPOINT": endpoint,
+        "APP_PREFIX": env.queue_prefix,
+        "APP_QUEUE": "work",
+        "APP_LOG": str(log),
+    }
+    variables.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
+    output = subprocess.PIPE if capture_output else subprocess.DEVNULL
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.worker_app"],
+        cwd=REPO,
+        env=variables,
+        stdout=output,
+        stderr=subprocess.STDOUT if capture_output else subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def runs_in(log: Path) -> Counter[int]:
+    """How many times each job number ran, from a worker app's log."""
+    if not log.exists():
+        return Counter()
+    return Counter(int(line.split()[0]) for line in log.read_text().splitlines() if line)

@@ -9,15 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sqsw_core import AWSSession, SQSEnv, create_standard_queue, plugins
+from sqsw_core import SQSEnv, create_standard_queue, plugins
 from sqsw_core.cli.common import EXIT_APP, EXIT_PLUGIN, EXIT_SQS
-from tests.localstack_server import REGION, SKIP_REASON, localstack_endpoint
+from tests.localstack_server import REGION
 
 REPO = Path(__file__).resolve().parent.parent
 SQSW = [sys.executable, "-m", "sqsw_core.cli"]
@@ -39,28 +37,6 @@ APP = textwrap.dedent(
             f.write(f"{n} {processor}\\n")
     """
 )
-
-
-@pytest.fixture
-def endpoint() -> str:
-    found = localstack_endpoint()
-    if found is None:
-        pytest.skip(SKIP_REASON)
-    return found
-
-
-@pytest.fixture
-def env(endpoint: str) -> Iterator[SQSEnv]:
-    session = AWSSession(
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
-    sqs = SQSEnv(session, queue_prefix=f"c{uuid.uuid4().hex[:8]}_")
-    yield sqs
-    for name in sqs.get_all_known_queues():
-        sqs.sqs_client.delete_queue(QueueUrl=sqs.get_queue_url(name))
 
 
 def variables(endpoint: str | None = None, **extra: str) -> dict[str, str]:
@@ -97,14 +73,14 @@ def processor_variants() -> list[str]:
 @pytest.mark.slow
 @pytest.mark.parametrize("processor", processor_variants())
 def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
-    processor: str, env: SQSEnv, endpoint: str, tmp_path: Path
+    processor: str, ls_env: SQSEnv, endpoint: str, tmp_path: Path
 ) -> None:
     if processor == "otel":
         pytest.importorskip("sqsw_otel")
     (tmp_path / "cli_app.py").write_text(APP)
     log = tmp_path / "jobs.log"
-    create_standard_queue(env, "emails")
-    queue = env.queue("emails")
+    create_standard_queue(ls_env, "emails")
+    queue = ls_env.queue("emails")
     with queue.add_batch():
         for n in range(20):
             queue.add_job("send", n=n)
@@ -117,7 +93,7 @@ def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
             "--processor",
             processor,
             "--queue-prefix",
-            env.queue_prefix,
+            ls_env.queue_prefix,
             "--concurrency",
             "4",
             "--wait-seconds",
@@ -230,7 +206,7 @@ def test_unknown_plugin_exits_4_naming_the_flag(tmp_path: Path) -> None:
 
 
 def test_missing_queue_and_refused_connection_exit_5(
-    env: SQSEnv, endpoint: str, tmp_path: Path
+    ls_env: SQSEnv, endpoint: str, tmp_path: Path
 ) -> None:
     (tmp_path / "cli_app.py").write_text(APP)
     result = sqsw(
@@ -238,7 +214,7 @@ def test_missing_queue_and_refused_connection_exit_5(
         "--app",
         "cli_app",
         "--queue-prefix",
-        env.queue_prefix,
+        ls_env.queue_prefix,
         "emails",
         cwd=tmp_path,
         endpoint=endpoint,
@@ -251,8 +227,8 @@ def test_missing_queue_and_refused_connection_exit_5(
     assert "Could not connect" in result.stderr
 
 
-def test_queue_commands_enqueue_and_redrive(env: SQSEnv, endpoint: str) -> None:
-    prefix = ["--queue-prefix", env.queue_prefix]
+def test_queue_commands_enqueue_and_redrive(ls_env: SQSEnv, endpoint: str) -> None:
+    prefix = ["--queue-prefix", ls_env.queue_prefix]
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         result = sqsw(*args, *prefix, endpoint=endpoint)
@@ -260,23 +236,23 @@ def test_queue_commands_enqueue_and_redrive(env: SQSEnv, endpoint: str) -> None:
         return result
 
     url = run("queue", "create", "orders", "--dead-letter", "orders_dead", "--max-receives", "2")
-    assert url.stdout.strip().endswith(f"{env.queue_prefix}orders")
+    assert url.stdout.strip().endswith(f"{ls_env.queue_prefix}orders")
     assert json.loads(run("queue", "list", "--json").stdout) == ["orders", "orders_dead"]
 
     message_id = run("enqueue", "orders", "ship", "--arg", "n=1", "--arg", "to=ada").stdout
     assert message_id.strip()
     run("enqueue", "orders", "ship", "--json", '{"n": 2, "tags": ["a"]}')
-    jobs = env.queue("orders").get_raw_messages(wait_seconds=1, max_messages=10)
-    decoded = sorted((m.job_name, env.decode_job(m)[0]["n"]) for m in jobs)
+    jobs = ls_env.queue("orders").get_raw_messages(wait_seconds=1, max_messages=10)
+    decoded = sorted((m.job_name, ls_env.decode_job(m)[0]["n"]) for m in jobs)
     assert decoded == [("ship", 1), ("ship", 2)]
-    assert {tuple(sorted(env.decode_job(m)[0])) for m in jobs} == {("n", "to"), ("n", "tags")}
+    assert {tuple(sorted(ls_env.decode_job(m)[0])) for m in jobs} == {("n", "to"), ("n", "tags")}
 
     # Dead letters: two jobs in the DLQ, one of each name; redrive one name back.
     run("enqueue", "orders_dead", "ship", "--arg", "n=3")
     run("enqueue", "orders_dead", "bill", "--arg", "n=4")
     stats = json.loads(run("queue", "stats", "orders", "--json").stdout)[0]
     assert stats["in_flight"] == 2
-    assert stats["dead_letter_queue"] == f"{env.queue_prefix}orders_dead"
+    assert stats["dead_letter_queue"] == f"{ls_env.queue_prefix}orders_dead"
     assert stats["redrive_policy"]["maxReceiveCount"] in ("2", 2)
     assert stats["dead_letter_depth"] == 2
     table = run("queue", "stats", "orders", "orders_dead").stdout
@@ -288,7 +264,7 @@ def test_queue_commands_enqueue_and_redrive(env: SQSEnv, endpoint: str) -> None:
     moved = run("redrive", "orders_dead", "--filter", "job=bill").stdout
     assert "1 moved to orders, 0 failed" in moved
     time.sleep(1.5)  # the pushed-back copy has a 1 s delay
-    back = env.queue("orders").get_raw_messages(wait_seconds=2, max_messages=10)
+    back = ls_env.queue("orders").get_raw_messages(wait_seconds=2, max_messages=10)
     assert [m.job_name for m in back] == ["bill"]
 
     result = sqsw("redrive", "orders_dead", "--filter", "color=red", *prefix, endpoint=endpoint)

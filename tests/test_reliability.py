@@ -14,14 +14,12 @@ import os
 import pickle
 import random
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +45,7 @@ from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.queue_management import get_queue_attributes
 from sqsw_core.retries import RetryPolicy
 from sqsw_core.shutdown_policies import IdleShutdown
-from tests.helpers import on_memory
+from tests.helpers import on_memory, runs_in, start_worker_process
 from tests.localstack_server import REGION, SKIP_REASON, _localstack_module, localstack_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -104,14 +102,6 @@ def drain_dead_letters(env: SQSEnv, name: str) -> list[dict[str, Any]]:
 # ============================================================================ crash
 
 
-@pytest.fixture
-def endpoint() -> str:
-    found = localstack_endpoint()
-    if found is None:
-        pytest.skip(SKIP_REASON)
-    return found
-
-
 def aws_env(endpoint: str, prefix: str | None = None, **kwargs: Any) -> SQSEnv:
     session = AWSSession(
         endpoint_url=endpoint,
@@ -120,44 +110,6 @@ def aws_env(endpoint: str, prefix: str | None = None, **kwargs: Any) -> SQSEnv:
         aws_secret_access_key="test",
     )
     return SQSEnv(session, queue_prefix=prefix or f"r{uuid.uuid4().hex[:8]}_", **kwargs)
-
-
-@pytest.fixture
-def ls_env(endpoint: str) -> Iterator[SQSEnv]:
-    env = aws_env(endpoint)
-    yield env
-    for name in env.get_all_known_queues():
-        try:
-            env.sqs_client.delete_queue(QueueUrl=env.get_queue_url(name))
-        except Exception:
-            pass
-
-
-def start_worker_process(
-    env: SQSEnv, endpoint: str, log: Path, **settings: Any
-) -> subprocess.Popen[str]:
-    variables = {
-        **os.environ,
-        "SQSW_TEST_ENDPOINT": endpoint,
-        "APP_PREFIX": env.queue_prefix,
-        "APP_QUEUE": "work",
-        "APP_LOG": str(log),
-    }
-    variables.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.apps.worker_app"],
-        cwd=REPO,
-        env=variables,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-
-
-def runs_in(log: Path) -> Counter[int]:
-    if not log.exists():
-        return Counter()
-    return Counter(int(line.split()[0]) for line in log.read_text().splitlines() if line)
 
 
 def test_random_sigkills_lose_nothing_localstack(
