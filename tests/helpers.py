@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,30 @@ def runs_in(log: Path) -> Counter[int]:
     if not log.exists():
         return Counter()
     return Counter(int(line.split()[0]) for line in log.read_text().splitlines() if line)
+
+
+def operation_name(method: str) -> str:
+    """The SQS operation of a boto3 method: ``delete_message_batch`` -> ``DeleteMessageBatch``."""
+    return "".join(word.capitalize() for word in method.split("_"))
+
+
+class InterceptedClient:
+    """Test-only wrapper of an SQS client: every API call goes through :meth:`intercept`."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self._client, name)
+        if name.startswith("_") or not callable(target) or name in ("get_paginator", "meta"):
+            return target
+        operation = operation_name(name)
+
+        def call(**params: Any) -> Any:
+            return self.intercept(operation, target, params)
+
+        return call
+
+    def intercept(self, operation: str, target: Callable[..., Any], params: dict[str, Any]) -> Any:
+        """Make the call ``target(**params)`` of ``operation`` (subclasses inject faults)."""
+        return target(**params)

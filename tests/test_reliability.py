@@ -45,7 +45,12 @@ from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.queue_management import get_queue_attributes
 from sqsw_core.retries import RetryPolicy
 from sqsw_core.shutdown_policies import IdleShutdown
-from tests.helpers import on_memory, runs_in, start_worker_process
+from tests.helpers import (
+    InterceptedClient,
+    on_memory,
+    runs_in,
+    start_worker_process,
+)
 from tests.localstack_server import REGION, SKIP_REASON, _localstack_module, localstack_endpoint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -173,10 +178,6 @@ def test_random_sigkills_lose_nothing_localstack(
 # ============================================================================ faults
 
 
-def _operation_name(method: str) -> str:
-    return "".join(word.capitalize() for word in method.split("_"))
-
-
 FAULTED = frozenset(
     {
         "ReceiveMessage",
@@ -286,41 +287,33 @@ def raise_fault(fault: Exception | dict[str, Any], operation: str) -> None:
     raise ClientError(fault, operation)  # type: ignore[arg-type]
 
 
-class FaultyClient:
+class FaultyClient(InterceptedClient):
     """Test-only wrapper of a memory SQS client that fails calls as ``RandomFaults`` says."""
 
     def __init__(self, client: Any, faults: RandomFaults) -> None:
-        self._client = client
+        super().__init__(client)
         self._faults = faults
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._client, name)
-        if name.startswith("_") or not callable(target) or name in ("get_paginator", "meta"):
-            return target
-        operation = _operation_name(name)
-
-        def call(**params: Any) -> Any:
-            fault = self._faults.before(operation)
-            if fault is not None and fault[0] == "before":
-                raise_fault(fault[1], operation)
-            withheld: list[dict[str, Any]] = []
-            if "Entries" in params:
-                withheld = self._faults.withhold(operation, params["Entries"])
-                if withheld:
-                    kept = [e for e in params["Entries"] if e not in withheld]
-                    params = {**params, "Entries": kept}
-            response = target(**params)
-            if fault is not None:  # after: SQS served it, the answer is lost
-                raise_fault(fault[1], operation)
+    def intercept(self, operation: str, target: Callable[..., Any], params: dict[str, Any]) -> Any:
+        fault = self._faults.before(operation)
+        if fault is not None and fault[0] == "before":
+            raise_fault(fault[1], operation)
+        withheld: list[dict[str, Any]] = []
+        if "Entries" in params:
+            withheld = self._faults.withhold(operation, params["Entries"])
             if withheld:
-                response = dict(response)
-                response["Failed"] = [
-                    *response.get("Failed", []),
-                    *RandomFaults.failed_entries(withheld),
-                ]
-            return response
-
-        return call
+                kept = [e for e in params["Entries"] if e not in withheld]
+                params = {**params, "Entries": kept}
+        response = target(**params)
+        if fault is not None:  # after: SQS served it, the answer is lost
+            raise_fault(fault[1], operation)
+        if withheld:
+            response = dict(response)
+            response["Failed"] = [
+                *response.get("Failed", []),
+                *RandomFaults.failed_entries(withheld),
+            ]
+        return response
 
 
 def hook_faults(client: Any, faults: RandomFaults) -> None:

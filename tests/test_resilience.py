@@ -26,12 +26,9 @@ from botocore.exceptions import (
 from sqsw_core import AWSSession, QueueNotFoundError, SQSCallError, SQSEnv, create_standard_queue
 from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.retries import RetryPolicy, is_transient
+from tests.helpers import InterceptedClient, operation_name
 
 FAST = RetryPolicy(max_attempts=5, initial=0.01, max_wait=0.05)
-
-
-def _operation_name(method: str) -> str:
-    return "".join(word.capitalize() for word in method.split("_"))
 
 
 @dataclass
@@ -74,7 +71,7 @@ class Injector:
         self.faults: dict[str, tuple[int, Fault]] = {}
 
     def fail(self, method: str, count: int, fault: Fault) -> None:
-        self.faults[_operation_name(method)] = (count, fault)
+        self.faults[operation_name(method)] = (count, fault)
 
     def on_call(self, operation: str) -> Fault | None:
         """Count a call of ``operation``; the fault it must fail with, if any."""
@@ -83,29 +80,21 @@ class Injector:
         return fault if self.calls[operation] <= count else None
 
     def count(self, method: str) -> int:
-        return self.calls[_operation_name(method)]
+        return self.calls[operation_name(method)]
 
 
-class FlakyClient:
+class FlakyClient(InterceptedClient):
     """Test-only wrapper of a memory SQS client that fails calls as told."""
 
     def __init__(self, client: Any, injector: Injector) -> None:
-        self._client = client
+        super().__init__(client)
         self._injector = injector
 
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self._client, name)
-        if name.startswith("_") or not callable(target) or name in ("get_paginator", "meta"):
-            return target
-        operation = _operation_name(name)
-
-        def call(**params: Any) -> Any:
-            fault = self._injector.on_call(operation)
-            if fault is not None:
-                fault.raise_for(operation)
-            return target(**params)
-
-        return call
+    def intercept(self, operation: str, target: Callable[..., Any], params: dict[str, Any]) -> Any:
+        fault = self._injector.on_call(operation)
+        if fault is not None:
+            fault.raise_for(operation)
+        return target(**params)
 
 
 def _hook_client(client: Any, injector: Injector) -> None:
