@@ -48,8 +48,9 @@ print(json.dumps({"enqueue_s": t1 - t0, "process_s": t2 - t1}))
 """
 
 
-def bench_sqsw(n: int) -> dict[str, float]:
-    env = SQSEnv(session="memory")
+def bench_sqsw(n: int, processor: str = "default") -> dict[str, float]:
+    """Enqueue then process ``n`` no-op jobs on a fresh memory session; seconds of each."""
+    env = SQSEnv(session="memory", processor=processor)
     create_standard_queue(env, "bench")
     queue = env.queue("bench")
     ran = 0

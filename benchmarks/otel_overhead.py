@@ -23,8 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
-import gc, json, sys, time
-from sqsw_core import SQSEnv, create_standard_queue
+import json, sys
 
 variant, n = sys.argv[1], int(sys.argv[2])
 if variant == "otel+sdk":
@@ -44,27 +43,11 @@ if variant == "otel+sdk":
     trace.set_tracer_provider(provider)
     metrics.set_meter_provider(MeterProvider(metric_readers=[InMemoryMetricReader()]))
 
-env = SQSEnv(session="memory", processor="default" if variant == "default" else "otel")
-create_standard_queue(env, "bench")
-queue = env.queue("bench")
-ran = 0
+sys.path.insert(0, "benchmarks")
+from memory_throughput import bench_sqsw  # the same enqueue + process_batch loop
 
-@queue.processor("noop")
-def noop(i):
-    global ran
-    ran += 1
-
-gc.collect()
-t0 = time.perf_counter()
-with queue.add_batch():
-    for i in range(n):
-        noop.delay(i=i)
-t1 = time.perf_counter()
-while queue.process_batch(wait_seconds=0).total_count():
-    pass
-t2 = time.perf_counter()
-assert ran == n, (ran, n)
-print(json.dumps({"send_s": t1 - t0, "process_s": t2 - t1}))
+result = bench_sqsw(n, processor="default" if variant == "default" else "otel")
+print(json.dumps({"send_s": result["enqueue_s"], "process_s": result["process_s"]}))
 """
 
 VARIANTS = ["default", "otel (API only)", "otel+sdk"]
