@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, NeverShutdown, ShutdownPolicy
-from sqsw_core.worker import BATCH_SIZE, Acker, Worker
+from sqsw_core.worker import BATCH_SIZE, Acker, Worker, change_visibility
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
@@ -279,23 +279,7 @@ class QueueEngine:
                 self.keeper.forget(message)
             for start in range(0, len(messages), BATCH_SIZE):
                 chunk = messages[start : start + BATCH_SIZE]
-                entries = [
-                    {
-                        "Id": str(i),
-                        "ReceiptHandle": m.receipt_handle,
-                        "VisibilityTimeout": visibility_timeout,
-                    }
-                    for i, m in enumerate(chunk)
-                ]
-                try:
-                    self.queue.call("change_message_visibility_batch", Entries=entries)
-                except Exception:
-                    logger.exception(
-                        "Could not release %d message(s) of %s; they reappear after their "
-                        "visibility timeout",
-                        len(chunk),
-                        self.queue.name,
-                    )
+                change_visibility(self.queue, [(m, visibility_timeout) for m in chunk])
         self.stats.released += len(messages)
 
     # -- threads --------------------------------------------------------------

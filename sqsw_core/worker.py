@@ -31,6 +31,76 @@ BATCH_SIZE = 10
 DELETE_ENTRY_ATTEMPTS = 3
 
 
+def delete_messages(queue: GenericQueue, messages: list[Message]) -> int:
+    """Delete up to 10 settled messages in one call; how many could not be deleted.
+
+    Entries SQS failed on its own side (SenderFault false: InternalError,
+    ServiceUnavailable...) are sent again, up to ``DELETE_ENTRY_ATTEMPTS``
+    sends: each one not deleted is a succeeded job that would run a second
+    time. What still fails is logged.
+    """
+    failures = 0
+    for attempt in range(1, DELETE_ENTRY_ATTEMPTS + 1):
+        entries = [
+            {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
+        ]
+        try:
+            response = queue.call("delete_message_batch", Entries=entries)
+        except Exception:
+            logger.exception(
+                "Could not delete %d processed message(s) from %s; they will be delivered "
+                "again after their visibility timeout (the jobs succeeded: expect duplicates)",
+                len(messages),
+                queue.name,
+            )
+            return failures + len(messages)
+        again: list[Message] = []
+        for failed in response.get("Failed", []):
+            message = messages[int(failed["Id"])]
+            if not failed.get("SenderFault", True) and attempt < DELETE_ENTRY_ATTEMPTS:
+                again.append(message)
+                continue
+            failures += 1
+            logger.warning(
+                "Could not delete processed message %s from %s: %s (%s); it may run again",
+                message.message_id,
+                queue.name,
+                failed.get("Code"),
+                failed.get("Message"),
+            )
+        if not again:
+            break
+        messages = again
+    return failures
+
+
+def change_visibility(queue: GenericQueue, changes: list[tuple[Message, int]]) -> None:
+    """Set the visibility timeout of up to 10 held messages in one call; log failures."""
+    entries = [
+        {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
+        for i, (m, timeout) in enumerate(changes)
+    ]
+    try:
+        response = queue.call("change_message_visibility_batch", Entries=entries)
+    except Exception:
+        logger.exception(
+            "Could not change the visibility of %d message(s) on %s; they become visible "
+            "again after the queue's visibility timeout",
+            len(changes),
+            queue.name,
+        )
+        return
+    for failed in response.get("Failed", []):
+        message = changes[int(failed["Id"])][0]
+        logger.warning(
+            "Could not change the visibility of message %s on %s: %s (%s)",
+            message.message_id,
+            queue.name,
+            failed.get("Code"),
+            failed.get("Message"),
+        )
+
+
 class Acker:
     """Deletes succeeded messages and delays failed ones, 10 per SQS call.
 
@@ -136,67 +206,11 @@ class Acker:
         return taken
 
     def _send_deletes(self, messages: list[Message]) -> None:
-        for attempt in range(1, DELETE_ENTRY_ATTEMPTS + 1):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(messages)
-            ]
-            try:
-                response = self.queue.call("delete_message_batch", Entries=entries)
-            except Exception:
-                self.failed_acks += len(messages)
-                logger.exception(
-                    "Could not delete %d processed message(s) from %s; they will be delivered "
-                    "again after their visibility timeout (the jobs succeeded: expect duplicates)",
-                    len(messages),
-                    self.queue.name,
-                )
-                return
-            # Entries SQS failed on its side (SenderFault false: InternalError,
-            # ServiceUnavailable...) are sent again: each one not deleted is a
-            # succeeded job that would run a second time.
-            again: list[Message] = []
-            for failed in response.get("Failed", []):
-                message = messages[int(failed["Id"])]
-                if not failed.get("SenderFault", True) and attempt < DELETE_ENTRY_ATTEMPTS:
-                    again.append(message)
-                    continue
-                self.failed_acks += 1
-                logger.warning(
-                    "Could not delete processed message %s from %s: %s (%s); it may run again",
-                    message.message_id,
-                    self.queue.name,
-                    failed.get("Code"),
-                    failed.get("Message"),
-                )
-            if not again:
-                return
-            messages = again
+        self.failed_acks += delete_messages(self.queue, messages)
 
     def _send_changes(self, changes: list[tuple[Message, int]]) -> None:
-        entries = [
-            {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
-            for i, (m, timeout) in enumerate(changes)
-        ]
-        try:
-            with self.visibility_lock:
-                response = self.queue.call("change_message_visibility_batch", Entries=entries)
-        except Exception:
-            logger.exception(
-                "Could not set the retry delay of %d failed message(s) on %s; they will be "
-                "retried after the queue's visibility timeout",
-                len(changes),
-                self.queue.name,
-            )
-            return
-        for failed in response.get("Failed", []):
-            message = changes[int(failed["Id"])][0]
-            logger.warning(
-                "Could not set the retry delay of message %s on %s: %s (%s)",
-                message.message_id,
-                self.queue.name,
-                failed.get("Code"),
-                failed.get("Message"),
-            )
+        with self.visibility_lock:
+            change_visibility(self.queue, changes)
 
     def close(self) -> None:
         """Flush and stop the background thread."""

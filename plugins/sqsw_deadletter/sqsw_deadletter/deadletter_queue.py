@@ -28,6 +28,7 @@ from sqsw_core.queue import GenericQueue
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.sending import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS, message_size
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
+from sqsw_core.worker import change_visibility, delete_messages
 from sqsw_deadletter.exceptions import NoRedriveRunningError, PushBackError
 from sqsw_deadletter.move_tasks import RedriveTask
 from sqsw_deadletter.push_back import push_back_entry
@@ -261,56 +262,13 @@ class DeadLetterQueue(GenericQueue):
         return [Message.from_sqs(self.name, raw, now) for raw in response.get("Messages", ())]
 
     def _delete(self, messages: list[Message]) -> None:
+        """Delete pushed-back messages (a failed one is pushed back again later)."""
         for chunk in _chunks(messages, MAX_BATCH_ENTRIES):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle} for i, m in enumerate(chunk)
-            ]
-            try:
-                response = self.call("delete_message_batch", Entries=entries)
-            except Exception:
-                logger.exception(
-                    "%d message(s) were pushed back from %s but could not be deleted from it; "
-                    "they will be pushed back again (expect duplicates upstream)",
-                    len(chunk),
-                    self.name,
-                )
-                continue
-            for failed in response.get("Failed", []):
-                message = chunk[int(failed["Id"])]
-                logger.warning(
-                    "Message %s was pushed back from %s but not deleted from it: %s (%s); it "
-                    "will be pushed back again",
-                    message.message_id,
-                    self.name,
-                    failed.get("Code"),
-                    failed.get("Message"),
-                )
+            delete_messages(self, chunk)
 
     def _set_visibility(self, changes: list[tuple[Message, int]]) -> None:
         for chunk in _chunks(changes, MAX_BATCH_ENTRIES):
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
-                for i, (m, timeout) in enumerate(chunk)
-            ]
-            try:
-                response = self.call("change_message_visibility_batch", Entries=entries)
-            except Exception:
-                logger.exception(
-                    "Could not change the visibility of %d message(s) of %s; they become "
-                    "visible again after the queue's visibility timeout",
-                    len(chunk),
-                    self.name,
-                )
-                continue
-            for failed in response.get("Failed", []):
-                message = chunk[int(failed["Id"])][0]
-                logger.warning(
-                    "Could not change the visibility of message %s of %s: %s (%s)",
-                    message.message_id,
-                    self.name,
-                    failed.get("Code"),
-                    failed.get("Message"),
-                )
+            change_visibility(self, chunk)
 
     def _retry_delay(self, message: Message) -> int:
         try:
