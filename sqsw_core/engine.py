@@ -280,7 +280,8 @@ class QueueEngine:
             for start in range(0, len(messages), BATCH_SIZE):
                 chunk = messages[start : start + BATCH_SIZE]
                 change_visibility(self.queue, [(m, visibility_timeout) for m in chunk])
-        self.stats.released += len(messages)
+        with self._cond:  # worker threads and the stopping thread release concurrently
+            self.stats.released += len(messages)
 
     # -- threads --------------------------------------------------------------
 

@@ -206,7 +206,12 @@ class Acker:
         return taken
 
     def _send_deletes(self, messages: list[Message]) -> None:
-        self.failed_acks += delete_messages(self.queue, messages)
+        # Not ``self.failed_acks += delete_messages(...)``: that reads the counter
+        # before the (slow) call, and concurrent flushes would overwrite each other.
+        failed = delete_messages(self.queue, messages)
+        if failed:
+            with self._lock:
+                self.failed_acks += failed
 
     def _send_changes(self, changes: list[tuple[Message, int]]) -> None:
         with self.visibility_lock:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sqsw_core import SQSEnv, create_fifo_queue, create_standard_queue, get_queue_attributes
 from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.engine import QueueEngine
 from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown
+from tests.helpers import InterceptedClient
 
 
 def in_queue(env: SQSEnv, name: str) -> int:
@@ -260,3 +263,37 @@ def test_processors_can_read_the_engine_counters(sqs: SQSEnv) -> None:
     assert stats is not None
     assert stats.succeeded == 3
     assert queue.engine is None
+
+
+class SlowFailingDeletes(InterceptedClient):
+    """Every DeleteMessageBatch takes 50 ms and is refused, so acker flushes overlap."""
+
+    def intercept(self, operation: str, target: Any, params: dict[str, Any]) -> Any:
+        if operation == "DeleteMessageBatch":
+            time.sleep(0.05)
+            error = {"Error": {"Code": "AccessDenied", "Message": "injected: no sqs:DeleteMessage"}}
+            raise ClientError(error, operation)  # type: ignore[arg-type]
+        return target(**params)
+
+
+def test_every_failed_ack_is_counted_when_flushes_overlap(
+    session: Any, make_env: Callable[..., SQSEnv]
+) -> None:
+    setup = make_env()
+    create_standard_queue(setup, "denied", visibility_timeout=60)
+    env = make_env(sqs_client=SlowFailingDeletes(session.client("sqs")))
+    queue = env.queue("denied")
+
+    @queue.processor("job")
+    def job(n: int) -> None:
+        pass
+
+    with queue.add_batch():
+        for n in range(40):
+            job.delay(n=n)
+    stats = queue.process_queue(MaxTasksShutdown(40), wait_seconds=1, concurrency=8)
+    assert stats is not None
+    assert stats.succeeded == 40
+    # All four refused batches are counted, and no message was deleted.
+    assert stats.failed_acks == 40
+    assert in_queue(setup, "denied") == 40
