@@ -42,8 +42,13 @@ class EngineStats:
     """Counters of one engine run, readable while it runs."""
 
     received: int = 0
+    #: Received messages that SQS had delivered before (ApproximateReceiveCount > 1).
+    redelivered: int = 0
     succeeded: int = 0
+    #: Jobs that raised (or could not be decoded); SQS delivers them again after the backoff.
     failed: int = 0
+    #: Jobs that raised ``RetryJob``: not failures, run again after the backoff.
+    retried: int = 0
     released: int = 0
     extended: int = 0
     in_flight: int = 0
@@ -53,9 +58,10 @@ class EngineStats:
 
     def __str__(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self.started_at)
-        done = self.succeeded + self.failed
+        done = self.succeeded + self.failed + self.retried
         return (
-            f"received={self.received} succeeded={self.succeeded} failed={self.failed} "
+            f"received={self.received} redelivered={self.redelivered} "
+            f"succeeded={self.succeeded} failed={self.failed} retried={self.retried} "
             f"released={self.released} extended={self.extended} in_flight={self.in_flight} "
             f"failed_acks={self.failed_acks} "
             f"({done / elapsed:.1f} jobs/s)"
@@ -299,7 +305,10 @@ class QueueEngine:
             ok = [m for m, good in zip(messages, outcomes, strict=False) if good]
             failed = [m for m, good in zip(messages, outcomes, strict=False) if not good]
             self.stats.succeeded += len(ok)
-            self.stats.failed += len(failed)
+            if failed and self.worker.last_failure_asked():
+                self.stats.retried += len(failed)
+            else:
+                self.stats.failed += len(failed)
             self.stats.in_flight = self._held
             if self._policy is not None and outcomes:
                 self._policy.update_state(BatchProcessingResult(self.queue.name, ok, failed))
@@ -331,8 +340,11 @@ class QueueEngine:
                 time.sleep(1)
                 continue
             now = time.monotonic()
+            redelivered = 0
             for message in messages:
                 self.keeper.hold(message, now)
+                if message.attributes.get("ApproximateReceiveCount", "1") != "1":
+                    redelivered += 1
             late: list[Message] = []
             with cond:
                 self._held -= want - len(messages)
@@ -344,6 +356,7 @@ class QueueEngine:
                     self._held -= len(messages)
                 elif messages:
                     self.stats.received += len(messages)
+                    self.stats.redelivered += redelivered
                     self.stats.in_flight = self._held
                     ready = self._gather(messages, now) if self._batch_processors else messages
                     self._buffer.extend(ready)
@@ -445,7 +458,10 @@ class QueueEngine:
                 if ok:
                     self.stats.succeeded += 1
                 elif ok is False:
-                    self.stats.failed += 1
+                    if worker.last_failure_asked():
+                        self.stats.retried += 1
+                    else:
+                        self.stats.failed += 1
                 if self._policy is not None and ok is not None:
                     done = [message]
                     self._policy.update_state(

@@ -269,10 +269,12 @@ class Worker:
             return None
         queue = self.queue
         policy: BackoffPolicy | None = None
+        asked = False
         try:
             queue.handle_message(message)
         except RetryJob as retry:
             policy = retry.backoff_policy
+            asked = True
             logger.info(
                 "Retrying %s.%s (message %s) as the job asked",
                 queue.name,
@@ -302,7 +304,9 @@ class Worker:
             self.acker.ack(message)
             return True
         delay = self.retry_delay(message, policy)
-        self._failure.delay = delay
+        failure = self._failure
+        failure.delay = delay
+        failure.asked = asked
         if self.keeper is not None:
             self.keeper.forget(message)
         self.acker.retry(message, delay)
@@ -311,6 +315,10 @@ class Worker:
     def last_retry_delay(self) -> int:
         """The retry delay of the last message that failed in this thread."""
         return int(getattr(self._failure, "delay", 0))
+
+    def last_failure_asked(self) -> bool:
+        """Whether the last job that did not succeed in this thread raised ``RetryJob``."""
+        return bool(getattr(self._failure, "asked", False))
 
     def process_messages(self, messages: list[Message]) -> BatchProcessingResult:
         messages = hold_back_early(self, messages)  # not due yet: neither run nor counted
@@ -374,12 +382,14 @@ class Worker:
                 )
                 outcome[index] = False
         policy: BackoffPolicy | None = None
+        asked = False
         failed_jobs: set[int] = set()
         if jobs:
             try:
                 failed_jobs = processor.run(jobs)
             except RetryJob as retry:
                 policy = retry.backoff_policy
+                asked = True
                 failed_jobs = set(range(len(jobs)))
                 logger.info(
                     "Retrying a batch of %d %s.%s jobs as asked",
@@ -405,6 +415,7 @@ class Worker:
                 )
         for position, index in enumerate(runnable):
             outcome[index] = position not in failed_jobs
+        self._failure.asked = asked
         results = []
         for index, message in enumerate(messages):
             ok = outcome[index]

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from sqsw_core import SQSEnv, create_fifo_queue, create_standard_queue, get_queue_attributes
+from sqsw_core import (
+    RetryJob,
+    SQSEnv,
+    create_fifo_queue,
+    create_standard_queue,
+    get_queue_attributes,
+)
 from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.engine import QueueEngine
 from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown
@@ -297,3 +303,27 @@ def test_every_failed_ack_is_counted_when_flushes_overlap(
     # All four refused batches are counted, and no message was deleted.
     assert stats.failed_acks == 40
     assert in_queue(setup, "denied") == 40
+
+
+def test_counters_tell_failures_retries_and_redeliveries_apart(sqs: SQSEnv) -> None:
+    create_standard_queue(sqs, "counted")
+    queue = sqs.queue("counted", "job", backoff_policy=ConstantBackoff(0))
+    seen: Counter[str] = Counter()
+
+    @queue.processor("job")
+    def job(kind: str) -> None:
+        seen[kind] += 1
+        if seen[kind] == 1 and kind == "fails":
+            raise RuntimeError("first run fails")
+        if seen[kind] == 1 and kind == "asks":
+            raise RetryJob()
+
+    with queue.add_batch():
+        for kind in ("fails", "asks", "fine", "fine2"):
+            job.delay(kind=kind)
+    stats = queue.process_queue(IdleShutdown(1), wait_seconds=1, concurrency=2)
+    assert stats is not None
+    assert seen == {"fails": 2, "asks": 2, "fine": 1, "fine2": 1}
+    assert (stats.received, stats.redelivered) == (6, 2)
+    assert (stats.succeeded, stats.failed, stats.retried) == (4, 1, 1)
+    assert "redelivered=2" in str(stats) and "retried=1" in str(stats)

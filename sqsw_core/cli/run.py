@@ -47,8 +47,8 @@ class StatsReporter:
         self._last: tuple[float, int] = (time.monotonic(), 0)
 
     def line(self) -> str:
-        """One line: throughput, in flight, failures (each retried) and releases, all queues."""
-        done = failed = in_flight = released = 0
+        """One line for all queues: throughput, in flight, failed, retried, redelivered."""
+        done = failed = retried = redelivered = in_flight = released = 0
         running = 0
         for name in self.queue_names:
             queue = self.env.queues.get(name)
@@ -57,10 +57,13 @@ class StatsReporter:
                 continue
             running += 1
             stats = engine.stats
-            done += stats.succeeded + stats.failed
+            settled = stats.succeeded + stats.failed + stats.retried
+            done += settled
             failed += stats.failed
+            retried += stats.retried
+            redelivered += stats.redelivered
             # Received and not settled yet (stats.in_flight also counts receives under way).
-            in_flight += max(0, stats.received - stats.succeeded - stats.failed - stats.released)
+            in_flight += max(0, stats.received - settled - stats.released)
             released += stats.released
         now = time.monotonic()
         since, before = self._last
@@ -70,7 +73,8 @@ class StatsReporter:
             return f"{', '.join(self.queue_names)}: starting"
         return (
             f"{', '.join(self.queue_names)}: {done} jobs done ({rate:.1f}/s) | in flight "
-            f"{in_flight} | failed {failed} (retried) | released {released}"
+            f"{in_flight} | failed {failed} | retried {retried} | redelivered {redelivered} "
+            f"| released {released}"
         )
 
     def _loop(self) -> None:
