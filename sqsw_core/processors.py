@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sqsw_core.messages import Message
     from sqsw_core.queue import GenericQueue
 
-__all__ = ["DEFAULT_CONTEXT_VAR", "Processor", "RetryJob", "compose_processors"]
+__all__ = ["DEFAULT_CONTEXT_VAR", "HandlerCall", "Processor", "RetryJob", "compose_processors"]
 
 DEFAULT_CONTEXT_VAR = "context"
 
@@ -72,6 +72,24 @@ def arguments_error(
     except ValueError:  # no signature to check against
         pass
     return None
+
+
+class HandlerCall:
+    """One call of a handler that takes messages directly, seen by :meth:`Processor.handling`.
+
+    ``failed`` is filled in after the call: the indices (into ``messages``) of
+    those the handler reported as failed without raising (batch processors).
+    """
+
+    __slots__ = ("failed", "job_name", "messages", "queue")
+
+    def __init__(
+        self, queue: GenericQueue, messages: list[Message], job_name: str | None = None
+    ) -> None:
+        self.queue = queue
+        self.messages = messages
+        self.job_name = job_name
+        self.failed: set[int] = set()
 
 
 class Processor:
@@ -180,8 +198,29 @@ class Processor:
         """
         yield entries
 
+    @classmethod
+    @contextlib.contextmanager
+    def handling(cls, call: HandlerCall) -> Iterator[HandlerCall]:
+        """Consumer hook around a handler that does not go through :meth:`process`.
+
+        Raw queues call their handler with one message, batch processors with
+        the messages of one batch; the handler's exception passes through the
+        hook, and ``call.failed`` holds the per-message failures it reported.
+        Override like :meth:`sending`: ``with super().handling(call): yield call``.
+        """
+        yield call
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.queue_name}.{self.job_name}>"
+
+
+def overrides_handling(cls: type[Processor]) -> bool:
+    """Whether ``cls`` has a :meth:`Processor.handling` of its own (a plugin's).
+
+    Handlers check this first and skip the base no-op hook: entering it costs
+    about 1 us per message on the raw queue path.
+    """
+    return cls is not Processor and cls.handling.__func__ is not _BASE_HANDLING  # type: ignore[attr-defined]
 
 
 def compose_processors(classes: list[type[Processor]]) -> type[Processor]:
@@ -191,3 +230,6 @@ def compose_processors(classes: list[type[Processor]]) -> type[Processor]:
     unique = list(dict.fromkeys(classes))
     name = "+".join(cls.__name__ for cls in unique)
     return type(name, tuple(unique), {})
+
+
+_BASE_HANDLING = Processor.handling.__func__  # type: ignore[attr-defined]

@@ -16,6 +16,7 @@ from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
 from sqsw_core.exceptions import JobError, RetryJob
 from sqsw_core.long_delays import DUE_AT_ATTR, hold_back_early, hold_back_if_early
 from sqsw_core.messages import Message
+from sqsw_core.processors import HandlerCall
 from sqsw_core.results import BatchProcessingResult
 
 if TYPE_CHECKING:
@@ -385,8 +386,10 @@ class Worker:
         asked = False
         failed_jobs: set[int] = set()
         if jobs:
+            call = HandlerCall(queue, [messages[i] for i in runnable], processor.job_name)
             try:
-                failed_jobs = processor.run(jobs)
+                with queue.env.processor_class.handling(call):
+                    failed_jobs = call.failed = processor.run(jobs)
             except RetryJob as retry:
                 policy = retry.backoff_policy
                 asked = True

@@ -261,6 +261,79 @@ def test_retry_job_is_not_an_error(make_env: Callable[..., SQSEnv]) -> None:
     ]
 
 
+def test_raw_queue_messages_get_consumer_spans(make_env: Callable[..., SQSEnv]) -> None:
+    env = make_env(processor="otel", backoff_policy="immediate")
+    create_standard_queue(env, "cron")
+    cron = env.queue("cron", "raw")
+    sqs_name = cron.get_sqs_queue_name()
+    bodies: list[str] = []
+
+    @cron.raw_processor()
+    def handle(message: Message) -> None:
+        bodies.append(message.body)
+        if message.body == "bad":
+            raise ValueError("cannot handle bad")
+
+    cron.add_raw_job("tick")
+    process_until_idle(cron)
+    (send,) = spans(sqs_name, SpanKind.PRODUCER)
+    (process,) = spans(sqs_name, SpanKind.CONSUMER)
+    assert send.context is not None and process.context is not None
+    # The raw handler's span continues the producer's trace, as a job's does.
+    assert process.parent is not None and process.parent.span_id == send.context.span_id
+    assert process.context.trace_id == send.context.trace_id
+    attributes = dict(process.attributes or {})
+    assert attributes["messaging.operation.type"] == "process"
+    assert attributes["messaging.sqsw.receive_count"] == 1
+    assert isinstance(attributes["messaging.message.id"], str)
+    assert "messaging.sqsw.job_name" not in attributes
+    assert process.status.status_code is StatusCode.UNSET
+
+    EXPORTER.clear()
+    cron.add_raw_job("bad")
+    assert cron.process_batch(wait_seconds=1).failed_count() == 1
+    (failed,) = spans(sqs_name, SpanKind.CONSUMER)
+    assert failed.status.status_code is StatusCode.ERROR
+    assert (failed.attributes or {})["error.type"] == "ValueError"
+    assert bodies == ["tick", "bad"]
+
+
+def test_batch_processor_gets_one_span_linked_to_each_producer(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    queue = make_queue(make_env)
+    sqs_name = queue.get_sqs_queue_name()
+    seen: list[int] = []
+
+    @queue.batch_processor("index", max_batch=10, max_wait=0.2)
+    def index(jobs: list[dict[str, Any]]) -> list[int]:
+        seen.extend(job["n"] for job in jobs)
+        # The second job of the first batch fails (reported, not raised).
+        return [1] if len(seen) == len(jobs) else []
+
+    for n in range(3):
+        index.delay(n=n)  # three sends: three producer spans, three traces
+    queue.process_batch(wait_seconds=1)
+    producers = spans(sqs_name, SpanKind.PRODUCER)
+    consumers = spans(sqs_name, SpanKind.CONSUMER)
+    assert len(producers) == 3 and len(consumers) == 1
+    (batch,) = consumers
+    assert sorted(seen) == [0, 1, 2]
+    # One span for the batch call, linked to every message's producer.
+    assert sorted(link.context.span_id for link in batch.links) == sorted(
+        p.context.span_id for p in producers if p.context is not None
+    )
+    attributes = dict(batch.attributes or {})
+    assert attributes["messaging.batch.message_count"] == 3
+    assert attributes["messaging.sqsw.job_name"] == "index"
+    assert attributes["messaging.sqsw.failed_count"] == 1
+    assert attributes["error.type"] == "sqsw_core.batch_jobs.BatchJobsFailed"
+    assert "messaging.message.id" not in attributes
+    assert batch.status.status_code is StatusCode.ERROR
+    (consumed,) = metric_points("messaging.client.consumed.messages", sqs_name)
+    assert consumed.value == 3
+
+
 def test_batch_send_span_counts_messages(make_env: Callable[..., SQSEnv]) -> None:
     queue = make_queue(make_env)
     sqs_name = queue.get_sqs_queue_name()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqsw_cloudwatch.exceptions import NoRawProcessorError
 from sqsw_cloudwatch.handlers import RawHandler
 from sqsw_core.messages import Message
+from sqsw_core.processors import HandlerCall, overrides_handling
 from sqsw_core.queue import GenericQueue
 
 if TYPE_CHECKING:
@@ -172,4 +173,9 @@ class RawQueue(GenericQueue):
                 f"one with @queue.raw_processor() (queue = sqs.queue({self.name!r}, 'raw')) "
                 "in the worker's code before processing the queue."
             )
-        handler(message)
+        processor_class = self.env.processor_class
+        if overrides_handling(processor_class):
+            with processor_class.handling(HandlerCall(self, [message])):
+                handler(message)
+        else:
+            handler(message)

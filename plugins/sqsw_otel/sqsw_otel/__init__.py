@@ -24,7 +24,7 @@ from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from sqsw_core.exceptions import RetryJob
 from sqsw_core.messages import Message
-from sqsw_core.processors import Processor
+from sqsw_core.processors import HandlerCall, Processor
 from sqsw_core.sending import message_size
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ __all__ = [
     "BATCH_MESSAGE_COUNT",
     "DESTINATION_NAME",
     "ERROR_TYPE",
+    "FAILED_COUNT",
     "JOB_NAME",
     "MESSAGE_ID",
     "MESSAGING_SYSTEM",
@@ -70,6 +71,10 @@ SYSTEM_AWS_SQS = "aws_sqs"
 # sqsw's own attributes: the conventions define no SQS receive count nor job name.
 JOB_NAME = "messaging.sqsw.job_name"
 RECEIVE_COUNT = "messaging.sqsw.receive_count"
+#: How many jobs of a batch processor's batch failed (without the handler raising).
+FAILED_COUNT = "messaging.sqsw.failed_count"
+#: ``error.type`` of a batch span when some of its jobs failed.
+BATCH_JOBS_FAILED = "sqsw_core.batch_jobs.BatchJobsFailed"
 
 #: SQS accepts at most 10 message attributes per message.
 MAX_MESSAGE_ATTRIBUTES = 10
@@ -228,6 +233,74 @@ def _inject(entries: list[dict[str, Any]], queue: GenericQueue, queue_name: str)
             )
 
 
+def _retrying(span: Span, retry: RetryJob) -> None:
+    """An intentional retry is not a failure: status stays UNSET, an event says why."""
+    policy = retry.backoff_policy
+    span.add_event(
+        "sqsw.retry",
+        {} if policy is None else {"sqsw.backoff_policy": type(policy).__name__},
+    )
+
+
+@contextmanager
+def _consuming(
+    telemetry: _Telemetry,
+    queue: GenericQueue,
+    name: str,
+    base: dict[str, AttributeValue],
+    metric_attributes: dict[str, AttributeValue],
+    messages: list[Message],
+) -> Iterator[Span]:
+    """A CONSUMER span, current inside, for handling ``messages``; records the metrics.
+
+    One message: its producer's context is the parent and also a link (the
+    conventions' "creation context" link), so one trace runs from producer to
+    consumer. Several: the current context is the parent, with one link per
+    message. An exception marks the span failed and passes through.
+    """
+    attributes = dict(base)
+    current = otel_context.get_current()
+    parent = current
+    links: list[Link] = []
+    if queue.queue_url is not None:
+        attributes[QUEUE_URL] = queue.queue_url
+    if len(messages) == 1:
+        message = messages[0]
+        attributes[MESSAGE_ID] = message.message_id
+        attributes[RECEIVE_COUNT] = message.receive_count
+    elif messages:
+        attributes[BATCH_MESSAGE_COUNT] = len(messages)
+    current_span = trace.get_current_span(current).get_span_context()
+    for message in messages:
+        extracted = propagate.extract(message, current, getter=MESSAGE_GETTER)
+        if extracted is current:
+            continue
+        if len(messages) == 1:
+            parent = extracted  # with any baggage the producer sent
+        producer = trace.get_current_span(extracted).get_span_context()
+        if producer.is_valid and producer is not current_span:
+            links.append(Link(producer))
+    span = telemetry.tracer.start_span(name, parent, SpanKind.CONSUMER, attributes, links or None)
+    error_type: str | None = None
+    start = time.perf_counter()
+    try:
+        with trace.use_span(
+            span, end_on_exit=True, record_exception=False, set_status_on_exception=False
+        ):
+            try:
+                yield span
+            except RetryJob:
+                raise
+            except Exception as exc:
+                error_type = _fail(span, exc)
+                raise
+    finally:
+        if error_type is not None:
+            metric_attributes = {**metric_attributes, ERROR_TYPE: error_type}
+        telemetry.process_duration.record(time.perf_counter() - start, metric_attributes)
+        telemetry.consumed.add(max(1, len(messages)), metric_attributes)
+
+
 #: Until when (monotonic) the global providers are known to be the API's proxies.
 _off_until = [0.0]
 
@@ -314,54 +387,69 @@ class OtelProcessor(Processor):
         """Run the job inside a CONSUMER span continuing the producer's trace."""
         if self.telemetry_off():
             return super().process(job_kwargs, job_context)
-        telemetry = self.telemetry()
         name, base, metric_attributes = self._base_attributes()
-        attributes = dict(base)
-        current = otel_context.get_current()
-        parent = current
-        links: list[Link] | None = None
         message = self.message
-        if message is not None:
-            attributes[MESSAGE_ID] = message.message_id
-            attributes[RECEIVE_COUNT] = message.receive_count
-            if self.queue.queue_url is not None:
-                attributes[QUEUE_URL] = self.queue.queue_url
-            # One trace from producer to consumer: the producer's context is the
-            # parent, and also a link (the conventions' "creation context" link).
-            parent = propagate.extract(message, current, getter=MESSAGE_GETTER)
-            if parent is not current:
-                producer = trace.get_current_span(parent).get_span_context()
-                if (
-                    producer.is_valid
-                    and producer is not trace.get_current_span(current).get_span_context()
-                ):
-                    links = [Link(producer)]
-        span = telemetry.tracer.start_span(name, parent, SpanKind.CONSUMER, attributes, links)
-        error_type: str | None = None
-        start = time.perf_counter()
-        try:
-            with trace.use_span(
-                span, end_on_exit=True, record_exception=False, set_status_on_exception=False
-            ):
-                try:
-                    return super().process(job_kwargs, job_context)
-                except RetryJob as retry:
-                    # An intentional retry, not a failure: status stays UNSET so
-                    # error rates and alerts only count jobs that broke.
-                    policy = retry.backoff_policy
-                    span.add_event(
-                        "sqsw.retry",
-                        {} if policy is None else {"sqsw.backoff_policy": type(policy).__name__},
+        with _consuming(
+            self.telemetry(),
+            self.queue,
+            name,
+            base,
+            metric_attributes,
+            [message] if message is not None else [],
+        ) as span:
+            try:
+                return super().process(job_kwargs, job_context)
+            except RetryJob as retry:
+                _retrying(span, retry)
+                raise
+
+    @classmethod
+    @contextmanager
+    def handling(cls, call: HandlerCall) -> Iterator[HandlerCall]:
+        """A CONSUMER span around a raw queue's handler or a batch processor.
+
+        One message: the span continues the producer's trace, as for jobs. A
+        batch: one span linked to each message's producer context, with
+        ``messaging.batch.message_count``; jobs the handler reported failed
+        make its status ERROR (``error.type`` ``BatchJobsFailed``).
+        """
+        if cls.telemetry_off():
+            with super().handling(call):
+                yield call
+            return
+        queue = call.queue
+        destination = queue.get_sqs_queue_name()
+        metric_attributes: dict[str, AttributeValue] = {
+            MESSAGING_SYSTEM: SYSTEM_AWS_SQS,
+            DESTINATION_NAME: destination,
+            OPERATION_NAME: "process",
+        }
+        if call.job_name is not None:
+            metric_attributes[JOB_NAME] = call.job_name
+        base = {**metric_attributes, OPERATION_TYPE: "process"}
+        with _consuming(
+            cls.telemetry(),
+            queue,
+            f"process {destination}",
+            base,
+            metric_attributes,
+            call.messages,
+        ) as span:
+            try:
+                with super().handling(call):
+                    yield call
+            except RetryJob as retry:
+                _retrying(span, retry)
+                raise
+            if call.failed:
+                span.set_attribute(ERROR_TYPE, BATCH_JOBS_FAILED)
+                span.set_attribute(FAILED_COUNT, len(call.failed))
+                span.set_status(
+                    Status(
+                        StatusCode.ERROR,
+                        f"{len(call.failed)} of {len(call.messages)} jobs of the batch failed",
                     )
-                    raise
-                except Exception as exc:
-                    error_type = _fail(span, exc)
-                    raise
-        finally:
-            if error_type is not None:
-                metric_attributes = {**metric_attributes, ERROR_TYPE: error_type}
-            telemetry.process_duration.record(time.perf_counter() - start, metric_attributes)
-            telemetry.consumed.add(1, metric_attributes)
+                )
 
     @classmethod
     @contextmanager
