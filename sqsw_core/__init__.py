@@ -35,6 +35,7 @@ from sqsw_core.queue_management import (
     create_standard_queue,
     delete_queue,
     get_queue_attributes,
+    oldest_message_age,
 )
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.sessions import AWSSession
@@ -91,4 +92,5 @@ __all__ = [
     "create_standard_queue",
     "delete_queue",
     "get_queue_attributes",
+    "oldest_message_age",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -141,3 +142,28 @@ def get_queue_attributes(env: SQSEnv, queue_name: str) -> dict[str, Any]:
     )
     attributes: dict[str, Any] = response.get("Attributes", {})
     return attributes
+
+
+def oldest_message_age(env: SQSEnv, queue_name: str, window: int = 900) -> float | None:
+    """Seconds since the oldest message waiting in the queue was sent, per CloudWatch.
+
+    SQS's API does not report it; CloudWatch's ``ApproximateAgeOfOldestMessage``
+    metric (namespace ``AWS/SQS``) does, a minute or more behind. This reads its
+    latest one-minute maximum within the last ``window`` seconds, with a client
+    of the environment's session (needs ``cloudwatch:GetMetricStatistics``).
+    ``None``: no datapoint (an empty queue sends none). Errors of the call
+    (no permission, no CloudWatch at the endpoint) are raised.
+    """
+    now = dt.datetime.now(dt.timezone.utc)
+    client = env.session.client("cloudwatch")
+    response = client.get_metric_statistics(
+        Namespace="AWS/SQS",
+        MetricName="ApproximateAgeOfOldestMessage",
+        Dimensions=[{"Name": "QueueName", "Value": env.get_sqs_queue_name(queue_name)}],
+        StartTime=now - dt.timedelta(seconds=window),
+        EndTime=now,
+        Period=60,
+        Statistics=["Maximum"],
+    )
+    points = sorted(response.get("Datapoints", []), key=lambda p: p["Timestamp"])
+    return float(points[-1]["Maximum"]) if points else None

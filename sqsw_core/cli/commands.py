@@ -19,7 +19,9 @@ from sqsw_core.queue_management import (
     create_standard_queue,
     delete_queue,
     get_queue_attributes,
+    oldest_message_age,
 )
+from sqsw_core.retries import describe_error
 
 # -- sqsw plugins ------------------------------------------------------------------
 
@@ -185,7 +187,7 @@ def queue_list(ctx: click.Context, /, as_json: bool, **flags: Any) -> None:
 
 
 def queue_stats(env: SQSEnv, name: str) -> dict[str, Any]:
-    """Depth, in flight, delayed, redrive policy and dead-letter depth of a queue."""
+    """Depth, in flight, delayed, oldest age, redrive policy and dead-letter depth of a queue."""
     attrs = get_queue_attributes(env, name)
     stats: dict[str, Any] = {
         "queue": name,
@@ -194,12 +196,17 @@ def queue_stats(env: SQSEnv, name: str) -> dict[str, Any]:
         "delayed": int(attrs.get("ApproximateNumberOfMessagesDelayed", 0)),
         # SQS reports the oldest message's age only as a CloudWatch metric.
         "oldest_age": None,
+        "oldest_age_error": None,
         "fifo": attrs.get("FifoQueue") == "true",
         "visibility_timeout": int(attrs.get("VisibilityTimeout", 30)),
         "redrive_policy": None,
         "dead_letter_queue": None,
         "dead_letter_depth": None,
     }
+    try:
+        stats["oldest_age"] = oldest_message_age(env, name)
+    except Exception as exc:  # no CloudWatch there, or no permission to read it
+        stats["oldest_age_error"] = f"CloudWatch: {describe_error(exc)}"
     if attrs.get("RedrivePolicy"):
         policy = json.loads(attrs["RedrivePolicy"])
         stats["redrive_policy"] = policy
@@ -219,6 +226,19 @@ def queue_stats(env: SQSEnv, name: str) -> dict[str, Any]:
     return stats
 
 
+def format_age(age: float | None, error: str | None) -> str:
+    """The oldest-age cell: ``42 s``, ``3 min``, ``-`` (no datapoint) or ``n/a`` and why."""
+    if error is not None:
+        return f"n/a ({error})"
+    if age is None:
+        return "-"
+    if age < 120:
+        return f"{age:.0f} s"
+    if age < 7200:
+        return f"{age / 60:.0f} min"
+    return f"{age / 3600:.1f} h"
+
+
 @queue_group.command("stats")
 @click.argument("names", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -227,7 +247,8 @@ def queue_stats(env: SQSEnv, name: str) -> dict[str, Any]:
 def queue_stats_command(
     ctx: click.Context, /, names: tuple[str, ...], as_json: bool, **flags: Any
 ) -> None:
-    """Depth, in flight, delayed, redrive policy and dead-letter depth of queues NAMES."""
+    """Depth, in flight, delayed, oldest message age (CloudWatch), redrive policy and
+    dead-letter depth of queues NAMES."""
     env = env_for(ctx, **flags)
     rows = [queue_stats(env, name) for name in names]
     if as_json:
@@ -246,7 +267,7 @@ def queue_stats_command(
             str(row["depth"]),
             str(row["in_flight"]),
             str(row["delayed"]),
-            "n/a (CloudWatch)",
+            format_age(row["oldest_age"], row["oldest_age_error"]),
             redrive,
             "-" if row["dead_letter_depth"] is None else str(row["dead_letter_depth"]),
         )

@@ -5,11 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, overload
 
 from botocore.exceptions import UnknownServiceError
 
 from sqsw_memory.client import MemorySQSClient
+from sqsw_memory.cloudwatch import MemoryCloudWatchClient
 from sqsw_memory.ids import IdFactory
 from sqsw_memory.registry import Registry
 
@@ -61,17 +62,40 @@ class MemorySession:
                     self._registries[region] = registry
         return registry
 
+    @overload
+    def client(
+        self, service_name: Literal["sqs"] = ..., region_name: str | None = ..., **kwargs: Any
+    ) -> MemorySQSClient: ...
+
+    @overload
+    def client(
+        self, service_name: Literal["cloudwatch"], region_name: str | None = ..., **kwargs: Any
+    ) -> MemoryCloudWatchClient: ...
+
+    @overload
+    def client(self, service_name: str, region_name: str | None = ..., **kwargs: Any) -> Any: ...
+
     def client(
         self, service_name: str = "sqs", region_name: str | None = None, **kwargs: Any
-    ) -> MemorySQSClient:
-        """An SQS client; boto3's other arguments (endpoint, credentials, config) are ignored."""
-        if service_name != "sqs":
-            raise UnknownServiceError(service_name=service_name, known_service_names="sqs")
-        return MemorySQSClient(self, self.registry(region_name))
+    ) -> Any:
+        """An SQS client (or a CloudWatch one for the queues' metrics).
+
+        boto3's other arguments (endpoint, credentials, config) are ignored.
+        """
+        if service_name == "sqs":
+            return MemorySQSClient(self, self.registry(region_name))
+        if service_name == "cloudwatch":
+            return MemoryCloudWatchClient(self.registry(region_name))
+        raise UnknownServiceError(
+            service_name=service_name, known_service_names=", ".join(self.SERVICES)
+        )
+
+    #: What :meth:`client` makes clients for.
+    SERVICES = ("cloudwatch", "sqs")
 
     def get_available_services(self) -> list[str]:
         """Like ``boto3.Session``: the services this session can make clients for."""
-        return ["sqs"]
+        return list(self.SERVICES)
 
     def __repr__(self) -> str:
         return f"MemorySession(region_name={self.region_name!r}, account_id={self.account_id!r})"
