@@ -37,6 +37,28 @@ class Codec(Protocol):
         ...
 
 
+class JobCodec(Codec, Protocol):
+    """A codec that encodes a job's arguments and context together (optional).
+
+    When a codec has these methods, sqsw uses them instead of two
+    :meth:`Codec.serialize` / :meth:`Codec.deserialize` calls, so the codec can
+    bind the parts of a message to each other and to its ``JobName``
+    attribute (message signing does).
+    """
+
+    def encode_job(
+        self, job_name: str, job_kwargs: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[str, str]:
+        """The message body and the ``JobContext`` attribute text of one job."""
+        ...
+
+    def decode_job(
+        self, job_name: str | None, body: str, context_text: str | None
+    ) -> tuple[Any, Any]:
+        """Job arguments and context (``None``: none) of a received message; raise on bad input."""
+        ...
+
+
 def _is_codec(obj: Any) -> bool:
     return (
         isinstance(getattr(obj, "content_type", None), str)

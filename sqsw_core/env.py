@@ -247,6 +247,16 @@ class SQSEnv:
         always = frozenset() if getattr(codec, "exclusive", False) else ALWAYS_ACCEPTED
         self.accepted_content_types = frozenset({*always, self.codec.content_type, *self._accept})
         self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
+        #: Content types whose codec decodes whole jobs (``JobCodec.decode_job``).
+        self._job_decoders: dict[str, Callable[..., tuple[Any, Any]]] = {}
+        self._note_job_codec(codec)
+        #: ``encode_job`` of the environment's codec, if it has one.
+        self.job_encoder: Callable[..., tuple[str, str]] | None = getattr(codec, "encode_job", None)
+
+    def _note_job_codec(self, codec: Codec) -> None:
+        decode_job = getattr(codec, "decode_job", None)
+        if decode_job is not None:
+            self._job_decoders[codec.content_type] = decode_job
 
     # -- SQS access ----------------------------------------------------------
 
@@ -318,6 +328,7 @@ class SQSEnv:
         except PluginError as exc:
             raise DecodeError(f"cannot decode message {message.message_id}: {exc}") from None
         self._decoders[content_type] = codec
+        self._note_job_codec(codec)
         return codec
 
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
@@ -328,21 +339,27 @@ class SQSEnv:
             content_type = self.codec.content_type
         codec = self._decoders.get(content_type) or self.decoder(content_type, message)
         context_text = (attributes.get(JOB_CONTEXT_ATTR) or _EMPTY).get("StringValue")
+        job_decoder = self._job_decoders.get(content_type) if self._job_decoders else None
         try:
-            job_kwargs = codec.deserialize(message.body)
-            context: Any = None
-            if not context_text:
-                context = {}
-            else:
-                # Producers send the same few contexts over and over: decode each once.
-                key = (content_type, context_text)
-                context = self._contexts.get(key)
+            context: Any
+            if job_decoder is not None:  # a JobCodec: body and context checked together
+                job_kwargs, context = job_decoder(message.job_name, message.body, context_text)
                 if context is None:
-                    context = codec.deserialize(context_text)
-                    if isinstance(context, dict) and len(context_text) <= 1024:
-                        if len(self._contexts) >= 512:
-                            self._contexts.clear()
-                        self._contexts[key] = context
+                    context = {}
+            else:
+                job_kwargs = codec.deserialize(message.body)
+                if not context_text:
+                    context = {}
+                else:
+                    # Producers send the same few contexts over and over: decode each once.
+                    key = (content_type, context_text)
+                    context = self._contexts.get(key)
+                    if context is None:
+                        context = codec.deserialize(context_text)
+                        if isinstance(context, dict) and len(context_text) <= 1024:
+                            if len(self._contexts) >= 512:
+                                self._contexts.clear()
+                            self._contexts[key] = context
         except Exception as exc:
             raise DecodeError(
                 f"cannot decode message {message.message_id} on queue {message.queue_name!r} "

@@ -415,9 +415,17 @@ class JobQueue(GenericQueue):
         ``_deduplication_id`` and ``_group_id`` (default ``"default"``) apply.
         Returns the message id, or ``None`` inside ``add_batch()``.
         """
-        codec = self.env.codec if _content_type is None else self.env.get_codec(_content_type)
-        body = codec.serialize(job_kwargs)
-        context = codec.serialize(self.env.context.to_dict())
+        env = self.env
+        if _content_type is None:
+            codec, encode_job = env.codec, env.job_encoder
+        else:
+            codec = env.get_codec(_content_type)
+            encode_job = getattr(codec, "encode_job", None)
+        if encode_job is not None:  # a JobCodec: body and context made together
+            body, context = encode_job(job_name, job_kwargs, env.context.to_dict())
+        else:
+            body = codec.serialize(job_kwargs)
+            context = codec.serialize(env.context.to_dict())
         return self.add_raw_job(
             job_name,
             body,

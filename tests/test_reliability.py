@@ -730,12 +730,36 @@ def test_signing_codec_round_trip_rotation_and_refusals() -> None:
     relabelled = dict(envelope, ct="pickle")  # the content type is covered too
     with pytest.raises(SignatureError, match="bad signature"):
         worker.deserialize(json.dumps(relabelled))
-    for unsigned in ('{"n": 1}', "[1]", "garbage", json.dumps(dict(envelope, v=2))):
+    for unsigned in ('{"n": 1}', "[1]", "garbage", json.dumps(dict(envelope, v=1))):
         with pytest.raises(SignatureError):
             worker.deserialize(unsigned)
     for secret in (SECRET_NEW, SECRET_OLD):
         assert secret not in repr(worker)
         assert secret not in text
+
+    # Whole jobs: arguments and context are bound to the job name and to each other.
+    body, context = worker.encode_job("pay", {"n": 1}, {"request": "r-1"})
+    assert worker.decode_job("pay", body, context) == ({"n": 1}, {"request": "r-1"})
+    assert worker.decode_job(*("pay", *producer_old.encode_job("pay", {"n": 2}, {}))) == (
+        {"n": 2},
+        {},
+    )
+    _, other_context = worker.encode_job("pay", {"n": 9}, {"request": "r-1"})
+    refusals = {
+        "bad signature on the body": ("refund", body, context),  # another job's name
+        "bad signature on the context": ("pay", body, other_context),  # another message's
+        "no signed JobContext": ("pay", body, None),
+        "no JobName": (None, body, context),
+        "the body is not a signed": ("pay", '{"n": 1}', context),
+    }
+    for reason, (job_name, job_body, job_context) in refusals.items():
+        with pytest.raises(SignatureError, match=reason):
+            worker.decode_job(job_name, job_body, job_context)
+    # A text signed alone is not a job (and a job's parts are not texts).
+    with pytest.raises(SignatureError, match="bad signature on the body"):
+        worker.decode_job("pay", text, worker.serialize({}))
+    with pytest.raises(SignatureError, match="bad signature on the text"):
+        worker.deserialize(body)
 
 
 def test_signing_keys_from_the_environment_and_bad_configuration(
@@ -782,6 +806,10 @@ def test_signed_worker_refuses_unsigned_and_tampered_messages(
     def job(n: int) -> None:
         ran[n] += 1
 
+    @queue.processor("refund")
+    def refund(n: int) -> None:
+        ran[-n] += 1
+
     old_producer = make_env(codec=SigningCodec(key=SECRET_OLD, key_id="old")).queue("signed")
     stranger = make_env(codec=SigningCodec(key=SECRET_OTHER, key_id="new")).queue("signed")
     client, url = env.sqs_client, queue.url
@@ -796,20 +824,33 @@ def test_signed_worker_refuses_unsigned_and_tampered_messages(
     with env.context(request_id="r-1"):
         queue.add_job("job", n=0)
     old_producer.add_job("job", n=1)  # signed with the old key: accepted
-    genuine = json.loads(worker_codec.serialize({"n": 2}))
+    # Genuine signed jobs, as the worker's own producers make them.
+    genuine, genuine_context = worker_codec.encode_job("job", {"n": 2}, {})
+    _, other_context = worker_codec.encode_job("job", {"n": 8}, {"request_id": "r-2"})
+    bad_body = "the body is not a signed sqsw"
+    bad_signature = "bad signature on the body for key id 'new'"
     bad = {
-        "unsigned": (raw('{"n": 3}', ContentType="signed", JobName="job"), "not a signed sqsw"),
-        "no_content_type": (raw('{"n": 4}', JobName="job"), "not a signed sqsw"),
+        "unsigned": (raw('{"n": 3}', ContentType="signed", JobName="job"), bad_body),
+        "no_content_type": (raw('{"n": 4}', JobName="job"), bad_body),
         "tampered": (
             raw(
-                json.dumps(dict(genuine, body='{"n": 5}')),
+                json.dumps(dict(json.loads(genuine), body='{"n": 5}')),
                 ContentType="signed",
                 JobName="job",
-                JobContext=worker_codec.serialize({}),
+                JobContext=genuine_context,
             ),
-            "bad signature for key id 'new'",
+            bad_signature,
         ),
-        "wrong_secret": (str(stranger.add_job("job", n=6)), "bad signature for key id 'new'"),
+        "wrong_secret": (str(stranger.add_job("job", n=6)), bad_signature),
+        # A genuine body replayed under another job's name, or with another context.
+        "renamed": (
+            raw(genuine, ContentType="signed", JobName="refund", JobContext=genuine_context),
+            bad_signature,
+        ),
+        "other_context": (
+            raw(genuine, ContentType="signed", JobName="job", JobContext=other_context),
+            "bad signature on the context for key id 'new'",
+        ),
     }
     queue.add_job("job", n=7)
     with caplog.at_level(logging.DEBUG):

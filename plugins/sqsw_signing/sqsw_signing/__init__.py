@@ -3,15 +3,18 @@
 ``SigningCodec`` (registered as codec ``signed``) encodes with an inner codec
 (``json`` by default) and wraps the text in a JSON envelope::
 
-    {"v":1,"kid":"2024-06","ct":"json","sig":"<base64url HMAC-SHA256>","body":"<inner text>"}
+    {"v":2,"kid":"2024-06","ct":"json","sig":"<base64url HMAC-SHA256>","body":"<inner text>"}
 
-The MAC covers the envelope version, the key id, the inner content type and
-the inner text, each length-prefixed so no two inputs share a byte string.
-Job arguments and the job context are encoded (and so signed) separately:
-the codec interface only sees one text at a time. What is **not** covered:
-the ``JobName`` message attribute, the pairing of a body with its context,
-and freshness (a signed message may be sent again; SQS itself redelivers
-messages, so there is no expiry). Anyone holding a key can sign any job.
+A job's arguments (the message body) and its context (the ``JobContext``
+attribute) are each such an envelope. The MAC of the arguments covers the
+envelope version, the key id, the inner content type, the part (arguments),
+the ``JobName`` attribute and the inner text; the context's MAC covers the
+same fields for the context part plus the arguments' signature. So a signed
+body cannot be replayed under another job name, nor paired with another
+message's context, nor relabelled; every field is length-prefixed so no two
+inputs share a byte string. Not covered: freshness (a signed message may be
+sent again; SQS itself redelivers messages, so there is no expiry), and
+anyone holding a key can sign any job.
 
 Verification uses :func:`hmac.compare_digest`. Several keys may be accepted
 at once (rotation): messages are signed with one key (``key_id``) and
@@ -23,6 +26,8 @@ an error message or a ``repr``.
 The content type written is ``signed``: a worker must be configured with
 this codec (``SQSEnv(codec="signed")`` or ``accept=["signed"]``) to read these
 messages, and a plain sqs-workers consumer cannot read them at all.
+``serialize``/``deserialize`` sign one text alone (part ``text``, no job
+name); workers refuse such envelopes as job messages.
 """
 
 from __future__ import annotations
@@ -45,7 +50,9 @@ ENV_VAR = "SQSW_SIGNING_KEYS"
 #: Shorter secrets are refused: HMAC-SHA256 wants at least 128 bits of key.
 MIN_KEY_BYTES = 16
 #: The envelope format version (also covered by the MAC).
-VERSION = 1
+VERSION = 2
+#: What a MAC covers: one text alone, a job's arguments, or a job's context.
+PART_TEXT, PART_ARGS, PART_CONTEXT = "text", "args", "context"
 
 
 class SignatureError(ValueError):
@@ -143,65 +150,99 @@ class SigningCodec:
         """Ids of the keys accepted when verifying (the signing one first)."""
         return [self.key_id, *(k for k in self._keys if k != self.key_id)]
 
-    def _mac(self, secret: bytes, kid: str, content_type: str, text: str) -> str:
-        header = f"sqsw-signed:{VERSION}:{len(kid)}:{kid}:{len(content_type)}:{content_type}:"
-        mac = hmac.new(secret, header.encode("utf-8"), hashlib.sha256)
+    def _mac(
+        self, secret: bytes, kid: str, content_type: str, fields: tuple[str, ...], text: str
+    ) -> str:
+        header = "".join(f"{len(field)}:{field}:" for field in (kid, content_type, *fields))
+        mac = hmac.new(secret, f"sqsw-signed:{VERSION}:{header}".encode(), hashlib.sha256)
         mac.update(text.encode("utf-8", "surrogatepass"))
         return _b64(mac.digest())
 
-    def serialize(self, obj: Any) -> str:
-        text = self.inner.serialize(obj)
+    def _seal(self, text: str, fields: tuple[str, ...]) -> tuple[str, str]:
+        """The envelope around ``text`` with a MAC over ``fields``, and that MAC."""
         content_type = self.inner.content_type
-        envelope = {
-            "v": VERSION,
-            "kid": self.key_id,
-            "ct": content_type,
-            "sig": self._mac(self._keys[self.key_id], self.key_id, content_type, text),
-            "body": text,
-        }
-        return json.dumps(envelope, separators=(",", ":"))
+        sig = self._mac(self._keys[self.key_id], self.key_id, content_type, fields, text)
+        envelope = {"v": VERSION, "kid": self.key_id, "ct": content_type, "sig": sig, "body": text}
+        return json.dumps(envelope, separators=(",", ":")), sig
 
-    def verify(self, text: str) -> str:
-        """The inner text of a signed envelope; :class:`SignatureError` if it does not verify."""
+    def serialize(self, obj: Any) -> str:
+        """Sign one encoded object on its own (not bound to a job: see :meth:`encode_job`)."""
+        return self._seal(self.inner.serialize(obj), (PART_TEXT,))[0]
+
+    def encode_job(
+        self, job_name: str, job_kwargs: dict[str, Any], context: dict[str, Any]
+    ) -> tuple[str, str]:
+        """Body and context envelopes, bound to ``job_name`` and to each other."""
+        body, body_sig = self._seal(self.inner.serialize(job_kwargs), (PART_ARGS, job_name))
+        context_text, _ = self._seal(
+            self.inner.serialize(context), (PART_CONTEXT, job_name, body_sig)
+        )
+        return body, context_text
+
+    def _open(self, text: str, fields: tuple[str, ...], what: str) -> tuple[str, str]:
+        """The inner text and signature of an envelope whose MAC covers ``fields``.
+
+        Raises :class:`SignatureError` when it is not a signed envelope or does
+        not verify.
+        """
         try:
             envelope = json.loads(text)
         except ValueError:
             envelope = None
         if not isinstance(envelope, dict) or "sig" not in envelope:
             raise SignatureError(
-                "not a signed sqsw envelope (an unsigned message, or from another codec)"
+                f"{what} is not a signed sqsw envelope (an unsigned message, or from another codec)"
             )
         version, kid = envelope.get("v"), envelope.get("kid")
         content_type, sig, body = envelope.get("ct"), envelope.get("sig"), envelope.get("body")
         if version != VERSION:
-            raise SignatureError(f"unsupported signed envelope version {version!r}")
+            raise SignatureError(f"unsupported signed envelope version {version!r} in {what}")
         if not (
             isinstance(kid, str)
             and isinstance(content_type, str)
             and isinstance(sig, str)
             and isinstance(body, str)
         ):
-            raise SignatureError("malformed signed envelope (kid, ct, sig and body must be text)")
+            raise SignatureError(
+                f"malformed signed envelope in {what} (kid, ct, sig and body must be text)"
+            )
         secret = self._keys.get(kid)
         if secret is None:
             raise SignatureError(
-                f"signed with unknown key id {kid!r} (accepted key ids: {', '.join(self.key_ids)})"
+                f"{what} signed with unknown key id {kid!r} (accepted key ids: "
+                f"{', '.join(self.key_ids)})"
             )
-        expected = self._mac(secret, kid, content_type, body)
+        expected = self._mac(secret, kid, content_type, fields, body)
         if not hmac.compare_digest(expected.encode("ascii"), sig.encode("utf-8", "replace")):
             raise SignatureError(
-                f"bad signature for key id {kid!r}: the message was altered or signed with "
-                "another secret"
+                f"bad signature on {what} for key id {kid!r}: the message was altered, "
+                "signed for another job or message, or signed with another secret"
             )
         if content_type != self.inner.content_type:
             raise SignatureError(
                 f"signed content type {content_type!r} is not this codec's inner "
                 f"{self.inner.content_type!r}"
             )
-        return body
+        return body, sig
+
+    def verify(self, text: str) -> str:
+        """The inner text of an envelope made by :meth:`serialize`; :class:`SignatureError` else."""
+        return self._open(text, (PART_TEXT,), "the text")[0]
 
     def deserialize(self, text: str) -> Any:
         return self.inner.deserialize(self.verify(text))
+
+    def decode_job(
+        self, job_name: str | None, body: str, context_text: str | None
+    ) -> tuple[Any, Any]:
+        """Verify and decode a job made by :meth:`encode_job` for ``job_name``."""
+        if job_name is None:
+            raise SignatureError("the message has no JobName attribute to verify against")
+        args_text, body_sig = self._open(body, (PART_ARGS, job_name), "the body")
+        if not context_text:
+            raise SignatureError("the message has no signed JobContext attribute")
+        context, _ = self._open(context_text, (PART_CONTEXT, job_name, body_sig), "the context")
+        return self.inner.deserialize(args_text), self.inner.deserialize(context)
 
     def __repr__(self) -> str:
         # Key ids only: the secrets never leave this object.
