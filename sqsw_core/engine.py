@@ -56,6 +56,30 @@ class EngineStats:
     failed_acks: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
+    #: The counters summed across engines (``in_flight`` is derived, ``started_at`` kept).
+    COUNTERS = (
+        "received",
+        "redelivered",
+        "succeeded",
+        "failed",
+        "retried",
+        "released",
+        "extended",
+        "failed_acks",
+    )
+
+    @classmethod
+    def total(cls, parts: Iterable[EngineStats], started_at: float | None = None) -> EngineStats:
+        """The sum of several engines' counters (several queues or worker processes)."""
+        parts = list(parts)
+        total = cls(started_at=min((p.started_at for p in parts), default=time.monotonic()))
+        if started_at is not None:
+            total.started_at = started_at
+        for name in cls.COUNTERS:
+            setattr(total, name, sum(getattr(p, name) for p in parts))
+        total.in_flight = sum(p.in_flight for p in parts)
+        return total
+
     def __str__(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self.started_at)
         done = self.succeeded + self.failed + self.retried
@@ -184,6 +208,7 @@ class QueueEngine:
         finally:
             self._restore_signals(previous)
             queue.engine = None
+            queue.last_engine_stats = self.stats
         logger.info("Stopped processing %s: %s", queue.name, self.stats)
         return self.stats
 

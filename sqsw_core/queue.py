@@ -70,6 +70,8 @@ class GenericQueue:
         #: The engine processing this queue in this process, while one runs:
         #: processors and plugins read its counters as ``queue.engine.stats``.
         self.engine: QueueEngine | None = None
+        #: The counters of the last engine that processed this queue in this process.
+        self.last_engine_stats: EngineStats | None = None
 
     @classmethod
     def maker(cls, **kwargs: Any) -> Callable[..., GenericQueue]:
@@ -244,7 +246,7 @@ class GenericQueue:
         and graceful shutdown on SIGTERM/SIGINT; ``engine_options`` are its
         keyword arguments. Returns the run's counters. ``workers=N`` runs N
         such processes under a supervisor that forwards signals and restarts
-        a crashed one (returns ``None``).
+        a crashed one; the counters returned are then those of all of them.
         """
         from sqsw_core.engine import QueueEngine
 
@@ -264,8 +266,17 @@ class GenericQueue:
             )
         from sqsw_core.supervisor import Supervisor
 
-        Supervisor(run, workers, name=self.name).run()
-        return None
+        supervisor = Supervisor(run, workers, name=self.name, stats=self.engine_stats)
+        supervisor.run()
+        return supervisor.totals()
+
+    def engine_stats(self) -> list[EngineStats]:
+        """The counters of the engine running this queue in this process, else of the
+        last one that ran (none yet: empty)."""
+        engine = self.engine
+        if engine is not None:
+            return [engine.stats]
+        return [self.last_engine_stats] if self.last_engine_stats is not None else []
 
     def drain_queue(self, wait_seconds: float = 0) -> int:
         """Delete every message without running it; returns how many."""

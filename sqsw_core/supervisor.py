@@ -6,6 +6,11 @@ fork). The supervisor forwards SIGTERM/SIGINT to them (first = warm stop,
 second = cold stop) and restarts a child that crashed (non-zero exit while
 not stopping), with a growing delay when crashes repeat. A child that ends
 normally (its shutdown policy said stop) is not restarted.
+
+Given a ``stats`` callable, each child publishes its engines' counters twice
+a second into shared memory, and :meth:`Supervisor.totals` sums them over
+all children, past and present, so one process can show one live line and
+``process_queue(workers=N)`` can return the whole run's counters.
 """
 
 from __future__ import annotations
@@ -14,45 +19,114 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
 from types import FrameType
 from typing import Any
+
+from sqsw_core.engine import EngineStats
 
 logger = logging.getLogger("sqsw.supervisor")
 
 #: Restart delays (seconds) after consecutive crashes of the same slot.
 RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
+#: Seconds between two publications of a child's counters.
+PUBLISH_INTERVAL = 0.5
+
+#: The counters children publish, then ``in_flight``.
+_FIELDS = (*EngineStats.COUNTERS, "in_flight")
 
 
 class Supervisor:
-    """Runs ``target`` in ``workers`` forked processes until they all end."""
+    """Runs ``target`` in ``workers`` forked processes until they all end.
 
-    def __init__(self, target: Callable[[], Any], workers: int, name: str = "sqsw") -> None:
+    ``stats``, called in a child, returns the counters of the engines running
+    there (none yet: empty); :meth:`totals` sums what the children published.
+    """
+
+    def __init__(
+        self,
+        target: Callable[[], Any],
+        workers: int,
+        name: str = "sqsw",
+        stats: Callable[[], Iterable[EngineStats]] | None = None,
+    ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.target = target
         self.workers = workers
         self.name = name
+        self.stats = stats
         self.restarts = 0
         self._signals = 0
         self._context = multiprocessing.get_context("fork")
+        self.started_at = time.monotonic()
+        # One row of counters per slot, written by its child only (aligned
+        # 64-bit stores); rows of children that ended are folded into _retired.
+        self._shared = self._context.RawArray("q", workers * len(_FIELDS))
+        self._retired = [0] * len(EngineStats.COUNTERS)
 
-    def _child_main(self) -> None:
+    # -- counters ---------------------------------------------------------------
+
+    def _publish(self, slot: int) -> None:
+        assert self.stats is not None
+        total = EngineStats.total(self.stats())
+        row = slot * len(_FIELDS)
+        for offset, field in enumerate(_FIELDS):
+            self._shared[row + offset] = getattr(total, field)
+
+    def _publisher(self, slot: int, done: threading.Event) -> None:
+        while not done.wait(PUBLISH_INTERVAL):
+            self._publish(slot)
+
+    def _retire(self, slot: int) -> None:
+        """Fold an ended child's last counters into the totals and clear its row."""
+        row = slot * len(_FIELDS)
+        for offset in range(len(EngineStats.COUNTERS)):
+            self._retired[offset] += self._shared[row + offset]
+        for offset in range(len(_FIELDS)):
+            self._shared[row + offset] = 0
+
+    def totals(self) -> EngineStats:
+        """The counters of every child so far (in flight: the running ones')."""
+        total = EngineStats(started_at=self.started_at)
+        width = len(_FIELDS)
+        for offset, field in enumerate(_FIELDS):
+            live = sum(self._shared[slot * width + offset] for slot in range(self.workers))
+            retired = self._retired[offset] if offset < len(self._retired) else 0
+            setattr(total, field, live + retired)
+        return total
+
+    # -- processes --------------------------------------------------------------
+
+    def _child_main(self, slot: int) -> None:
         # The engine installs its own handlers in the child's main thread.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+        done = threading.Event()
+        if self.stats is not None:
+            threading.Thread(
+                target=self._publisher, args=(slot, done), name="sqsw-stats", daemon=True
+            ).start()
+        code = 0
         try:
             self.target()
         except BaseException:
             logger.exception("Worker process %d of %s crashed", os.getpid(), self.name)
-            os._exit(1)
-        os._exit(0)
+            code = 1
+        done.set()
+        if self.stats is not None:
+            try:
+                self._publish(slot)  # the final counts
+            except Exception:
+                logger.exception("Could not publish the counters of worker process %d", os.getpid())
+        os._exit(code)
 
     def _spawn(self, slot: int) -> BaseProcess:
         process = self._context.Process(
-            target=self._child_main, name=f"{self.name}-worker-{slot}", daemon=False
+            target=self._child_main, args=(slot,), name=f"{self.name}-worker-{slot}", daemon=False
         )
         process.start()
         logger.info("Started worker process %d (%s)", process.pid, process.name)
@@ -94,6 +168,7 @@ class Supervisor:
                         continue
                     process.join()
                     del self._processes[slot]
+                    self._retire(slot)
                     code = process.exitcode
                     if code == 0 or self._signals:
                         crashes.pop(slot, None)

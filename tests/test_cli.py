@@ -130,6 +130,51 @@ def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
     assert int(queue.attributes["ApproximateNumberOfMessages"]) == 0
 
 
+@pytest.mark.slow
+def test_run_with_worker_processes_shows_their_summed_counters(
+    ls_env: SQSEnv, endpoint: str, tmp_path: Path
+) -> None:
+    (tmp_path / "cli_app.py").write_text(APP)
+    log = tmp_path / "jobs.log"
+    create_standard_queue(ls_env, "emails")
+    queue = ls_env.queue("emails")
+    with queue.add_batch():
+        for n in range(30):
+            queue.add_job("send", n=n)
+    result = subprocess.run(
+        [
+            *SQSW,
+            "run",
+            "--app",
+            "cli_app:sqs",
+            "--queue-prefix",
+            ls_env.queue_prefix,
+            "--workers",
+            "2",
+            "--concurrency",
+            "2",
+            "--wait-seconds",
+            "1",
+            "--shutdown",
+            "idle=2",
+            "--stats-interval",
+            "0.5",
+            "emails",
+        ],
+        cwd=tmp_path,
+        env=variables(endpoint, APP_LOG=str(log)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(int(line.split()[0]) for line in log.read_text().splitlines()) == list(range(30))
+    # One line for the whole run, summed over the worker processes.
+    assert "emails: 30 jobs done" in result.stderr
+    (final,) = [x for x in result.stderr.splitlines() if "Stopped emails (2 worker" in x]
+    assert "received=30 " in final and "succeeded=30 " in final, final
+
+
 def test_plugins_lists_every_shipped_plugin_with_its_distribution() -> None:
     result = sqsw("plugins", "--json")
     assert result.returncode == 0, result.stderr

@@ -111,6 +111,23 @@ def test_supervisor_runs_workers_forwards_sigterm_and_restarts_crashes_localstac
     assert output.count("SIGTERM received: warm stop") >= 2  # both children stopped warm
 
 
+def test_worker_processes_report_their_summed_counters_localstack(
+    ls_env: SQSEnv, endpoint: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "runs.log"
+    enqueue(ls_env, 60)
+    supervisor = start_worker_process(
+        ls_env, endpoint, log, capture_output=True, sleep=0.01, concurrency=2, workers=2, idle=2
+    )
+    output, _ = supervisor.communicate(timeout=90)
+    assert supervisor.returncode == 0, output
+    counts = runs_in(log)
+    assert counts == Counter(range(60))
+    # process_queue(workers=2) returns the counters of both processes together.
+    (totals,) = [line for line in output.splitlines() if "TOTALS" in line]
+    assert "received=60 " in totals and "succeeded=60 " in totals, totals
+
+
 def test_workers_refused_on_the_memory_session() -> None:
     sqs = SQSEnv("memory")
     with pytest.raises(ConfigurationError, match="use concurrency="):

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -18,12 +18,14 @@ from rich.text import Text
 from sqsw_core.cli.common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
+    EXIT_PLUGIN,
     CliError,
     console,
     import_app,
     settings_for,
 )
-from sqsw_core.env import SQSEnv
+from sqsw_core.engine import EngineStats
+from sqsw_core.supervisor import Supervisor
 
 logger = logging.getLogger("sqsw.cli")
 
@@ -32,13 +34,22 @@ ENGINE_KEYS = ("concurrency", "prefetch", "pollers", "grace_period", "max_job_du
 
 
 class StatsReporter:
-    """Shows the engines' live counters: a rich Live line on a terminal, else log lines."""
+    """Shows live counters: a rich Live line on a terminal, else log lines.
+
+    ``source`` returns the counters to show: the engines running in this
+    process, or the totals a supervisor collects from its worker processes.
+    """
 
     def __init__(
-        self, env: SQSEnv, queue_names: list[str], out: Console, interval: float, live: bool
+        self,
+        queue_names: list[str],
+        source: Callable[[], list[EngineStats]],
+        out: Console,
+        interval: float,
+        live: bool,
     ) -> None:
-        self.env = env
         self.queue_names = queue_names
+        self.source = source
         self.out = out
         self.interval = interval
         self.live = live
@@ -48,33 +59,22 @@ class StatsReporter:
 
     def line(self) -> str:
         """One line for all queues: throughput, in flight, failed, retried, redelivered."""
-        done = failed = retried = redelivered = in_flight = released = 0
-        running = 0
-        for name in self.queue_names:
-            queue = self.env.queues.get(name)
-            engine = queue.engine if queue is not None else None
-            if engine is None:
-                continue
-            running += 1
-            stats = engine.stats
-            settled = stats.succeeded + stats.failed + stats.retried
-            done += settled
-            failed += stats.failed
-            retried += stats.retried
-            redelivered += stats.redelivered
-            # Received and not settled yet (stats.in_flight also counts receives under way).
-            in_flight += max(0, stats.received - settled - stats.released)
-            released += stats.released
+        parts = self.source()
+        names = ", ".join(self.queue_names)
+        if not parts:
+            return f"{names}: starting"
+        stats = EngineStats.total(parts)
+        done = stats.succeeded + stats.failed + stats.retried
+        # Received and not settled yet (stats.in_flight also counts receives under way).
+        in_flight = max(0, stats.received - done - stats.released)
         now = time.monotonic()
         since, before = self._last
         rate = (done - before) / max(1e-9, now - since)
         self._last = (now, done)
-        if not running:
-            return f"{', '.join(self.queue_names)}: starting"
         return (
-            f"{', '.join(self.queue_names)}: {done} jobs done ({rate:.1f}/s) | in flight "
-            f"{in_flight} | failed {failed} | retried {retried} | redelivered {redelivered} "
-            f"| released {released}"
+            f"{names}: {done} jobs done ({rate:.1f}/s) | in flight {in_flight} | failed "
+            f"{stats.failed} | retried {stats.retried} | redelivered {stats.redelivered} "
+            f"| released {stats.released}"
         )
 
     def _loop(self) -> None:
@@ -204,36 +204,44 @@ def run(
         env.processor_class.__name__,
         n_workers,
     )
-    # With worker processes the engines run in the children, which log their own counters.
-    reporter = StatsReporter(env, names, err, stats_interval, err.is_terminal)
-    crashed = 0
-    with reporter if n_workers == 1 else contextlib.nullcontext():
+
+    def running() -> list[EngineStats]:
+        """The counters of the engines running in this process."""
+        return [stats for name in names for stats in env.queue(name).engine_stats()]
+
+    def run_all() -> None:
         if len(names) == 1:
-            stats = env.queue(names[0]).process_queue(
-                policy_maker(), wait, workers=n_workers, **engine_options
-            )
-            if stats is not None:
-                logger.info("Stopped %s: %s", names[0], stats)
-        else:
+            stats = env.queue(names[0]).process_queue(policy_maker(), wait, **engine_options)
+            logger.info("Stopped %s: %s", names[0], stats)
+            return
+        options = dict(engine_options)
+        result = env.process_queues(
+            names,
+            policy_maker,
+            wait,
+            concurrency=options.pop("concurrency", 16),
+            priority=str(settings.get("priority", "strict")),
+            **options,
+        )
+        for name, stats in result.items():
+            logger.info("Stopped %s: %s", name, stats)
 
-            def run_all() -> None:
-                concurrency = engine_options.pop("concurrency", 16)
-                result = env.process_queues(
-                    names,
-                    policy_maker,
-                    wait,
-                    concurrency=concurrency,
-                    priority=str(settings.get("priority", "strict")),
-                    **engine_options,
-                )
-                for name, stats in result.items():
-                    logger.info("Stopped %s: %s", name, stats)
-
-            if n_workers == 1:
-                run_all()
-            else:
-                from sqsw_core.supervisor import Supervisor
-
-                crashed = Supervisor(run_all, n_workers, name="+".join(names)).run()
+    if n_workers == 1:
+        with StatsReporter(names, running, err, stats_interval, err.is_terminal):
+            run_all()
+        return
+    if getattr(env.session, "process_local", False):
+        raise CliError(
+            f"--workers {n_workers}: the session {env.session!r} keeps its queues in this "
+            "process, so worker processes cannot share them; use --concurrency instead",
+            EXIT_PLUGIN,
+        )
+    # The engines run in the children; the supervisor sums what they publish.
+    supervisor = Supervisor(run_all, n_workers, name="+".join(names), stats=running)
+    with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, err.is_terminal):
+        crashed = supervisor.run()
+    logger.info(
+        "Stopped %s (%d worker processes): %s", ", ".join(names), n_workers, supervisor.totals()
+    )
     if crashed:
         raise CliError(f"{crashed} worker process(es) crashed", EXIT_ERROR)

@@ -48,12 +48,13 @@ def main() -> int:
 
     idle = float(os.environ.get("APP_IDLE", "0"))
     policy: ShutdownPolicy = IdleShutdown(idle) if idle else NeverShutdown()
-    queue.process_queue(
+    stats = queue.process_queue(
         policy,
         wait_seconds=1,
         concurrency=int(os.environ.get("APP_CONCURRENCY", "4")),
         workers=int(os.environ.get("APP_WORKERS", "1")),
     )
+    logging.getLogger("worker_app").info("TOTALS %s", stats)
     return 0
 
 
