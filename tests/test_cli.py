@@ -66,6 +66,20 @@ def sqsw(
     )
 
 
+def emails_app(ls_env: SQSEnv, tmp_path: Path, jobs: int) -> tuple[Path, list[str]]:
+    """The CLI app in ``tmp_path``, ``jobs`` jobs on its queue; the job log and the
+    ``sqsw run`` command line for that queue (add options before the queue name)."""
+    (tmp_path / "cli_app.py").write_text(APP)
+    create_standard_queue(ls_env, "emails")
+    queue = ls_env.queue("emails")
+    with queue.add_batch():
+        for n in range(jobs):
+            queue.add_job("send", n=n)
+    command = [*SQSW, "run", "--app", "cli_app:sqs", "--queue-prefix", ls_env.queue_prefix]
+    command += ["--wait-seconds", "1", "--stats-interval", "0.5"]
+    return tmp_path / "jobs.log", command
+
+
 def processor_variants() -> list[str]:
     return ["default", "otel"]
 
@@ -77,31 +91,10 @@ def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
 ) -> None:
     if processor == "otel":
         pytest.importorskip("sqsw_otel")
-    (tmp_path / "cli_app.py").write_text(APP)
-    log = tmp_path / "jobs.log"
-    create_standard_queue(ls_env, "emails")
+    log, command = emails_app(ls_env, tmp_path, 20)
     queue = ls_env.queue("emails")
-    with queue.add_batch():
-        for n in range(20):
-            queue.add_job("send", n=n)
     worker = subprocess.Popen(
-        [
-            *SQSW,
-            "run",
-            "--app",
-            "cli_app:sqs",
-            "--processor",
-            processor,
-            "--queue-prefix",
-            ls_env.queue_prefix,
-            "--concurrency",
-            "4",
-            "--wait-seconds",
-            "1",
-            "--stats-interval",
-            "0.5",
-            "emails",
-        ],
+        [*command, "--processor", processor, "--concurrency", "4", "emails"],
         cwd=tmp_path,
         env=variables(endpoint, APP_LOG=str(log)),
         stdout=subprocess.PIPE,
@@ -134,33 +127,9 @@ def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
 def test_run_with_worker_processes_shows_their_summed_counters(
     ls_env: SQSEnv, endpoint: str, tmp_path: Path
 ) -> None:
-    (tmp_path / "cli_app.py").write_text(APP)
-    log = tmp_path / "jobs.log"
-    create_standard_queue(ls_env, "emails")
-    queue = ls_env.queue("emails")
-    with queue.add_batch():
-        for n in range(30):
-            queue.add_job("send", n=n)
+    log, command = emails_app(ls_env, tmp_path, 30)
     result = subprocess.run(
-        [
-            *SQSW,
-            "run",
-            "--app",
-            "cli_app:sqs",
-            "--queue-prefix",
-            ls_env.queue_prefix,
-            "--workers",
-            "2",
-            "--concurrency",
-            "2",
-            "--wait-seconds",
-            "1",
-            "--shutdown",
-            "idle=2",
-            "--stats-interval",
-            "0.5",
-            "emails",
-        ],
+        [*command, "--workers", "2", "--concurrency", "2", "--shutdown", "idle=2", "emails"],
         cwd=tmp_path,
         env=variables(endpoint, APP_LOG=str(log)),
         capture_output=True,

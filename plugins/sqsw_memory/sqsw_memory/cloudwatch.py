@@ -13,14 +13,9 @@ CloudWatch. Parameters are validated with botocore's CloudWatch model.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import ParamValidationError
-from botocore.model import ServiceModel
-from botocore.session import get_session
-from botocore.validate import ParamValidator
-
+from sqsw_memory.errors import validate_params
 from sqsw_memory.message import VISIBLE
 
 if TYPE_CHECKING:
@@ -30,19 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["MemoryCloudWatchClient"]
 
 NAMESPACE = "AWS/SQS"
-
-_model: ServiceModel | None = None
-_lock = threading.Lock()
-_validator = ParamValidator()
-
-
-def _service_model() -> ServiceModel:
-    global _model
-    if _model is None:
-        with _lock:
-            if _model is None:
-                _model = get_session().get_service_model("cloudwatch")
-    return _model
 
 
 def _oldest_age(q: Queue, now_ms: int) -> float | None:
@@ -73,10 +55,7 @@ class MemoryCloudWatchClient:
         self._registry = registry
 
     def get_metric_statistics(self, **params: Any) -> dict[str, Any]:
-        shape = _service_model().operation_model("GetMetricStatistics").input_shape
-        report = _validator.validate(params, shape)
-        if report.has_errors():
-            raise ParamValidationError(report=report.generate_report())
+        validate_params("GetMetricStatistics", params, service="cloudwatch")
         name = params["MetricName"]
         response: dict[str, Any] = {"Label": name, "Datapoints": []}
         dimensions = {d["Name"]: d["Value"] for d in params.get("Dimensions", [])}

@@ -57,19 +57,20 @@ _ALIASES = {
 }
 
 _lock = threading.Lock()
-_model: ServiceModel | None = None
+_models: dict[str, ServiceModel] = {}
 _exceptions: Any = None
 _validator = ParamValidator()
 
 
-def service_model() -> ServiceModel:
-    """botocore's SQS service model (loaded once)."""
-    global _model
-    if _model is None:
+def service_model(service: str = "sqs") -> ServiceModel:
+    """botocore's model of ``service`` (loaded once)."""
+    model = _models.get(service)
+    if model is None:
         with _lock:
-            if _model is None:
-                _model = get_session().get_service_model("sqs")
-    return _model
+            model = _models.get(service)
+            if model is None:
+                model = _models[service] = get_session().get_service_model(service)
+    return model
 
 
 def client_exceptions() -> Any:
@@ -125,9 +126,9 @@ class SQSError(Exception):
         return cls(response, operation)
 
 
-def validate_params(operation: str, params: dict[str, Any]) -> None:
+def validate_params(operation: str, params: dict[str, Any], service: str = "sqs") -> None:
     """Validate ``params`` as botocore does before sending; raise ``ParamValidationError``."""
-    shape = service_model().operation_model(operation).input_shape
+    shape = service_model(service).operation_model(operation).input_shape
     report = _validator.validate(params, shape)
     if report.has_errors():
         raise ParamValidationError(report=report.generate_report())
