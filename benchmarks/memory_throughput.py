@@ -1,10 +1,14 @@
 """Jobs/s on the in-memory SQS: sqsw beside sqs-workers 0.7.3, measured in one run.
 
-    .venv/bin/python benchmarks/memory_throughput.py [--sizes 2000,20000,100000]
+    .venv/bin/python benchmarks/memory_throughput.py [--sizes 2000,20000,100000] [--repeat 3]
 
 For each size: enqueue N no-op jobs with batched sends, then process until the
 queue is empty with ``process_batch`` (receive 10, run, ack). sqs-workers runs
 from PyPI in its own venv (``.bench/``), with the JSON codec like sqsw.
+
+Each side runs ``--repeat`` times per size, each on a fresh queue, and the
+fastest enqueue and processing times count (run-to-run noise on a shared
+machine is several percent); a side whose run took over 10 s is not repeated.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import gc
 import json
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 from _baseline import run_baseline
 
@@ -73,22 +79,48 @@ def bench_sqsw(n: int, processor: str = "default") -> dict[str, float]:
     return {"enqueue_s": t1 - t0, "process_s": t2 - t1}
 
 
+#: A side whose run took longer than this (seconds) is not run again.
+REPEAT_UNDER = 10.0
+
+
+def best_of(runs: int, bench: Callable[[], Any]) -> Any:
+    """The fastest enqueue and processing times over up to ``runs`` runs of ``bench``.
+
+    ``None`` (a run that timed out) ends the repeats.
+    """
+    best: dict[str, float] | None = None
+    for _ in range(max(1, runs)):
+        result = bench()
+        if result is None:
+            return best
+        times = {key: float(result[key]) for key in ("enqueue_s", "process_s")}
+        best = times if best is None else {k: min(v, times[k]) for k, v in best.items()}
+        if sum(times.values()) > REPEAT_UNDER:
+            break
+    return best
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="2000,20000,100000")
     parser.add_argument("--baseline-timeout", type=float, default=600)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per side and size (best)")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
 
     rows = []
     for n in sizes:
-        ours = bench_sqsw(n)
-        theirs = run_baseline(SQS_WORKERS_SCRIPT, str(n), timeout=args.baseline_timeout)
+        ours = best_of(args.repeat, lambda n=n: bench_sqsw(n))
+        theirs = best_of(
+            args.repeat,
+            lambda n=n: run_baseline(SQS_WORKERS_SCRIPT, str(n), timeout=args.baseline_timeout),
+        )
         rows.append((n, ours, theirs))
 
     def rate(n: int, seconds: float) -> float:
         return n / seconds
 
+    print(f"best of {args.repeat} run(s) per side and size (runs over {REPEAT_UNDER:.0f} s: once)")
     pair = f"{'sqsw':>9} {'sqs-workers':>11}"
     print(f"{'jobs':>8} | {'enqueue jobs/s':>26} | {'process jobs/s':>28}")
     print(f"{'':>8} | {pair} {'x':>4} | {pair} {'x':>6}")
