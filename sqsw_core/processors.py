@@ -194,7 +194,9 @@ class Processor:
         Entries are the ``SendMessage(Batch)`` parameters, mutable in place
         (tracing plugins add message attributes here). Subclasses override
         and ``yield from super().sending(...)`` style nesting is done with
-        ``with super().sending(queue, entries): yield entries``.
+        ``with super().sending(queue, entries): yield entries``. For a batch
+        call ``entries`` is a :class:`~sqsw_core.sending.SendEntries`: after
+        the ``yield``, its ``failed`` lists the entries SQS refused.
         """
         yield entries
 

@@ -21,7 +21,13 @@ from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor
 from sqsw_core.results import BatchProcessingResult
-from sqsw_core.sending import MAX_DELAY_SECONDS, SendBatch, check_size, message_size
+from sqsw_core.sending import (
+    MAX_DELAY_SECONDS,
+    SendBatch,
+    SendEntries,
+    check_size,
+    message_size,
+)
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 from sqsw_core.tasks import AsyncTask
 
@@ -176,8 +182,11 @@ class GenericQueue:
 
     def send_entries(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         """One ``SendMessageBatch`` call (entries carry their ``Id``)."""
-        with self.env.processor_class.sending(self, entries) as sent:
-            return self.call("send_message_batch", Entries=sent)
+        batch = SendEntries(entries)
+        with self.env.processor_class.sending(self, batch) as sent:
+            response = self.call("send_message_batch", Entries=list(sent))
+            batch.failed = response.get("Failed", [])
+            return response
 
     @contextmanager
     def add_batch(self) -> Iterator[SendBatch]:

@@ -17,6 +17,16 @@ DEFAULT_MAX_MESSAGE_SIZE = 1_048_576
 MAX_DELAY_SECONDS = 900
 
 
+class SendEntries(list[dict[str, Any]]):
+    """The entries of one ``SendMessageBatch`` call, as the ``sending`` hook sees them.
+
+    After the call, ``failed`` holds the ``Failed`` entries of SQS's answer
+    (those it refused one by one; the call itself succeeded).
+    """
+
+    failed: list[dict[str, Any]] = []
+
+
 def message_size(entry: dict[str, Any]) -> int:
     """Bytes SQS counts for a message: body plus attribute names, types and values."""
     size = len(entry["MessageBody"].encode("utf-8"))

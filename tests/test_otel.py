@@ -36,7 +36,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from sqsw_core import RetryJob, SQSEnv, create_standard_queue
+from sqsw_core import RetryJob, SQSBatchError, SQSEnv, create_standard_queue
 from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.exceptions import SQSCallError
 from sqsw_core.messages import Message
@@ -358,6 +358,25 @@ def test_batch_send_span_counts_messages(make_env: Callable[..., SQSEnv]) -> Non
     assert {p.parent.span_id for p in processed if p.parent is not None} == send_ids
     (sent,) = metric_points("messaging.client.sent.messages", sqs_name)
     assert sent.value == 12
+
+
+def test_refused_batch_entries_show_on_the_send_span(make_env: Callable[..., SQSEnv]) -> None:
+    queue = make_queue(make_env)
+    sqs_name = queue.get_sqs_queue_name()
+    with pytest.raises(SQSBatchError), queue.add_batch():
+        queue.add_job("fine", n=1)
+        queue.add_raw_job("nul_body", "bad\x00body", "{}", "json")  # SQS refuses this entry
+        queue.add_job("fine", n=2)
+    (send,) = spans(sqs_name, SpanKind.PRODUCER)
+    attributes = dict(send.attributes or {})
+    assert attributes["messaging.batch.message_count"] == 3
+    assert attributes["messaging.sqsw.failed_count"] == 1
+    assert attributes["error.type"] == "sqsw_core.exceptions.SQSBatchError"
+    assert send.status.status_code is StatusCode.ERROR
+    assert send.status.description == "SQS refused 1 of 3 messages: InvalidMessageContents"
+    points = metric_points("messaging.client.sent.messages", sqs_name)
+    by_error = {p.attributes.get("error.type"): p.value for p in points}
+    assert by_error == {None: 2, "sqsw_core.exceptions.SQSBatchError": 1}
 
 
 def test_failed_send_is_an_error_span(make_env: Callable[..., SQSEnv]) -> None:

@@ -71,10 +71,14 @@ SYSTEM_AWS_SQS = "aws_sqs"
 # sqsw's own attributes: the conventions define no SQS receive count nor job name.
 JOB_NAME = "messaging.sqsw.job_name"
 RECEIVE_COUNT = "messaging.sqsw.receive_count"
-#: How many jobs of a batch processor's batch failed (without the handler raising).
+#: How many jobs of a batch processor's batch failed (without the handler raising), or
+#: how many messages of a batch send SQS refused.
 FAILED_COUNT = "messaging.sqsw.failed_count"
 #: ``error.type`` of a batch span when some of its jobs failed.
 BATCH_JOBS_FAILED = "sqsw_core.batch_jobs.BatchJobsFailed"
+#: ``error.type`` of a batch send span when SQS refused some of its entries
+#: (what ``add_batch()`` then raises).
+BATCH_ENTRIES_REFUSED = "sqsw_core.exceptions.SQSBatchError"
 
 #: SQS accepts at most 10 message attributes per message.
 MAX_MESSAGE_ATTRIBUTES = 10
@@ -488,4 +492,20 @@ class OtelProcessor(Processor):
                 telemetry.sent.add(count, {**metric_attributes, ERROR_TYPE: error_type})
                 raise
             _set_queue_url(span, queue)
+            # Entries SQS refused one by one inside a batch call that succeeded.
+            refused: list[dict[str, Any]] = getattr(entries, "failed", None) or []
+            if refused:
+                codes = sorted({str(f.get("Code")) for f in refused})
+                span.set_attribute(ERROR_TYPE, BATCH_ENTRIES_REFUSED)
+                span.set_attribute(FAILED_COUNT, len(refused))
+                span.set_status(
+                    Status(
+                        StatusCode.ERROR,
+                        f"SQS refused {len(refused)} of {count} messages: {', '.join(codes)}",
+                    )
+                )
+                telemetry.sent.add(
+                    len(refused), {**metric_attributes, ERROR_TYPE: BATCH_ENTRIES_REFUSED}
+                )
+                count -= len(refused)
         telemetry.sent.add(count, metric_attributes)
