@@ -1,12 +1,14 @@
-"""Helpers shared by the benchmarks: the sqs-workers 0.7.3 baseline venv."""
+"""Helpers shared by the benchmarks: the sqs-workers 0.7.3 baseline venv, LocalStack."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BASELINE_VENV = REPO / ".bench" / "sqs-workers-0.7.3"
@@ -52,3 +54,14 @@ def run_baseline(script: str, *args: str, timeout: float) -> dict[str, object] |
         return None
     result: dict[str, object] = json.loads(out.strip().splitlines()[-1])
     return result
+
+
+def load_localstack() -> Any:
+    """scripts/localstack.py (not a package), imported by path: install, start, stop."""
+    spec = importlib.util.spec_from_file_location("ls", REPO / "scripts" / "localstack.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ls"] = module  # its dataclasses need the module registered
+    spec.loader.exec_module(module)
+    return module

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import resource
 import sys
 import threading
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from _baseline import run_baseline
+from _baseline import load_localstack, run_baseline
 
 from sqsw_core import SQSEnv, create_standard_queue, delete_queue
 from sqsw_core.shutdown_policies import MaxTasksShutdown
@@ -75,16 +74,6 @@ t0 = time.perf_counter()
 queue.process_queue(shutdown_policy=MaxTasksShutdown(jobs), wait_second=1)
 print(json.dumps({"seconds": time.perf_counter() - t0, "done": len(done)}))
 """
-
-
-def load_localstack() -> Any:
-    spec = importlib.util.spec_from_file_location("ls", REPO / "scripts" / "localstack.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ls"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class RequestCounter:

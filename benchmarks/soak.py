@@ -21,7 +21,6 @@ queue's counters at the end (0 visible, 0 in flight).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import signal
 import subprocess
@@ -36,6 +35,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from _baseline import load_localstack  # noqa: E402
 
 from sqsw_core import AWSSession, SQSEnv, create_standard_queue  # noqa: E402
 from sqsw_core.exceptions import SQSBatchError  # noqa: E402
@@ -77,16 +78,6 @@ def worker_main(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- driver
-
-
-def load_localstack() -> Any:
-    spec = importlib.util.spec_from_file_location("ls", REPO / "scripts" / "localstack.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ls"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def rss_mib(pid: int) -> float | None:
