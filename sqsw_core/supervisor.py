@@ -66,7 +66,7 @@ class Supervisor:
         # One row of counters per slot, written by its child only (aligned
         # 64-bit stores); rows of children that ended are folded into _retired.
         self._shared = self._context.RawArray("q", workers * len(_FIELDS))
-        self._retired = [0] * len(EngineStats.COUNTERS)
+        self._retired = EngineStats(started_at=self.started_at)
 
     # -- counters ---------------------------------------------------------------
 
@@ -81,23 +81,26 @@ class Supervisor:
         while not done.wait(PUBLISH_INTERVAL):
             self._publish(slot)
 
+    def _row(self, slot: int) -> EngineStats:
+        """The counters the child in ``slot`` published last."""
+        row = slot * len(_FIELDS)
+        stats = EngineStats(started_at=self.started_at)
+        for offset, field in enumerate(_FIELDS):
+            setattr(stats, field, self._shared[row + offset])
+        return stats
+
     def _retire(self, slot: int) -> None:
         """Fold an ended child's last counters into the totals and clear its row."""
+        self._retired = EngineStats.total([self._retired, self._row(slot)], self.started_at)
+        self._retired.in_flight = 0  # an ended child holds nothing
         row = slot * len(_FIELDS)
-        for offset in range(len(EngineStats.COUNTERS)):
-            self._retired[offset] += self._shared[row + offset]
         for offset in range(len(_FIELDS)):
             self._shared[row + offset] = 0
 
     def totals(self) -> EngineStats:
         """The counters of every child so far (in flight: the running ones')."""
-        total = EngineStats(started_at=self.started_at)
-        width = len(_FIELDS)
-        for offset, field in enumerate(_FIELDS):
-            live = sum(self._shared[slot * width + offset] for slot in range(self.workers))
-            retired = self._retired[offset] if offset < len(self._retired) else 0
-            setattr(total, field, live + retired)
-        return total
+        rows = [self._row(slot) for slot in range(self.workers)]
+        return EngineStats.total([self._retired, *rows], self.started_at)
 
     # -- processes --------------------------------------------------------------
 
