@@ -4,6 +4,7 @@
 #  1. scripts/setup-dev.sh: .venv with sqsw (core + all plugins, editable) + dev tools
 #  2. LocalStack in its own venv (.localstack/venv), installed if needed
 #  3. ruff + mypy, only for a whole-suite run (no arguments); SQSW_LINT=0 skips, =1 forces
+#     (.ci/run always sets SQSW_LINT=1 and fails unless "ruff + mypy ok" is logged)
 #  4. LocalStack started on a free 127.0.0.1 port; SQSW_TEST_ENDPOINT exported
 #  5. .venv/bin/python -m pytest "$@"
 # LocalStack is always stopped on exit (also on failure, Ctrl-C, SIGTERM); the exit
@@ -44,6 +45,8 @@ if [ "${SQSW_LINT:-auto}" = 1 ] || { [ "${SQSW_LINT:-auto}" = auto ] && [ $# -eq
     else
         log "ruff + mypy ok ($((SECONDS - t0)) s)"
     fi
+else
+    log "ruff + mypy skipped (SQSW_LINT=${SQSW_LINT:-auto}, pytest arguments: $#)"
 fi
 
 # ---- LocalStack

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqsw_core import SQSEnv
 from sqsw_core.shutdown_policies import IdleShutdown
@@ -31,6 +32,132 @@ def process_until_idle(queue: Any, idle: float | None = None) -> None:
         idle = 1.5 if queue.is_fifo else 0.3 if memory else 1.0
     wait = 0 if memory and idle < 1 else 1
     queue.process_queue(shutdown_policy=IdleShutdown(idle), wait_seconds=wait)
+
+
+class QueueCounts(NamedTuple):
+    """What SQS reports for a queue: compares equal to ``(visible, in_flight, delayed)``."""
+
+    visible: int
+    in_flight: int
+    delayed: int
+
+
+def queue_counts(queue: Any) -> QueueCounts:
+    """Visible, in flight (received, not deleted) and delayed messages of ``queue``."""
+    attributes = queue.env.sqs_client.get_queue_attributes(
+        QueueUrl=queue.url,
+        AttributeNames=[
+            "ApproximateNumberOfMessages",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesDelayed",
+        ],
+    )["Attributes"]
+    return QueueCounts(
+        int(attributes.get("ApproximateNumberOfMessages", 0)),
+        int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+        int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+    )
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str = "condition") -> None:
+    """Poll ``predicate`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def settled_counts(queue: Any, expected: tuple[int, int, int], timeout: float = 3.0) -> QueueCounts:
+    """``queue_counts(queue)`` once it equals ``expected``, or the last counts seen.
+
+    LocalStack updates its counters on a timer that ticks about once a second;
+    this waits up to ``timeout`` for them to settle. Use a visibility timeout
+    well above ``timeout`` so that a message held by mistake cannot reappear
+    within it: then ``settled_counts(q, (0, 0, 0))[1]`` is what is really in flight.
+    """
+    deadline = time.monotonic() + timeout
+    counts = queue_counts(queue)
+    while counts != expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        counts = queue_counts(queue)
+    return counts
+
+
+def receive_all(
+    queue: Any,
+    *,
+    expected: int | None = None,
+    release: bool = True,
+    timeout: float = 15.0,
+) -> list[dict[str, Any]]:
+    """Every visible message of ``queue``, each received once, as boto3 dicts (all attributes).
+
+    Stops when ``expected`` messages were received, or else when receives come back
+    empty and SQS reports none visible. Each message's ``ApproximateReceiveCount``
+    includes this receive. ``release=True`` makes them visible again at once
+    (their receive count stays one higher); ``release=False`` deletes them.
+    Delayed messages are not received.
+    """
+    client, url = queue.env.sqs_client, queue.url
+    memory = type(queue.env.session).__name__ == "MemorySession"
+    found: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + timeout
+    empty = 0
+    while expected is None or len(found) < expected:
+        assert time.monotonic() < deadline, (
+            f"receive_all({queue.name}): {len(found)} message(s) after {timeout} s, "
+            f"expected {expected}; counts {queue_counts(queue)}"
+        )
+        got = client.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=0 if memory else 1,
+            VisibilityTimeout=120,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        for message in got:
+            found[message["MessageId"]] = message
+        if got:
+            empty = 0
+            continue
+        empty += 1
+        if expected is None and empty >= 2 and queue_counts(queue).visible == 0:
+            break
+    handles = [m["ReceiptHandle"] for m in found.values()]
+    for start in range(0, len(handles), 10):
+        chunk = handles[start : start + 10]
+        if release:
+            client.change_message_visibility_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                    for i, h in enumerate(chunk)
+                ],
+            )
+        else:
+            client.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(chunk)],
+            )
+    return list(found.values())
+
+
+def receive_counts(queue: Any, **options: Any) -> dict[str, int]:
+    """How many times each visible message of ``queue`` had been received before this look.
+
+    MessageId -> ``ApproximateReceiveCount`` - 1; see :func:`receive_all` (same options):
+    looking costs each message one receive (mind a redrive policy's maxReceiveCount).
+    """
+    return {
+        m["MessageId"]: int(m["Attributes"]["ApproximateReceiveCount"]) - 1
+        for m in receive_all(queue, **options)
+    }
+
+
+def dead_letter_depth(queue: Any) -> int:
+    """Messages in ``queue`` (a dead-letter queue): visible + in flight + delayed."""
+    return sum(queue_counts(queue))
 
 
 REPO = Path(__file__).resolve().parent.parent
