@@ -25,6 +25,9 @@ In ``sqsw.toml`` the same keys sit at the top level.
 
 from __future__ import annotations
 
+import difflib
+import fnmatch
+import importlib.metadata
 import inspect
 import json
 import os
@@ -35,6 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from sqsw_core import plugins
+from sqsw_core.engine_options import (
+    PRIORITIES,
+    RANGES,
+    check_option,
+    check_shutdown_argument,
+    describe,
+    show,
+)
 from sqsw_core.exceptions import ConfigurationError, PluginError
 
 if sys.version_info >= (3, 11):
@@ -103,19 +114,25 @@ def _convert(key: str, value: Any, source: str) -> Any:
                 raise TypeError("a name or a list of names")
             return value
         if kind == "int":
-            if isinstance(value, bool):
-                raise TypeError("an integer")
+            # Whole numbers only: 2.5 (or "2.5") is refused, not truncated to 2.
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise TypeError
             return int(value)
         if kind == "float":
-            if isinstance(value, bool):
-                raise TypeError("a number")
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError
             return float(value)
         if not isinstance(value, str):
             raise TypeError("a string")
         return value
     except (TypeError, ValueError) as exc:
-        expected = exc.args[0] if isinstance(exc, TypeError) else f"a valid {kind}"
-        raise ConfigurationError(f"{source}: {key} must be {expected}, got {value!r}") from None
+        if key in RANGES:
+            expected = describe(key)
+        elif isinstance(exc, TypeError) and exc.args:
+            expected = exc.args[0]
+        else:
+            expected = {"int": "an integer", "float": "a number"}.get(kind, f"a valid {kind}")
+        raise ConfigurationError(f"{source}: {key} must be {expected}, got {show(value)}") from None
 
 
 def _option_value(text: str) -> Any:
@@ -163,6 +180,12 @@ class Settings:
                 f"got {value!r}"
             )
         value = _convert(key, value, source)
+        if key in RANGES:
+            check_option(key, value, source)
+        if key == "priority" and value not in PRIORITIES:
+            raise ConfigurationError(
+                f"{source}: priority must be 'strict' or 'weighted', got {show(value)}"
+            )
         if KEYS[key] == "plugin" and value != self.values.get(key, _DEFAULT_PLUGIN[key]):
             # Options belong to the plugin they were given for.
             self.options.pop(key, None)
@@ -248,8 +271,7 @@ def parse_shutdown(spec: str, source: str = "shutdown") -> Callable[[], Any]:
     args: list[Any] = []
     if arg.strip():
         value = _option_value(arg.strip())
-        if not isinstance(value, int | float) or isinstance(value, bool):
-            raise ConfigurationError(f"{source}: {spec!r} needs a number after '='")
+        check_shutdown_argument(spec, value, source)
         args.append(value)
     try:
         factory(*args)
@@ -337,7 +359,8 @@ def load_settings(
     if config is not None:
         path = Path(config)
         if not path.is_file():
-            raise ConfigurationError(f"config file {path} does not exist")
+            given = " (from SQSW_CONFIG)" if environ.get(CONFIG_ENV) == str(config) else ""
+            raise ConfigurationError(f"config file {path}{given} does not exist")
     elif use_file:
         path = find_config_file(cwd)
     if path is not None:
@@ -350,13 +373,83 @@ def load_settings(
             continue
         rest = variable[len(ENV_PREFIX) :].lower()
         text = environ[variable]
-        if "__" in rest:
+        source = f"environment variable {variable}"
+        if "__" in rest and rest.partition("__")[0] in KEYS:
             key, _, option = rest.partition("__")
-            if key in PLUGIN_KEYS:
-                settings.set_option(
-                    key, option, _option_value(text), f"environment variable {variable}"
-                )
-        elif rest in KEYS and text != "":
-            # Other SQSW_* variables (SQSW_ENDPOINT_URL, ...) belong to plugins and tools.
-            settings.set(rest, text, f"environment variable {variable}")
+            settings.set_option(key, option, _option_value(text), source)
+        elif rest in KEYS:
+            if text != "":  # set but empty: as if unset
+                settings.set(rest, text, source)
+        elif not _known_variable(variable):
+            raise ConfigurationError(_unknown_variable_message(variable))
     return settings
+
+
+#: Variables the core reads besides ``SQSW_<KEY>``: the config file and ``AWSSession``'s.
+CORE_VARIABLES = (CONFIG_ENV, "SQSW_ENDPOINT_URL", "SQSW_REGION", "SQSW_PROFILE")
+#: Reserved for sqsw's own test suite and development scripts; sqsw itself never reads them.
+DEVELOPMENT_VARIABLES = (
+    "SQSW_TEST_*",
+    "SQSW_SETUP_*",
+    "SQSW_BUILD_*",
+    "SQSW_LINT",
+    "SQSW_PYTHON",
+    "SQSW_FAULT_SEED",
+)
+#: Entry-point group in which a plugin declares the variables it reads: the entry
+#: point's name is the variable (or a pattern such as ``ACME_SQS_*``); its value
+#: is not loaded.
+VARIABLES_GROUP = "sqsw.variables"
+
+
+def plugin_variables() -> list[str]:
+    """Variables (and ``PREFIX_*`` patterns) that belong to installed plugins.
+
+    A distribution named ``sqsw-NAME`` that provides sqsw plugins owns
+    ``SQSW_NAME_*`` (sqsw-signing: ``SQSW_SIGNING_KEYS``); any plugin may also
+    declare variables in the ``sqsw.variables`` entry-point group.
+    """
+    found = {ep.name for ep in importlib.metadata.entry_points(group=VARIABLES_GROUP)}
+    for dist in importlib.metadata.distributions():
+        name = str(dist.metadata["Name"] or "").lower().replace("_", "-").replace(".", "-")
+        if not name.startswith("sqsw-") or name == "sqsw-core":
+            continue
+        if any(ep.group.startswith("sqsw.") for ep in dist.entry_points):
+            found.add(f"SQSW_{name[len('sqsw-') :].upper().replace('-', '_')}_*")
+    return sorted(found)
+
+
+def _known_variable(variable: str) -> bool:
+    upper = variable.upper()
+    if upper in CORE_VARIABLES:
+        return True
+    patterns = (*DEVELOPMENT_VARIABLES, *plugin_variables())
+    return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in patterns)
+
+
+def _unknown_variable_message(variable: str) -> str:
+    """One line: the variable, a close match if any, and what to do."""
+    upper = variable.upper()
+    key, sep, option = upper.partition("__")
+    if sep:  # SQSW_<PLUGIN>__<OPTION>: match the plugin key
+        names = [k.upper() for k in PLUGIN_KEYS]
+        close = difflib.get_close_matches(key[len(ENV_PREFIX) :], names, n=1)
+        suggestion = f"{ENV_PREFIX}{close[0]}__{option}" if close else None
+    else:
+        exact = [v for v in plugin_variables() if "*" not in v]
+        names = [k.upper() for k in KEYS] + [
+            v[len(ENV_PREFIX) :] for v in CORE_VARIABLES + tuple(exact)
+        ]
+        close = difflib.get_close_matches(upper[len(ENV_PREFIX) :], names, n=1)
+        suggestion = ENV_PREFIX + close[0] if close else None
+    if suggestion is not None:
+        return (
+            f"environment variable {variable} is not one sqsw reads: did you mean "
+            f"{suggestion}? Rename or unset it."
+        )
+    return (
+        f"environment variable {variable} is not one sqsw reads; rename or unset it. sqsw "
+        f"reads SQSW_<KEY> for the keys {', '.join(KEYS)}; SQSW_<PLUGIN>__<OPTION> for "
+        f"{', '.join(PLUGIN_KEYS)}; {', '.join(CORE_VARIABLES)}; and installed plugins' "
+        f"variables ({', '.join(plugin_variables()) or 'none'})"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 from typing import Any
 
 import click
@@ -11,8 +12,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from sqsw_core import plugins
-from sqsw_core.cli.common import EXIT_PLUGIN, CliError, console, env_for, env_options
+from sqsw_core.cli.common import (
+    EXIT_PLUGIN,
+    EXIT_USAGE,
+    CliError,
+    bounded,
+    console,
+    env_for,
+    env_options,
+)
+from sqsw_core.engine_options import show
 from sqsw_core.env import SQSEnv
+from sqsw_core.exceptions import ConfigurationError, PluginError
+from sqsw_core.long_delays import MAX_LONG_DELAY_SECONDS
 from sqsw_core.queue import JobQueue
 from sqsw_core.queue_management import (
     create_fifo_queue,
@@ -94,15 +106,34 @@ def queue_group() -> None:
 
 @queue_group.command("create")
 @click.argument("name")
-@click.option("--visibility-timeout", type=int, default=None, help="Seconds (SQS default 30).")
-@click.option("--retention", type=int, default=None, help="Message retention seconds.")
-@click.option("--delay", type=int, default=None, help="Delay of every message, seconds.")
+@click.option(
+    "--visibility-timeout",
+    type=int,
+    default=None,
+    callback=bounded(0, 43_200, reason="the SQS limit, 12 hours"),
+    help="Seconds (SQS default 30).",
+)
+@click.option(
+    "--retention",
+    type=int,
+    default=None,
+    callback=bounded(60, 1_209_600, reason="the SQS limits, 1 minute to 14 days"),
+    help="Message retention seconds.",
+)
+@click.option(
+    "--delay",
+    type=int,
+    default=None,
+    callback=bounded(0, 900, reason="the SQS limit"),
+    help="Delay of every message, seconds.",
+)
 @click.option("--dead-letter", default=None, help="Dead-letter queue (created if missing).")
 @click.option(
     "--max-receives",
     type=int,
     default=5,
     show_default=True,
+    callback=bounded(1, 1000, reason="the SQS limit"),
     help="Deliveries before a message goes to --dead-letter.",
 )
 @click.option("--content-based-dedup", is_flag=True, help="FIFO: deduplicate by body hash.")
@@ -293,7 +324,13 @@ def parse_arg(text: str) -> tuple[str, Any]:
 @click.argument("job")
 @click.option("--arg", "args", multiple=True, help="key=value (JSON when it parses); repeat.")
 @click.option("--json", "json_args", default=None, help="The keyword arguments as a JSON object.")
-@click.option("--delay", type=int, default=None, help="Delay seconds.")
+@click.option(
+    "--delay",
+    type=int,
+    default=None,
+    callback=bounded(0, MAX_LONG_DELAY_SECONDS, reason="14 days, the longest sqsw delays a job"),
+    help="Delay seconds.",
+)
 @click.option("--group-id", default=None, help="FIFO message group.")
 @click.option("--deduplication-id", default=None, help="FIFO deduplication id.")
 @env_options
@@ -325,13 +362,18 @@ def enqueue(
     target = env.queue(queue)
     if not isinstance(target, JobQueue):
         raise click.UsageError(f"queue {queue!r} is not a job queue")
-    message_id = target.add_job(
-        job,
-        _delay_seconds=delay,
-        _group_id=group_id,
-        _deduplication_id=deduplication_id,
-        **kwargs,
-    )
+    try:
+        message_id = target.add_job(
+            job,
+            _delay_seconds=delay,
+            _group_id=group_id,
+            _deduplication_id=deduplication_id,
+            **kwargs,
+        )
+    except (ConfigurationError, PluginError):
+        raise
+    except ValueError as exc:  # a FIFO queue without --deduplication-id, too large, ...
+        raise CliError(f"cannot send {job!r} to queue {queue!r}: {exc}", EXIT_USAGE) from None
     click.echo(message_id)
 
 
@@ -361,9 +403,15 @@ def parse_filters(filters: tuple[str, ...]) -> dict[str, Any]:
             jobs.append(value)
             continue
         try:
-            out[_FILTER_KEYS[key]] = float(value) if "age" in key else int(value)
+            number: float = float(value) if "age" in key else int(value)
         except ValueError:
             raise click.BadParameter(f"{text!r}: not a number", param_hint="--filter") from None
+        if not math.isfinite(number) or number < 0:
+            raise CliError(
+                f"option --filter: {text!r}: {key} must be a number >= 0, got {show(number)}",
+                EXIT_PLUGIN,
+            )
+        out[_FILTER_KEYS[key]] = number
     if jobs:
         out["job_name"] = jobs
     return out
@@ -398,7 +446,13 @@ def upstream_of(env: SQSEnv, dlq: str) -> str:
     help="job=NAME (repeatable), min-age=S, max-age=S, min-receives=N, max-receives=N.",
 )
 @click.option("--dry-run", is_flag=True, help="List what would move; move nothing.")
-@click.option("--rate", type=float, default=None, help="At most this many messages per second.")
+@click.option(
+    "--rate",
+    type=float,
+    default=None,
+    callback=bounded(0, integer=False, exclusive=True),
+    help="At most this many messages per second.",
+)
 @env_options
 @click.pass_context
 def redrive(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import click
 from rich.console import Console
 
 from sqsw_core.config import Settings, load_settings
+from sqsw_core.engine_options import OptionRange, describe_range, in_range, show
 from sqsw_core.env import SQSEnv
 from sqsw_core.exceptions import (
     ConfigurationError,
@@ -21,6 +24,8 @@ from sqsw_core.exceptions import (
     QueueNotFoundError,
     SQSCallError,
 )
+
+logger = logging.getLogger("sqsw.cli")
 
 #: Exit codes of every ``sqsw`` command (``sqsw run --help`` and the README list them).
 EXIT_OK = 0
@@ -123,6 +128,35 @@ def env_for(ctx: click.Context, **flags: Any) -> SQSEnv:
     return SQSEnv(**settings.env_options())
 
 
+def bounded(
+    minimum: float,
+    maximum: float | None = None,
+    *,
+    integer: bool = True,
+    exclusive: bool = False,
+    reason: str = "",
+) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback refusing a flag's value outside a range: exit 4, one line naming
+    the flag (``option --max-receives: must be an integer from 1 to 1000 ..., got 0``)."""
+    rule = OptionRange(
+        integer=integer,
+        minimum=minimum,
+        maximum=maximum,
+        exclusive=exclusive,
+        maximum_reason=reason,
+        automatic=True,  # an option not given is None
+    )
+
+    def check(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if not in_range(rule, value):
+            flag = max(param.opts, key=len)
+            expected = describe_range(replace(rule, automatic=False))
+            raise CliError(f"option {flag}: must be {expected}, got {show(value)}", EXIT_PLUGIN)
+        return value
+
+    return check
+
+
 def env_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """``--session``, ``--codec``, ``--queue-prefix``: the options of commands that talk to SQS."""
     func = click.option(
@@ -151,6 +185,20 @@ def _cwd_on_path() -> Iterator[None]:
             sys.path.remove(cwd)
 
 
+def _describe(exc: BaseException) -> str:
+    """``Type: message (file, line N)``: where the user's code raised, without a traceback."""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        return f"{type(exc).__name__}: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    frames = [
+        frame
+        for frame in traceback.extract_tb(exc.__traceback__)
+        if not frame.filename.startswith("<frozen")
+        and frame.filename not in (__file__, importlib.__file__)
+    ]
+    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
     """Import ``module[:attr]`` and return its ``SQSEnv`` (the current dir is importable).
 
@@ -169,14 +217,9 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
         except (PluginError, ConfigurationError):
             raise
         except Exception as exc:
-            frames = [
-                f
-                for f in traceback.extract_tb(exc.__traceback__)
-                if not f.filename.startswith("<frozen")
-            ]
-            where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames[1:] else ""
+            logger.debug("Importing app %r failed", spec, exc_info=exc)
             raise AppImportError(
-                f"cannot import app {spec!r} (from {source}): {type(exc).__name__}: {exc}{where}"
+                f"cannot import app {spec!r} (from {source}): {_describe(exc)}"
             ) from exc
     if attr:
         obj: Any = module
@@ -188,7 +231,16 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
                 )
             obj = getattr(obj, part)
         if callable(obj) and not isinstance(obj, SQSEnv):
-            obj = obj()
+            with _cwd_on_path():
+                try:
+                    obj = obj()
+                except (PluginError, ConfigurationError):
+                    raise
+                except Exception as exc:
+                    logger.debug("App factory %r failed", spec, exc_info=exc)
+                    raise AppImportError(
+                        f"app {spec!r} (from {source}): {attr}() raised {_describe(exc)}"
+                    ) from exc
         if not isinstance(obj, SQSEnv):
             raise AppImportError(
                 f"app {spec!r} (from {source}) is a {type(obj).__name__}, not an SQSEnv"

@@ -25,6 +25,7 @@ from sqsw_core.cli.common import (
     settings_for,
 )
 from sqsw_core.engine import EngineStats
+from sqsw_core.engine_options import check_option
 from sqsw_core.supervisor import Supervisor
 
 logger = logging.getLogger("sqsw.cli")
@@ -168,6 +169,7 @@ def run(
     wins) then replace the app environment's. One queue runs with
     process_queue, several share the job threads with process_queues.
     """
+    check_option("stats_interval", stats_interval, "option --stats-interval")
     settings = settings_for(
         ctx,
         app=app,
@@ -195,8 +197,6 @@ def run(
     }
     n_workers = int(settings.get("workers", 1))
     wait = float(settings.get("wait_seconds", 10))
-    if n_workers < 1:
-        raise click.BadParameter(f"must be >= 1, got {n_workers}", param_hint="--workers")
     logger.info(
         "sqsw run %s: %s, processor %s, %d worker process(es)",
         " ".join(names),
