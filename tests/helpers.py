@@ -83,6 +83,20 @@ def settled_counts(queue: Any, expected: tuple[int, int, int], timeout: float = 
     return counts
 
 
+def expect_counts(
+    queue: Any, expected: tuple[int, int, int], what: str = "", dead: Any = None
+) -> None:
+    """Assert that ``queue`` settles at ``expected`` (visible, in flight, delayed) within 3 s.
+
+    ``dead``: its dead-letter queue, whose depth the failure message then shows.
+    """
+    counts = settled_counts(queue, expected)
+    if counts != expected:
+        where = f" (dead-letter queue: {dead_letter_depth(dead)})" if dead is not None else ""
+        label = f"{queue.name} {what}".strip()
+        raise AssertionError(f"{label}: {counts}, expected {expected}{where}")
+
+
 def receive_all(
     queue: Any,
     *,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter
@@ -21,7 +22,12 @@ from sqsw_core import (
 from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.engine import QueueEngine
 from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown
-from tests.helpers import InterceptedClient
+from tests.helpers import (
+    InterceptedClient,
+    dead_letter_depth,
+    expect_counts,
+    receive_all,
+)
 
 
 def in_queue(env: SQSEnv, name: str) -> int:
@@ -96,30 +102,54 @@ def test_a_failing_job_is_retried_after_the_backoff_delay(sqs: SQSEnv) -> None:
     assert 1.5 <= attempts[1] - attempts[0] <= 6
 
 
-def test_throughput_scales_with_concurrency_for_sleeping_jobs(sqs: SQSEnv) -> None:
+def test_sleeping_jobs_run_concurrency_at_a_time(sqs: SQSEnv) -> None:
+    """As many jobs run at once as ``concurrency`` allows, never more.
+
+    The speed-up itself is measured by ``benchmarks/engine_concurrency.py``.
+    """
     create_standard_queue(sqs, "io")
     queue = sqs.queue("io")
+    lock = threading.Lock()
+    running = 0
+    most = 0
+    ran: Counter[int] = Counter()
 
     @queue.processor("io")
-    def io() -> None:
+    def io(n: int) -> None:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
         time.sleep(0.2)
+        with lock:
+            running -= 1
+            ran[n] += 1
 
-    def timed(concurrency: int, jobs: int) -> float:
+    for concurrency, jobs in ((1, 4), (10, 40)):
+        ran.clear()
+        most = 0
         with queue.add_batch():
-            for _ in range(jobs):
-                io.delay()
-        started = time.monotonic()
-        queue.process_queue(MaxTasksShutdown(jobs), wait_seconds=1, concurrency=concurrency)
-        return time.monotonic() - started
+            for n in range(jobs):
+                io.delay(n=n)
+        stats = queue.process_queue(MaxTasksShutdown(jobs), wait_seconds=1, concurrency=concurrency)
+        assert stats is not None
+        assert ran == Counter(range(jobs))
+        assert most == concurrency, (concurrency, most)
 
-    serial = timed(1, 10)  # ~2 s
-    parallel = timed(20, 40)  # 4x the work; ~0.4 s of sleeping with 20 threads
-    assert parallel < serial, (serial, parallel)
+
+def with_dead_letters(env: SQSEnv, name: str, max_receives: int, **options: Any) -> Any:
+    """Queue ``name`` redriving to ``name_dead`` after ``max_receives``; both queues."""
+    create_standard_queue(env, f"{name}_dead")
+    create_standard_queue(
+        env, name, redrive_policy=env.redrive_policy(f"{name}_dead", max_receives), **options
+    )
+    return env.queue(name), env.queue(f"{name}_dead")
 
 
 def test_warm_stop_finishes_running_jobs_and_releases_prefetched_at_once(sqs: SQSEnv) -> None:
-    create_standard_queue(sqs, "stop", visibility_timeout=60)
-    queue = sqs.queue("stop")
+    # maxReceiveCount 2: a prefetched message may be received once by the stopped
+    # worker and once by the look below; a third receive would dead-letter it.
+    queue, dead = with_dead_letters(sqs, "stop", 2, visibility_timeout=60)
     started = threading.Event()
     finished: list[int] = []
 
@@ -139,21 +169,22 @@ def test_warm_stop_finishes_running_jobs_and_releases_prefetched_at_once(sqs: SQ
     thread.join(30)
     assert not thread.is_alive()
     assert len(finished) == engine.stats.succeeded >= 1  # what had started finished
-    # Nothing ran twice, nothing is lost, and the released messages are
-    # receivable now, not after the 60 s visibility timeout.
+    # Right after the stop: nothing in flight (the released messages are
+    # receivable now, not after the 60 s visibility timeout), none dead-lettered.
     left = 20 - len(finished)
-    assert in_queue(sqs, "stop") == left
-    got: list[Any] = []
-    deadline = time.monotonic() + 5
-    while len(got) < left and time.monotonic() < deadline:
-        got += queue.get_raw_messages(wait_seconds=1, max_messages=10)
-    assert len(got) == left
-    assert sorted(finished + [sqs.decode_job(m)[0]["n"] for m in got]) == list(range(20))
+    expect_counts(queue, (left, 0, 0), dead=dead)
+    assert dead_letter_depth(dead) == 0
+    # Nothing ran twice, nothing is lost, and no message that waited was
+    # received more than once (the stop's own receive).
+    waiting = receive_all(queue, expected=left, release=False)
+    assert sorted(finished + [json.loads(m["Body"])["n"] for m in waiting]) == list(range(20))
+    receives = sorted(int(m["Attributes"]["ApproximateReceiveCount"]) - 1 for m in waiting)
+    assert max(receives, default=0) <= 1, f"receives before the look: {receives}"
+    assert dead_letter_depth(dead) == 0
 
 
 def test_cold_stop_releases_running_jobs(sqs: SQSEnv) -> None:
-    create_standard_queue(sqs, "cold", visibility_timeout=60)
-    queue = sqs.queue("cold")
+    queue, dead = with_dead_letters(sqs, "cold", 2, visibility_timeout=60)
     started = threading.Event()
 
     @queue.processor("job")
@@ -165,12 +196,18 @@ def test_cold_stop_releases_running_jobs(sqs: SQSEnv) -> None:
     engine = QueueEngine(queue, concurrency=1, wait_seconds=1)
     thread = run_in_thread(engine)
     assert started.wait(10)
-    engine.request_stop()
-    engine.request_stop()  # a second signal: cold
+    # The queue is empty now: the pollers are in a long poll when the stop comes.
+    engine.request_stop(cold=True)  # as a second signal does
     thread.join(10)
     assert not thread.is_alive()
-    assert engine.stats.released >= 1  # a poll in flight may catch it once more
-    assert [m.job_name for m in queue.get_raw_messages(wait_seconds=2)] == ["job"]
+    # Released once, and not received again by a poll that was in flight:
+    # nothing is left in flight, the job is receivable at once.
+    assert engine.stats.released == 1
+    expect_counts(queue, (1, 0, 0), dead=dead)
+    [message] = receive_all(queue, expected=1, release=False)
+    assert message["MessageAttributes"]["JobName"]["StringValue"] == "job"
+    assert message["Attributes"]["ApproximateReceiveCount"] == "2"  # its run, this look
+    assert dead_letter_depth(dead) == 0
 
 
 def test_fifo_order_holds_with_many_threads(sqs: SQSEnv) -> None:
@@ -218,12 +255,11 @@ def test_concurrency_must_be_positive(sqs: SQSEnv, bad: int) -> None:
 
 
 def test_sigterm_during_500_jobs_loses_none_and_runs_none_twice(sqs: SQSEnv) -> None:
-    """A real SIGTERM to this process: warm stop, then a second worker finishes."""
+    """A real SIGTERM to this process: warm stop; what did not run waits, received once."""
     import os
     import signal
 
-    create_standard_queue(sqs, "term", visibility_timeout=60)
-    queue = sqs.queue("term")
+    queue, dead = with_dead_letters(sqs, "term", 2, visibility_timeout=60)
     runs: Counter[int] = Counter()
     lock = threading.Lock()
 
@@ -240,15 +276,22 @@ def test_sigterm_during_500_jobs_loses_none_and_runs_none_twice(sqs: SQSEnv) -> 
             job.delay(n=n)
     previous = signal.getsignal(signal.SIGTERM)
     first = queue.process_queue(wait_seconds=1, concurrency=8)  # NeverShutdown: only the signal
+    assert first is not None
     assert 100 <= first.succeeded < 500
     assert max(runs.values()) == 1
     assert signal.getsignal(signal.SIGTERM) == previous  # the engine put the handler back
-    # Released messages are visible now, not after the 60 s visibility timeout.
-    started = time.monotonic()
-    queue.process_queue(IdleShutdown(1), wait_seconds=1, concurrency=8)
-    assert time.monotonic() - started < 30
-    assert runs == Counter(range(500))
-    assert in_queue(sqs, "term") == 0
+    # Right after the stop: nothing in flight, none dead-lettered; the rest is
+    # receivable now (not after the 60 s visibility timeout), each received at
+    # most once before (by the stopped worker's prefetch).
+    left = 500 - len(runs)
+    expect_counts(queue, (left, 0, 0), dead=dead)
+    assert dead_letter_depth(dead) == 0
+    waiting = receive_all(queue, expected=left, release=False)
+    assert sorted([*runs, *(json.loads(m["Body"])["n"] for m in waiting)]) == list(range(500))
+    receives = Counter(int(m["Attributes"]["ApproximateReceiveCount"]) - 1 for m in waiting)
+    assert max(receives) <= 1, f"receives before the look: count -> messages {dict(receives)}"
+    assert dead_letter_depth(dead) == 0
+    expect_counts(queue, (0, 0, 0), dead=dead)
 
 
 def test_processors_can_read_the_engine_counters(sqs: SQSEnv) -> None:
