@@ -218,3 +218,80 @@ def test_reconfigure_codec_and_accept() -> None:
     with pytest.raises(PluginError):
         env.reconfigure(processor="nope")
     assert env.codec.content_type == "json"
+
+
+def test_engine_ranges_checked_in_every_layer(tmp_path: Path) -> None:
+    (tmp_path / "sqsw.toml").write_text("prefetch = -1\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(cwd=tmp_path, environ={})
+    assert str(info.value) == (
+        f"{tmp_path / 'sqsw.toml'} key 'prefetch': prefetch must be an integer >= 0 "
+        "(None or unset: automatic), got -1"
+    )
+    with pytest.raises(ConfigurationError, match="SQSW_GRACE_PERIOD: grace_period must be"):
+        load_settings(use_file=False, environ={"SQSW_GRACE_PERIOD": "nan"})
+    settings = load_settings(use_file=False, environ={})
+    with pytest.raises(ConfigurationError, match="^flag wait_seconds: wait_seconds must be"):
+        settings.update({"wait_seconds": 20.5}, lambda k: f"flag {k}")
+    settings.update({"wait_seconds": 20, "prefetch": 0}, lambda k: f"flag {k}")
+    assert (settings.get("wait_seconds"), settings.get("prefetch")) == (20.0, 0)
+
+
+def test_integer_keys_take_no_fractions(tmp_path: Path) -> None:
+    (tmp_path / "sqsw.toml").write_text("concurrency = 7.9\n")
+    with pytest.raises(ConfigurationError, match="concurrency must be an integer >= 1, got 7.9"):
+        load_settings(cwd=tmp_path, environ={})
+    with pytest.raises(ConfigurationError, match="max_message_size must be an integer >= 1"):
+        load_settings(use_file=False, environ={"SQSW_MAX_MESSAGE_SIZE": "1e6"})
+
+
+def test_shutdown_specs_need_finite_non_negative_numbers() -> None:
+    for spec in ("idle=NaN", "idle=Infinity", "idle=1e999", "idle=-2", "idle=true"):
+        with pytest.raises(ConfigurationError, match="needs a number >= 0 after '='"):
+            parse_shutdown(spec, "option --shutdown")
+    assert parse_shutdown("idle=0.5")().idle_seconds == 0.5
+
+
+def test_variables_sqsw_reads_are_accepted_and_others_refused() -> None:
+    accepted = {
+        "SQSW_CONFIG": "",
+        "SQSW_ENDPOINT_URL": "http://localhost:4566",
+        "SQSW_REGION": "eu-west-1",
+        "SQSW_PROFILE": "dev",
+        "SQSW_SIGNING_KEYS": "k:0123456789abcdef",  # sqsw-signing owns SQSW_SIGNING_*
+        "SQSW_TEST_ENDPOINT": "http://127.0.0.1:1",  # reserved for the test suite
+        "SQSW_FAULT_SEED": "3",
+        "SQSW_APP": "",  # a key, set but empty
+        "SQSW_CODEC__INDENT": "2",
+    }
+    settings = load_settings(environ=accepted, use_file=False)
+    assert settings.options == {"codec": {"indent": 2}}
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(environ={"SQSW_BACKOF_POLICY": "constant"}, use_file=False)
+    assert str(info.value) == (
+        "environment variable SQSW_BACKOF_POLICY is not one sqsw reads: did you mean "
+        "SQSW_BACKOFF_POLICY? Rename or unset it."
+    )
+    with pytest.raises(ConfigurationError, match="'processor' takes no options"):
+        load_settings(environ={"SQSW_PROCESSOR__LEVEL": "1"}, use_file=False)
+
+
+def test_a_plugin_declares_its_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``sqsw-NAME`` owns ``SQSW_NAME_*``; any plugin may list variables in ``sqsw.variables``."""
+    site = tmp_path / "site"
+    for dist_name, entry_points in (
+        ("sqsw_acme-1.0", "[sqsw.codecs]\nacme = acme:Codec\n"),
+        ("billing_jobs-2.0", "[sqsw.variables]\nSQSW_BILLING_TOKEN = billing_jobs:TOKEN_VAR\n"),
+    ):
+        dist = site / f"{dist_name}.dist-info"
+        dist.mkdir(parents=True)
+        name, version = dist_name.split("-")
+        (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+        (dist / "entry_points.txt").write_text(entry_points)
+    environ = {"SQSW_ACME_REGION": "x", "SQSW_BILLING_TOKEN": "t"}
+    with pytest.raises(ConfigurationError, match="SQSW_ACME_REGION is not one sqsw reads"):
+        load_settings(environ=environ, use_file=False)
+    monkeypatch.syspath_prepend(str(site))
+    load_settings(environ=environ, use_file=False)
+    with pytest.raises(ConfigurationError, match="did you mean SQSW_BILLING_TOKEN"):
+        load_settings(environ={"SQSW_BILING_TOKEN": "t"}, use_file=False)
