@@ -3,27 +3,41 @@
 One engine serves one queue: poller threads long-poll SQS (10 messages per
 call) into a bounded prefetch buffer; ``concurrency`` worker threads run the
 jobs; acks and retry delays go out in batches; a visibility heartbeat keeps
-every held message invisible until it is settled. A first SIGTERM/SIGINT (or
-the shutdown policy) stops it warmly: no more receives, prefetched messages
-released at once, running jobs finished within ``grace_period``, acks
-flushed. A second signal stops it cold: everything unacked is released now.
+every held message invisible until it is settled.
+
+A warm stop (the first SIGTERM/SIGINT/SIGHUP, or the shutdown policy) starts
+no new receive and no new job. Receives already in progress are waited for
+(the in-memory session ends them at once; on SQS they end within
+``wait_seconds``), then every message that did not run, the prefetched ones
+and whatever those receives returned, is released in one go, so a stop costs
+a waiting message exactly one receive. Running jobs finish within
+``grace_period``; acks are flushed. A cold stop (a second signal a second or
+more after the first, or SIGQUIT) abandons running jobs: their messages are
+released with the rest, after the receives in progress ended, so nothing is
+left in flight when the process exits.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
-import signal
+import math
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.results import BatchProcessingResult
-from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, NeverShutdown, ShutdownPolicy
+from sqsw_core.shutdown_policies import (
+    NEVER_SHUTDOWN,
+    NeverShutdown,
+    ShutdownPolicy,
+    receive_wait_limit,
+)
+from sqsw_core.stop_signals import StopSignals
 from sqsw_core.worker import BATCH_SIZE, Acker, Worker, change_visibility
 
 if TYPE_CHECKING:
@@ -35,6 +49,14 @@ logger = logging.getLogger("sqsw.engine")
 
 #: Threads running jobs when none is asked for: sized for I/O-bound jobs.
 DEFAULT_CONCURRENCY = 16
+#: Seconds a stop waits beyond ``wait_seconds`` for receives in progress to end
+#: (SQS servers answer a long poll up to about a second late).
+POLL_END_SLACK = 3.0
+#: Consecutive receives that may find the queue gone before the engine gives up.
+MISSING_QUEUE_ATTEMPTS = 5
+#: Seconds between receives after a failed one: the n-th consecutive failure waits
+#: the n-th value (the last one repeats).
+RECEIVE_RETRY_DELAYS = (1.0, 2.0, 2.0, 5.0)
 
 
 @dataclass
@@ -156,23 +178,29 @@ class QueueEngine:
         self._policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
         self._last_poll_empty = False
         self._stopping = False
-        self._stop_requests = 0
+        self._stop_requests = 0  # 1: warm stop asked, 2: cold stop asked
+        self._stopped = threading.Event()  # set with the first stop request
+        # Messages that will not run, kept until the receives in progress have
+        # ended, then released together (_release_unrun).
+        self._unrun: list[Message] = []
+        self._unrun_released = False
+        #: Why the engine gave up (a queue that no longer exists), raised by run().
+        self._fatal: BaseException | None = None
         self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # -- control --------------------------------------------------------------
 
     def request_stop(self, cold: bool = False) -> None:
-        """Ask the engine to stop: warm first, cold on a second request."""
-        self._stop_requests = max(self._stop_requests + 1, 2 if cold else 1)
+        """Ask the engine to stop, warm (the default) or cold; asking again changes
+        nothing unless it asks for a cold stop."""
+        self._stop_requests = max(self._stop_requests, 2 if cold else 1)
+        self._stopped.set()
         self._wake.set()
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        kind = "cold" if self._stop_requests >= 1 else "warm"
-        logger.warning(
-            "%s received: %s stop of %s", signal.Signals(signum).name, kind, self.queue.name
-        )
-        self.request_stop()
+    def held(self) -> list[Message]:
+        """Every message this engine holds now: prefetched, running or being released."""
+        return self.keeper.held()
 
     # -- running --------------------------------------------------------------
 
@@ -186,7 +214,9 @@ class QueueEngine:
         self.acker = Acker(queue, visibility_lock=self.keeper.lock)
         self.worker = Worker(queue, acker=self.acker, keeper=self.keeper)
         queue.engine = self
-        previous = self._install_signals()
+        signals = StopSignals(self.request_stop, f"queue {queue.name}")
+        if self.handle_signals:
+            signals.install()
         logger.info(
             "Processing %s: concurrency=%d prefetch=%d pollers=%d visibility=%ds",
             queue.name,
@@ -206,10 +236,12 @@ class QueueEngine:
             self._supervise()
             self._shutdown(pollers)
         finally:
-            self._restore_signals(previous)
+            signals.restore()
             queue.engine = None
             queue.last_engine_stats = self.stats
         logger.info("Stopped processing %s: %s", queue.name, self.stats)
+        if self._fatal is not None:
+            raise self._fatal
         return self.stats
 
     def _spawn(self, target: Any, name: str) -> threading.Thread:
@@ -217,19 +249,6 @@ class QueueEngine:
         thread.start()
         self._threads.append(thread)
         return thread
-
-    def _install_signals(self) -> dict[int, Any]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return {}
-        previous: dict[int, Any] = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
-
-    @staticmethod
-    def _restore_signals(previous: dict[int, Any]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
     def _extended(self, count: int) -> None:
         self.stats.extended += count
@@ -265,40 +284,81 @@ class QueueEngine:
 
     def _shutdown(self, pollers: list[threading.Thread]) -> None:
         with self._cond:
-            self._stopping = True
+            self._stopping = True  # no new receive, no new job
             self._flush_gathered(0, everything=True)
-            buffered: list[Message] = []
+            unrun: list[Message] = []
             for item in self._buffer:
-                buffered.extend(item if isinstance(item, list) else [item])
+                unrun.extend(item if isinstance(item, list) else [item])
             self._buffer.clear()
-            self._held -= len(buffered)
+            self._held -= len(unrun)
+            self._unrun.extend(unrun)
             self._cond.notify_all()
             self._room.notify_all()
-        self.release(buffered)
-        deadline = time.monotonic() + self.grace_period
-        # Warm: running jobs finish; pollers come back from their long poll and
-        # release what they got, so nothing waits out a visibility timeout.
-        while self._stop_requests < 2 and time.monotonic() < deadline:
+        self._interrupt_receives()
+        started = time.monotonic()
+        grace_deadline = started + self.grace_period
+        # Receives started before the stop end within their wait (plus the server's slack).
+        receives_deadline = started + self.wait_seconds + POLL_END_SLACK
+        while True:
+            now = time.monotonic()
+            if not self._unrun_released:
+                receiving = any(p.is_alive() for p in pollers)
+                if receiving and now >= receives_deadline:
+                    logger.warning(
+                        "A receive from %s has not returned %.0f s after the stop; releasing "
+                        "the unrun messages now (that receive releases its own when it ends)",
+                        self.queue.name,
+                        now - started,
+                    )
+                    receiving = False
+                if not receiving:
+                    # Only now: released earlier, they could come straight back to one
+                    # of these receives and gain a second receive from one stop.
+                    self._release_unrun()
             with self._cond:
-                busy = self._running > 0 or any(p.is_alive() for p in pollers)
-            if not busy:
+                running = self._running
+            cold = self._stop_requests >= 2
+            if self._unrun_released and (running == 0 or cold or now >= grace_deadline):
                 break
             self._wake.wait(0.05)
             self._wake.clear()
-        if self._stop_requests >= 2 or self._running:
-            still_held = self.keeper.held()
-            if still_held:
+        if self._running:
+            abandoned = self.keeper.held()
+            if abandoned:
                 logger.warning(
-                    "Releasing %d unfinished message(s) of %s (cold stop or grace period over)",
-                    len(still_held),
+                    "Releasing %d unfinished message(s) of %s (%s)",
+                    len(abandoned),
                     self.queue.name,
+                    "cold stop" if self._stop_requests >= 2 else "grace period over",
                 )
-                self.release(still_held)
+                self.release(abandoned)
         self.acker.close()
         self.keeper.stop()
         self.stats.failed_acks = self.acker.failed_acks
         with self._cond:
             self.stats.in_flight = self._running
+
+    def _release_unrun(self) -> None:
+        """Release the messages of the stop that did not run, once (receives have ended)."""
+        with self._cond:
+            unrun, self._unrun = self._unrun, []
+            self._unrun_released = True
+        self.release(unrun)
+
+    def _interrupt_receives(self) -> None:
+        """End this queue's receives in progress now, where the session can (in-memory SQS).
+
+        A session whose client has ``interrupt_receives(QueueUrl=...)`` makes the
+        long polls in progress on that queue return at once; on SQS itself they
+        end within ``wait_seconds``.
+        """
+        interrupt = getattr(self.queue.env.sqs_client, "interrupt_receives", None)
+        if interrupt is None:
+            return
+        try:
+            interrupt(QueueUrl=self.queue.url)
+        except Exception:  # only a faster stop is lost
+            logger.debug("Could not interrupt the receives of %s", self.queue.name, exc_info=True)
 
     def release(self, messages: Iterable[Message], visibility_timeout: int = 0) -> None:
         """Make messages visible again (at once by default), without running them."""
@@ -318,12 +378,15 @@ class QueueEngine:
 
     def _run_batch(self, messages: list[Message]) -> None:
         """Worker thread: run the gathered messages of one batch job together."""
-        outcomes: list[bool] = []
+        outcomes: list[bool] = [False] * len(messages)
         try:
             outcomes = self.worker.process_job_batch(messages)
-        except BaseException:  # process_job_batch settles every Exception itself
-            logger.exception("Worker thread of %s crashed", self.queue.name)
-            self.release(messages)
+        except BaseException:
+            # The worker settles a batch before a job's SystemExit or KeyboardInterrupt
+            # goes on; what it could not settle is retried after the backoff here.
+            for message in messages:
+                if self.keeper.is_held(message):
+                    self.worker.settle(message, False)
         with self._cond:
             self._running -= 1
             self._held -= len(messages)
@@ -343,6 +406,7 @@ class QueueEngine:
 
     def _poll(self, index: int = 0) -> None:
         cond = self._cond
+        failures = 0  # consecutive failed receives
         while True:
             with cond:
                 # Only full batches: fewer requests, and SQS answers a small
@@ -356,14 +420,17 @@ class QueueEngine:
                 if self._stopping:
                     return
                 self._held += want
+                wait = self._receive_wait()
             try:
-                messages = self.worker.receive(self.wait_seconds, want)
-            except Exception:
-                logger.exception("Receiving from %s failed; retrying in 1 s", self.queue.name)
+                messages = self.worker.receive(wait, want)
+            except Exception as exc:
                 with cond:
                     self._held -= want
-                time.sleep(1)
+                failures += 1
+                if not self._receive_failed(exc, failures):
+                    return
                 continue
+            failures = 0
             now = time.monotonic()
             redelivered = 0
             for message in messages:
@@ -377,8 +444,12 @@ class QueueEngine:
                     self._room.notify_all()  # wake the paused pollers
                 self._last_poll_empty = not messages
                 if self._stopping:
-                    late = messages
+                    # Received after the stop began: never run, released with the rest.
                     self._held -= len(messages)
+                    if self._unrun_released:
+                        late = messages
+                    else:
+                        self._unrun.extend(messages)
                 elif messages:
                     self.stats.received += len(messages)
                     self.stats.redelivered += redelivered
@@ -390,8 +461,52 @@ class QueueEngine:
                 self.release(late)
             if not messages:
                 self._wake.set()
-                if not self.wait_seconds:
-                    time.sleep(0.05)  # short polls of an empty queue: no hot loop
+                if not wait:
+                    self._stopped.wait(0.05)  # short polls of an empty queue: no hot loop
+
+    def _receive_wait(self) -> int:
+        """Seconds the next receive may wait (under the lock): ``wait_seconds``, but never
+        past the moment the shutdown policy could stop the engine."""
+        if self._policy is None:
+            return self.wait_seconds
+        limit = receive_wait_limit(self._policy)
+        if limit is None:
+            return self.wait_seconds
+        return max(0, min(self.wait_seconds, math.ceil(limit)))
+
+    def _receive_failed(self, exc: Exception, failures: int) -> bool:
+        """Log a failed receive and wait before the next; False: the engine gives up."""
+        name = self.queue.name
+        if isinstance(exc, QueueNotFoundError):
+            if failures >= MISSING_QUEUE_ATTEMPTS:
+                logger.error(
+                    "Queue %s no longer exists (%d receives in a row found it gone); stopping",
+                    name,
+                    failures,
+                )
+                self._fatal = exc
+                self.request_stop()
+                return False
+            logger.warning(
+                "Queue %s does not exist (receive %d of %d before the worker stops): %s",
+                name,
+                failures,
+                MISSING_QUEUE_ATTEMPTS,
+                exc,
+            )
+        else:
+            # The traceback once per outage, not once per second.
+            logger.error(
+                "Receiving from %s failed (%d in a row): %s: %s",
+                name,
+                failures,
+                type(exc).__name__,
+                exc,
+                exc_info=failures == 1,
+            )
+        delay = RECEIVE_RETRY_DELAYS[min(failures, len(RECEIVE_RETRY_DELAYS)) - 1]
+        self._stopped.wait(delay)
+        return True
 
     def _gather(self, messages: list[Message], now: float) -> list[Message | list[Message]]:
         """Set aside messages of batch jobs (under the lock); the rest run one by one."""
@@ -471,9 +586,14 @@ class QueueEngine:
             ok = worker.process_message(message)
             if ok is None:  # not due yet: sent on, neither run nor counted
                 self.keeper.forget(message)
-        except BaseException:  # process_message settles every Exception itself
-            logger.exception("Worker thread of %s crashed", self.queue.name)
-            self.release([message])
+        except BaseException:
+            # A job's SystemExit or KeyboardInterrupt does not end the job thread. The
+            # worker settled the message first; if it could not, it is retried here.
+            if self.keeper.is_held(message):
+                logger.exception(
+                    "Settling message %s of %s failed", message.message_id, self.queue.name
+                )
+                worker.settle(message, False)
         finally:
             dropped: list[Message] = []
             mates_delay = 0

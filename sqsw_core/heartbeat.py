@@ -73,6 +73,10 @@ class VisibilityKeeper:
         with self.lock:
             self._held.pop(message.receipt_handle, None)
 
+    def is_held(self, message: Message) -> bool:
+        """Whether ``message`` is still kept (not settled yet)."""
+        return message.receipt_handle in self._held
+
     def held(self) -> list[Message]:
         with self.lock:
             return [h.message for h in self._held.values()]

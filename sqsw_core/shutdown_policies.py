@@ -2,6 +2,12 @@
 
 Policies are plugins (group ``sqsw.shutdown``): ``never`` (the default),
 ``idle`` and ``max_tasks``; ``OrShutdown``/``AndShutdown`` combine them.
+
+A policy may also define ``receive_wait_limit() -> float | None``: the
+longest a receive should wait for messages before the policy could say stop
+(``None``: no limit). The engine never starts a long poll longer than that,
+so ``IdleShutdown(n)`` stops within about a second of ``n`` idle seconds
+instead of waiting out a 20-second poll.
 """
 
 from __future__ import annotations
@@ -11,6 +17,15 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sqsw_core.results import BatchProcessingResult
+
+
+def receive_wait_limit(policy: object) -> float | None:
+    """``policy.receive_wait_limit()`` where the policy defines it, else ``None``."""
+    limit = getattr(policy, "receive_wait_limit", None)
+    if limit is None:
+        return None
+    value = limit()
+    return None if value is None else max(0.0, float(value))
 
 
 @runtime_checkable
@@ -55,6 +70,12 @@ class IdleShutdown:
     def need_shutdown(self) -> bool:
         return self._is_idle and time.monotonic() - self._last_seen >= self.idle_seconds
 
+    def receive_wait_limit(self) -> float:
+        """Seconds of idleness left before this policy says stop (all of them while busy)."""
+        if not self._is_idle:
+            return self.idle_seconds
+        return self.idle_seconds - (time.monotonic() - self._last_seen)
+
     def __repr__(self) -> str:
         return f"IdleShutdown({self.idle_seconds!r})"
 
@@ -91,6 +112,11 @@ class OrShutdown:
     def need_shutdown(self) -> bool:
         return any(policy.need_shutdown() for policy in self.policies)
 
+    def receive_wait_limit(self) -> float | None:
+        """The soonest any of the policies could say stop."""
+        limits = [x for x in map(receive_wait_limit, self.policies) if x is not None]
+        return min(limits, default=None)
+
     def __repr__(self) -> str:
         return f"OrShutdown({', '.join(map(repr, self.policies))})"
 
@@ -100,6 +126,13 @@ class AndShutdown(OrShutdown):
 
     def need_shutdown(self) -> bool:
         return all(policy.need_shutdown() for policy in self.policies)
+
+    def receive_wait_limit(self) -> float | None:
+        """When all of the policies could say stop (no limit if one has none)."""
+        limits = [receive_wait_limit(policy) for policy in self.policies]
+        if not limits or any(x is None for x in limits):
+            return None
+        return max(x for x in limits if x is not None)
 
     def __repr__(self) -> str:
         return f"AndShutdown({', '.join(map(repr, self.policies))})"

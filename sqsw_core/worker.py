@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
 from sqsw_core.exceptions import JobError, RetryJob
+from sqsw_core.log_text import shorten
 from sqsw_core.long_delays import DUE_AT_ATTR, hold_back_early, hold_back_if_early
 from sqsw_core.messages import Message
 from sqsw_core.processors import HandlerCall
@@ -253,34 +254,52 @@ class Worker:
         name = self.queue.name
         return [Message.from_sqs(name, raw, now) for raw in response.get("Messages", ())]
 
-    def retry_delay(self, message: Message, policy: BackoffPolicy | None) -> int:
+    def retry_delay(self, message: Message, policy: BackoffPolicy | None) -> int | None:
+        """Seconds until a failed ``message`` is delivered again, from the backoff policy.
+
+        ``None`` when the policy itself failed: the message is then left hidden until
+        its visibility timeout runs out, never made visible at once by mistake.
+        """
         policy = policy or self.queue.backoff_policy
         try:
             return clamp_visibility(policy.get_visibility_timeout(message))
         except Exception:
-            logger.exception("Backoff policy %r failed; retrying %s now", policy, message)
-            return 0
+            logger.exception(
+                "Backoff policy %r failed for message %s on %s; it is delivered again when "
+                "its visibility timeout runs out",
+                policy,
+                message.message_id,
+                self.queue.name,
+            )
+            return None
 
     def process_message(self, message: Message) -> bool | None:
-        """Run one message; ack it on success, schedule its retry otherwise.
+        """Run one message and settle it: ack on success, else retry after the backoff.
 
-        ``None``: not due yet (``SqswDueAt``), held back, neither run nor counted.
+        ``None``: not due yet (``SqswDueAt``): sent on to its due time, neither run
+        nor counted. Whatever the job raises, ``BaseException`` included, settles
+        the message as a failure first; ``KeyboardInterrupt`` and ``SystemExit``
+        are raised again after that.
         """
-        if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(self, message):
-            return None
         queue = self.queue
+        ok: bool | None = False
         policy: BackoffPolicy | None = None
         asked = False
         try:
+            if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(self, message):
+                ok = None
+                return None
             queue.handle_message(message)
+            ok = True
         except RetryJob as retry:
             policy = retry.backoff_policy
             asked = True
             logger.info(
                 "Retrying %s.%s (message %s) as the job asked",
                 queue.name,
-                message.job_name,
+                shorten(message.job_name),
                 message.message_id,
+                extra=self._log_extra(message),
             )
         except JobError as exc:
             logger.error(
@@ -288,30 +307,60 @@ class Worker:
                 message.message_id,
                 queue.name,
                 exc,
-                extra={"queue_name": queue.name, "message_id": message.message_id},
+                extra=self._log_extra(message),
             )
         except Exception:
             logger.exception(
                 "Error while processing %s.%s (message %s, delivery %d)",
                 queue.name,
-                message.job_name,
+                shorten(message.job_name),
                 message.message_id,
                 message.receive_count,
-                extra={"queue_name": queue.name, "message_id": message.message_id},
+                extra=self._log_extra(message),
             )
-        else:
-            if self.keeper is not None:
-                self.keeper.forget(message)
-            self.acker.ack(message)
-            return True
-        delay = self.retry_delay(message, policy)
-        failure = self._failure
-        failure.delay = delay
-        failure.asked = asked
+        except BaseException as exc:
+            logger.error(
+                "Job %s.%s (message %s, delivery %d) raised %s; it is retried after its backoff",
+                queue.name,
+                shorten(message.job_name),
+                message.message_id,
+                message.receive_count,
+                type(exc).__name__,
+                exc_info=True,
+                extra=self._log_extra(message),
+            )
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+        finally:
+            if ok is not None:
+                self.settle(message, ok, policy, asked)
+        return ok
+
+    def settle(
+        self,
+        message: Message,
+        ok: bool,
+        policy: BackoffPolicy | None = None,
+        asked: bool = False,
+    ) -> None:
+        """The one place a run message is settled: ack it, or retry it after the backoff."""
         if self.keeper is not None:
             self.keeper.forget(message)
-        self.acker.retry(message, delay)
-        return False
+        if ok:
+            self.acker.ack(message)
+            return
+        delay = self.retry_delay(message, policy)
+        failure = self._failure
+        if delay is None:  # left to its visibility timeout
+            failure.delay = int(self.queue.attributes.get("VisibilityTimeout", "30"))
+        else:
+            failure.delay = delay
+        failure.asked = asked
+        if delay is not None:
+            self.acker.retry(message, delay)
+
+    def _log_extra(self, message: Message) -> dict[str, Any]:
+        return {"queue_name": self.queue.name, "message_id": message.message_id}
 
     def last_retry_delay(self) -> int:
         """The retry delay of the last message that failed in this thread."""
@@ -322,8 +371,27 @@ class Worker:
         return bool(getattr(self._failure, "asked", False))
 
     def process_messages(self, messages: list[Message]) -> BatchProcessingResult:
+        """Run and settle received messages in order (FIFO groups stop at a failure).
+
+        If a job raises ``KeyboardInterrupt`` or ``SystemExit`` (settled itself),
+        the messages after it go back to the queue unrun before it propagates.
+        """
         messages = hold_back_early(self, messages)  # not due yet: neither run nor counted
         result = BatchProcessingResult(self.queue.name)
+        unrun = {m.receipt_handle: m for m in messages}
+        try:
+            self._run_messages(messages, result, unrun)
+        except BaseException as exc:
+            self._give_back(list(unrun.values()), exc)
+            raise
+        return result
+
+    def _run_messages(
+        self,
+        messages: list[Message],
+        result: BatchProcessingResult,
+        unrun: dict[str, Message],
+    ) -> None:
         succeeded, failed = result.succeeded, result.failed
         process_message = self.process_message
         if not self.queue.is_fifo:
@@ -333,16 +401,21 @@ class Worker:
                 name = message.job_name if batch_jobs else None
                 if name is not None and name in batch_jobs:
                     gathered.setdefault(name, []).append(message)
-                elif process_message(message):
+                    continue
+                del unrun[message.receipt_handle]
+                if process_message(message):
                     succeeded.append(message)
                 else:
                     failed.append(message)
             for batch in gathered.values():
+                for message in batch:
+                    del unrun[message.receipt_handle]
                 for message, ok in zip(batch, self.process_job_batch(batch), strict=True):
                     (succeeded if ok else failed).append(message)
-            return result
+            return
         blocked_groups: dict[str | None, int] = {}
         for message in messages:
+            del unrun[message.receipt_handle]
             group = message.group_id
             if group in blocked_groups:
                 # A FIFO group stops at its first failure: later messages of the
@@ -357,7 +430,23 @@ class Worker:
             elif outcome is False:
                 failed.append(message)
                 blocked_groups[group] = self.last_retry_delay()
-        return result
+
+    def _give_back(self, messages: list[Message], exc: BaseException) -> None:
+        """Return messages that never ran, visible at once (FIFO: after the failed one)."""
+        if not messages:
+            return
+        logger.warning(
+            "%s stopped a batch of %s: %d message(s) that did not run go back to the queue",
+            type(exc).__name__,
+            self.queue.name,
+            len(messages),
+        )
+        delay = self.last_retry_delay() + 1 if self.queue.is_fifo else 0
+        for message in messages:
+            if self.keeper is not None:
+                self.keeper.forget(message)
+            self.acker.retry(message, delay)
+        self.acker.flush()
 
     def batch_job_names(self) -> frozenset[str]:
         """Job names of this queue handled by batch processors."""
@@ -379,12 +468,18 @@ class Worker:
                 runnable.append(index)
             except JobError as exc:
                 logger.error(
-                    "Cannot run message %s from %s: %s", message.message_id, queue.name, exc
+                    "Cannot run message %s from %s: %s",
+                    message.message_id,
+                    queue.name,
+                    exc,
+                    extra=self._log_extra(message),
                 )
                 outcome[index] = False
         policy: BackoffPolicy | None = None
         asked = False
         failed_jobs: set[int] = set()
+        interrupted: BaseException | None = None
+        job_name = shorten(processor.job_name)
         if jobs:
             call = HandlerCall(queue, [messages[i] for i in runnable], processor.job_name)
             try:
@@ -395,40 +490,46 @@ class Worker:
                 asked = True
                 failed_jobs = set(range(len(jobs)))
                 logger.info(
-                    "Retrying a batch of %d %s.%s jobs as asked",
-                    len(jobs),
-                    queue.name,
-                    processor.job_name,
+                    "Retrying a batch of %d %s.%s jobs as asked", len(jobs), queue.name, job_name
                 )
             except Exception:
                 failed_jobs = set(range(len(jobs)))
                 logger.exception(
-                    "Error while processing a batch of %d %s.%s jobs",
+                    "Error while processing a batch of %d %s.%s jobs; retrying all of them",
                     len(jobs),
                     queue.name,
-                    processor.job_name,
+                    job_name,
                 )
+            except BaseException as exc:
+                failed_jobs = set(range(len(jobs)))
+                logger.error(
+                    "A batch of %d %s.%s jobs raised %s; retrying all of them after the backoff",
+                    len(jobs),
+                    queue.name,
+                    job_name,
+                    type(exc).__name__,
+                    exc_info=True,
+                )
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    interrupted = exc
             if failed_jobs and len(failed_jobs) < len(jobs):
                 logger.error(
                     "%d of %d %s.%s jobs of a batch failed; retrying those only",
                     len(failed_jobs),
                     len(jobs),
                     queue.name,
-                    processor.job_name,
+                    job_name,
                 )
         for position, index in enumerate(runnable):
             outcome[index] = position not in failed_jobs
-        self._failure.asked = asked
         results = []
         for index, message in enumerate(messages):
             ok = outcome[index]
-            if self.keeper is not None:
-                self.keeper.forget(message)
-            if ok:
-                self.acker.ack(message)
-            else:
-                self.acker.retry(message, self.retry_delay(message, policy))
+            self.settle(message, ok, policy, asked)
             results.append(ok)
+        self._failure.asked = asked
+        if interrupted is not None:
+            raise interrupted
         return results
 
     def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:

@@ -416,6 +416,14 @@ class MemorySQSClient:
         self._registry.delete(self._registry.queue(QueueUrl))
         return self._ok({})
 
+    def interrupt_receives(self, *, QueueUrl: str) -> None:
+        """Not an SQS operation: end the long polls in progress on the queue at once.
+
+        A worker stopping in this process calls it so that its receives do not
+        wait out their ``WaitTimeSeconds`` (on SQS itself they must).
+        """
+        self._registry.queue(QueueUrl).interrupt_receives()
+
     @_operation("PurgeQueue")
     def purge_queue(self, *, QueueUrl: str = _UNSET) -> dict[str, Any]:
         validate_params("PurgeQueue", _given(QueueUrl=QueueUrl))

@@ -112,6 +112,8 @@ class Queue:
         self.cond = threading.Condition(self.lock)
         #: long polls waiting on ``cond`` (guarded by ``lock``): notify only when > 0
         self.waiting = 0
+        #: Bumped by interrupt_receives(): long polls in progress return at once.
+        self.interrupts = 0
         self.deleted = False
         self.tags = dict(tags)
         self.created = self.modified = int(ctx.wall_clock())
@@ -348,11 +350,14 @@ class Queue:
             return out
         end = clock() + wait
         real_end = time.monotonic() + wait
+        interrupts = self.interrupts
         while True:
             with self.lock:  # the lock of self.cond
                 while True:
                     if self.deleted:
                         raise _queue_gone()
+                    if self.interrupts != interrupts:
+                        return out
                     now = clock()
                     self._advance(now)
                     if attempt_id is not None:
@@ -381,6 +386,12 @@ class Queue:
                 if not out and wait > 0 and clock() < end and time.monotonic() < real_end:
                     continue
             return out
+
+    def interrupt_receives(self) -> None:
+        """End the long polls in progress on this queue now (they return what they have)."""
+        with self.lock:
+            self.interrupts += 1
+            self.cond.notify_all()
 
     def _take(
         self,
