@@ -10,6 +10,7 @@ from sqsw_core import ConfigurationError, PluginError, SQSEnv, create_standard_q
 from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.config import find_config_file, load_settings, parse_shutdown
 from sqsw_core.processors import Processor
+from sqsw_core.queue import JobQueue
 from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown, NeverShutdown
 from sqsw_memory import MemorySession
 
@@ -181,7 +182,7 @@ class Tagging(Processor):
 def test_reconfigure_rebuilds_registered_processors_and_keeps_tasks() -> None:
     env = SQSEnv(MemorySession(), queue_prefix="a_")
     create_standard_queue(env, "jobs")
-    queue = env.queue("jobs", backoff_policy=None)
+    queue: JobQueue = env.queue("jobs", backoff_policy=None)
     seen: list[tuple[int, object]] = []
 
     @queue.processor("job", pass_context=True)
