@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from sqsw_core.engine_options import check_engine_options
 from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.results import BatchProcessingResult
@@ -132,8 +133,15 @@ class QueueEngine:
         handle_signals: bool = True,
         slots: SlotAllocator | None = None,
     ) -> None:
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        check_engine_options(
+            concurrency=concurrency,
+            pollers=pollers,
+            prefetch=prefetch,
+            wait_seconds=wait_seconds,
+            grace_period=grace_period,
+            max_job_duration=max_job_duration,
+            stats_interval=stats_interval,
+        )
         self.queue = queue
         self.concurrency = concurrency
         # Enough pollers to keep the workers fed while a receive is in flight,
@@ -148,12 +156,12 @@ class QueueEngine:
         self.prefetch = (
             max(BATCH_SIZE * self.pollers, largest_batch + BATCH_SIZE)
             if prefetch is None
-            else max(0, prefetch)
+            else prefetch
         )
         self.capacity = concurrency + self.prefetch
         # Pollers receive full batches: they wait for this much room.
         self._batch_room = min(BATCH_SIZE, self.capacity)
-        self.wait_seconds = max(0, min(20, int(wait_seconds)))
+        self.wait_seconds = int(wait_seconds)  # SQS takes whole seconds
         self.shutdown_policy = shutdown_policy
         self.grace_period = grace_period
         self.max_job_duration = max_job_duration
