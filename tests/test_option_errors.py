@@ -191,6 +191,13 @@ def test_missing_config_file_from_the_variable_names_it(tmp_path: Path) -> None:
     assert f"config file {missing} (from SQSW_CONFIG) does not exist" in line
 
 
+def test_an_unknown_log_level_is_a_bad_command_line(tmp_path: Path) -> None:
+    result = run_app(tmp_path, "--log-level", "LOUD")
+    assert result.returncode == EXIT_USAGE, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "Invalid value for '--log-level': 'LOUD'" in result.stderr.splitlines()[-1]
+
+
 # -- sqsw run: the app ----------------------------------------------------------------
 
 

@@ -143,7 +143,13 @@ def setup_logging(out: Console, level: str) -> None:
     show_default=True,
     help="Seconds between stats lines when stderr is not a terminal.",
 )
-@click.option("--log-level", default="INFO", show_default=True, help="Logging level.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default="INFO",
+    show_default=True,
+    help="Logging level (DEBUG also shows the traceback of an app that fails to load).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
