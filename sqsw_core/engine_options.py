@@ -94,7 +94,9 @@ class OptionError(ConfigurationError):
 
     def __init__(self, option: str, value: object, expected: str, source: str | None) -> None:
         where = f"{source}: " if source else ""
-        super().__init__(f"{where}{option} must be {expected}, got {show(value)}")
+        # 2.0 for an integer option is shown as given, not as 2.
+        shown = repr(value) if isinstance(value, float) and "integer" in expected else show(value)
+        super().__init__(f"{where}{option} must be {expected}, got {shown}")
         self.option = option
         self.value = value
         self.expected = expected

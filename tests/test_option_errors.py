@@ -340,7 +340,7 @@ def waiting_and_in_flight(queue: Any) -> tuple[int, int]:
     [
         ({"concurrency": 0}, "concurrency must be an integer >= 1, got 0"),
         ({"concurrency": True}, "concurrency must be an integer >= 1, got True"),
-        ({"concurrency": 2.0}, "concurrency must be an integer >= 1, got 2"),
+        ({"concurrency": 2.0}, "concurrency must be an integer >= 1, got 2.0"),
         ({"pollers": -1}, "pollers must be an integer >= 1 (None or unset: automatic), got -1"),
         ({"pollers": 0}, "pollers must be an integer >= 1"),
         ({"prefetch": -1}, "prefetch must be an integer >= 0"),
