@@ -424,8 +424,9 @@ def _known_variable(variable: str) -> bool:
     upper = variable.upper()
     if upper in CORE_VARIABLES:
         return True
-    patterns = (*DEVELOPMENT_VARIABLES, *plugin_variables())
-    return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in patterns)
+    if any(fnmatch.fnmatchcase(upper, pattern) for pattern in DEVELOPMENT_VARIABLES):
+        return True
+    return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in plugin_variables())
 
 
 def _unknown_variable_message(variable: str) -> str:
