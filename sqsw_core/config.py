@@ -3,8 +3,10 @@
 Layers apply in order, later wins: the config file (found from the current
 directory upward, or given), then environment variables, then command-line
 flags (or keyword arguments of :meth:`SQSEnv.from_config`). Every value keeps
-where it came from, so an unknown key, a bad value or a plugin that is not
-installed is reported with its file and key or its variable name.
+where it came from, so an unknown key, a value out of range (see
+:mod:`sqsw_core.engine_options`) or a plugin that is not installed is reported
+with its file and key, its variable name or its flag. An ``SQSW_*`` variable
+sqsw does not read is an error too, with the closest known name.
 
 ::
 
@@ -398,7 +400,7 @@ DEVELOPMENT_VARIABLES = (
     "SQSW_FAULT_SEED",
 )
 #: Entry-point group in which a plugin declares the variables it reads: the entry
-#: point's name is the variable (or a pattern such as ``ACME_SQS_*``); its value
+#: point's name is the variable (or a pattern such as ``SQSW_ACME_*``); its value
 #: is not loaded.
 VARIABLES_GROUP = "sqsw.variables"
 
