@@ -8,13 +8,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
+from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sqsw_core import SQSEnv, create_standard_queue, plugins
 from sqsw_core.cli.common import EXIT_APP, EXIT_PLUGIN, EXIT_SQS
+from tests.helpers import dead_letter_depth, expect_counts, receive_all, wait_until
 from tests.localstack_server import REGION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -23,6 +25,7 @@ SQSW = [sys.executable, "-m", "sqsw_core.cli"]
 APP = textwrap.dedent(
     """
     import os
+    import time
 
     from sqsw_core import SQSEnv
 
@@ -32,6 +35,7 @@ APP = textwrap.dedent(
 
     @emails.processor("send")
     def send(n):
+        time.sleep(float(os.environ.get("APP_SLEEP", "0")))
         processor = type(emails.processors["send"]).__name__
         with open(os.environ["APP_LOG"], "a") as f:
             f.write(f"{n} {processor}\\n")
@@ -67,10 +71,17 @@ def sqsw(
 
 
 def emails_app(ls_env: SQSEnv, tmp_path: Path, jobs: int) -> tuple[Path, list[str]]:
-    """The CLI app in ``tmp_path``, ``jobs`` jobs on its queue; the job log and the
-    ``sqsw run`` command line for that queue (add options before the queue name)."""
+    """The CLI app in ``tmp_path``, ``jobs`` jobs on its queue (which redrives to
+    ``emails_dead`` after 2 receives); the job log and the ``sqsw run`` command line
+    for that queue (add options before the queue name)."""
     (tmp_path / "cli_app.py").write_text(APP)
-    create_standard_queue(ls_env, "emails")
+    create_standard_queue(ls_env, "emails_dead")
+    create_standard_queue(
+        ls_env,
+        "emails",
+        visibility_timeout=60,
+        redrive_policy=ls_env.redrive_policy("emails_dead", 2),
+    )
     queue = ls_env.queue("emails")
     with queue.add_batch():
         for n in range(jobs):
@@ -78,6 +89,10 @@ def emails_app(ls_env: SQSEnv, tmp_path: Path, jobs: int) -> tuple[Path, list[st
     command = [*SQSW, "run", "--app", "cli_app:sqs", "--queue-prefix", ls_env.queue_prefix]
     command += ["--wait-seconds", "1", "--stats-interval", "0.5"]
     return tmp_path / "jobs.log", command
+
+
+def logged_jobs(log: Path) -> list[int]:
+    return [int(line.split()[0]) for line in log.read_text().splitlines()] if log.exists() else []
 
 
 def processor_variants() -> list[str]:
@@ -89,38 +104,56 @@ def processor_variants() -> list[str]:
 def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
     processor: str, ls_env: SQSEnv, endpoint: str, tmp_path: Path
 ) -> None:
-    if processor == "otel":
-        pytest.importorskip("sqsw_otel")
-    log, command = emails_app(ls_env, tmp_path, 20)
-    queue = ls_env.queue("emails")
-    worker = subprocess.Popen(
-        [*command, "--processor", processor, "--concurrency", "4", "emails"],
-        cwd=tmp_path,
-        env=variables(endpoint, APP_LOG=str(log)),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    """SIGTERM while jobs run: exit 0, running jobs finish, the rest waits, received once."""
+    jobs = 40
+    log, command = emails_app(ls_env, tmp_path, jobs)
+    queue, dead = ls_env.queue("emails"), ls_env.queue("emails_dead")
+    output_path = tmp_path / "output.txt"
+    with output_path.open("w") as output_file:
+        worker = subprocess.Popen(
+            [*command, "--processor", processor, "--concurrency", "2", "emails"],
+            cwd=tmp_path,
+            env=variables(endpoint, APP_LOG=str(log), APP_SLEEP="0.2"),
+            stdout=output_file,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     try:
-        deadline = time.monotonic() + 60
-        while not log.exists() or len(log.read_text().splitlines()) < 20:
-            assert worker.poll() is None, worker.communicate()[0]
-            assert time.monotonic() < deadline, "jobs did not run"
-            time.sleep(0.1)
-        time.sleep(0.6)  # at least one stats line
+        # A few jobs done and at least one stats line (every 0.5 s), then the stop.
+        wait_until(
+            lambda: (
+                worker.poll() is not None
+                or (len(logged_jobs(log)) >= 4 and "jobs done" in output_path.read_text())
+            ),
+            60,
+            "4 jobs and a stats line",
+        )
+        assert worker.poll() is None, output_path.read_text()
         worker.send_signal(signal.SIGTERM)
-        output, _ = worker.communicate(timeout=30)
+        worker.wait(timeout=30)
     finally:
         if worker.poll() is None:
             worker.kill()
+            worker.wait()
+    output = output_path.read_text()
     assert worker.returncode == 0, output
+    assert "SIGTERM received" in output
+    assert "jobs done" in output
     lines = log.read_text().splitlines()
-    assert sorted(int(line.split()[0]) for line in lines) == list(range(20))
     expected = "Processor" if processor == "default" else "Otel"
     assert all(expected in line.split()[1] for line in lines), lines
-    assert "jobs done" in output
-    assert "SIGTERM received" in output
-    assert int(queue.attributes["ApproximateNumberOfMessages"]) == 0
+    done = logged_jobs(log)
+    assert len(done) == len(set(done)), f"a job ran twice: {sorted(done)}"
+    assert len(done) < jobs, "every job ran before the stop"
+    # Right after the exit: nothing in flight, none dead-lettered, the rest
+    # receivable now (visibility timeout 60 s), each received at most once before.
+    left = jobs - len(done)
+    expect_counts(queue, (left, 0, 0), "after sqsw run exited", dead=dead)
+    assert dead_letter_depth(dead) == 0
+    waiting = receive_all(queue, expected=left, release=False)
+    assert sorted(done + [json.loads(m["Body"])["n"] for m in waiting]) == list(range(jobs))
+    receives = Counter(int(m["Attributes"]["ApproximateReceiveCount"]) - 1 for m in waiting)
+    assert set(receives) <= {0, 1}, f"receives before the look -> messages: {dict(receives)}"
 
 
 @pytest.mark.slow
@@ -137,7 +170,10 @@ def test_run_with_worker_processes_shows_their_summed_counters(
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(int(line.split()[0]) for line in log.read_text().splitlines()) == list(range(30))
+    assert sorted(logged_jobs(log)) == list(range(30))
+    # Nothing held after the exit, nothing dead-lettered.
+    expect_counts(ls_env.queue("emails"), (0, 0, 0), "after sqsw run exited")
+    assert dead_letter_depth(ls_env.queue("emails_dead")) == 0
     # One line for the whole run, summed over the worker processes.
     assert "emails: 30 jobs done" in result.stderr
     (final,) = [x for x in result.stderr.splitlines() if "Stopped emails (2 worker" in x]
@@ -151,8 +187,6 @@ def test_plugins_lists_every_shipped_plugin_with_its_distribution() -> None:
     found = {(row["group"], row["name"]): row for row in rows}
     for group, names in plugins.KNOWN_PROVIDERS.items():
         for name, package in names.items():
-            if package == "sqsw-otel" and (group, name) not in found:
-                continue  # being written in parallel: may not be installed yet
             row = found[(group, name)]
             assert row["provider"] == f"{package} 0.1.0"
             assert row["status"] == "ok"
@@ -277,9 +311,15 @@ def test_queue_commands_enqueue_and_redrive(ls_env: SQSEnv, endpoint: str) -> No
     assert "bill" in dry
     moved = run("redrive", "orders_dead", "--filter", "job=bill").stdout
     assert "1 moved to orders, 0 failed" in moved
-    time.sleep(1.5)  # the pushed-back copy has a 1 s delay
-    back = ls_env.queue("orders").get_raw_messages(wait_seconds=2, max_messages=10)
+    # The pushed-back copy has a 1 s delay.
+    back: list[Any] = []
+    wait_until(
+        lambda: bool(back.extend(ls_env.queue("orders").get_raw_messages(wait_seconds=1)) or back),
+        10,
+        "the redriven message",
+    )
     assert [m.job_name for m in back] == ["bill"]
+    assert ls_env.queue("orders").get_raw_messages(wait_seconds=1) == []
 
     result = sqsw("redrive", "orders_dead", "--filter", "color=red", *prefix, endpoint=endpoint)
     assert result.returncode == 2
