@@ -28,6 +28,7 @@ __all__ = [
     "OptionRange",
     "check_engine_options",
     "check_option",
+    "check_options",
     "check_queues_options",
     "check_shutdown_argument",
     "describe",
@@ -202,6 +203,17 @@ def check_engine_options(
     }
     for option, value in given.items():
         if value is not _UNSET:
+            check_option(option, value, source(option) if source else None)
+
+
+def check_options(
+    options: Mapping[str, object], source: Callable[[str], str] | None = None
+) -> None:
+    """Check every option of ``options`` that has a range (the others are left to the
+    function they are for), e.g. ``process_queue``'s keyword arguments before it starts
+    worker processes, so a bad value fails once in the caller, not in every child."""
+    for option, value in options.items():
+        if option in RANGES:
             check_option(option, value, source(option) if source else None)
 
 
