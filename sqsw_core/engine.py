@@ -57,7 +57,7 @@ POLL_END_SLACK = 3.0
 MISSING_QUEUE_ATTEMPTS = 5
 #: Seconds between receives after a failed one: the n-th consecutive failure waits
 #: the n-th value (the last one repeats).
-RECEIVE_RETRY_DELAYS = (1.0, 2.0, 2.0, 5.0)
+RECEIVE_RETRY_DELAYS = (1.0, 1.0, 2.0, 2.0, 5.0)
 
 
 @dataclass
@@ -185,6 +185,7 @@ class QueueEngine:
         # A policy that never stops needs no per-job bookkeeping.
         self._policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
         self._last_poll_empty = False
+        self._receive_failures = 0  # in a row, across pollers
         self._stopping = False
         self._stop_requests = 0  # 1: warm stop asked, 2: cold stop asked
         self._stopped = threading.Event()  # set with the first stop request
@@ -414,15 +415,16 @@ class QueueEngine:
 
     def _poll(self, index: int = 0) -> None:
         cond = self._cond
-        failures = 0  # consecutive failed receives
         while True:
             with cond:
                 # Only full batches: fewer requests, and SQS answers a small
                 # MaxNumberOfMessages with a small batch even from a deep queue.
-                # While the queue is found empty, only the first poller polls.
+                # While the queue is found empty, or receives fail, only the first
+                # poller polls.
                 want = self._batch_room
                 while not self._stopping and (
-                    self.capacity - self._held < want or (index and self._last_poll_empty)
+                    self.capacity - self._held < want
+                    or (index and (self._last_poll_empty or self._receive_failures))
                 ):
                     self._room.wait()
                 if self._stopping:
@@ -434,11 +436,11 @@ class QueueEngine:
             except Exception as exc:
                 with cond:
                     self._held -= want
-                failures += 1
+                    self._receive_failures += 1
+                    failures = self._receive_failures
                 if not self._receive_failed(exc, failures):
                     return
                 continue
-            failures = 0
             now = time.monotonic()
             redelivered = 0
             for message in messages:
@@ -448,8 +450,9 @@ class QueueEngine:
             late: list[Message] = []
             with cond:
                 self._held -= want - len(messages)
-                if self._last_poll_empty and messages:
+                if (self._last_poll_empty and messages) or self._receive_failures:
                     self._room.notify_all()  # wake the paused pollers
+                self._receive_failures = 0
                 self._last_poll_empty = not messages
                 if self._stopping:
                     # Received after the stop began: never run, released with the rest.

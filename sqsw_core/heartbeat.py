@@ -21,6 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqsw_core.backoff_policies import MAX_VISIBILITY_TIMEOUT
+from sqsw_core.exceptions import QueueNotFoundError
+from sqsw_core.log_text import shorten
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
@@ -97,11 +99,22 @@ class VisibilityKeeper:
 
     def _run(self) -> None:
         tick = min(1.0, self.margin / 2)
+        failures = 0
         while not self._stop.wait(tick):
             try:
                 self.extend_due(time.monotonic())
-            except Exception:  # keep beating: the next tick retries
-                logger.exception("Visibility heartbeat of %s failed", self.queue.name)
+                failures = 0
+            except Exception as exc:  # keep beating: the next tick retries
+                failures += 1
+                # The traceback once per outage, not at every tick.
+                logger.error(
+                    "Visibility heartbeat of %s failed (%d in a row): %s: %s",
+                    self.queue.name,
+                    failures,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=failures == 1 and not isinstance(exc, QueueNotFoundError),
+                )
 
     def extend_due(self, now: float) -> int:
         """Extend every held message that expires within the margin; returns how many."""
@@ -116,7 +129,7 @@ class VisibilityKeeper:
                         "Job %s.%s (message %s) has run for %.0f s, the maximum job duration; "
                         "no longer extending its visibility: it may run again elsewhere",
                         self.queue.name,
-                        held.message.job_name,
+                        shorten(held.message.job_name),
                         held.message.message_id,
                         now - held.since,
                     )

@@ -13,7 +13,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
-from sqsw_core.exceptions import JobError, RetryJob
+from sqsw_core.exceptions import JobError, QueueNotFoundError, RetryJob
 from sqsw_core.log_text import shorten
 from sqsw_core.long_delays import DUE_AT_ATTR, hold_back_early, hold_back_if_early
 from sqsw_core.messages import Message
@@ -48,12 +48,14 @@ def delete_messages(queue: GenericQueue, messages: list[Message]) -> int:
         ]
         try:
             response = queue.call("delete_message_batch", Entries=entries)
-        except Exception:
-            logger.exception(
+        except Exception as exc:
+            logger.error(
                 "Could not delete %d processed message(s) from %s; they will be delivered "
-                "again after their visibility timeout (the jobs succeeded: expect duplicates)",
+                "again after their visibility timeout (the jobs succeeded: expect duplicates): %s",
                 len(messages),
                 queue.name,
+                exc,
+                exc_info=exc if not isinstance(exc, QueueNotFoundError) else None,
             )
             return failures + len(messages)
         again: list[Message] = []
@@ -84,12 +86,14 @@ def change_visibility(queue: GenericQueue, changes: list[tuple[Message, int]]) -
     ]
     try:
         response = queue.call("change_message_visibility_batch", Entries=entries)
-    except Exception:
-        logger.exception(
+    except Exception as exc:
+        logger.error(
             "Could not change the visibility of %d message(s) on %s; they become visible "
-            "again after the queue's visibility timeout",
+            "again after the queue's visibility timeout: %s",
             len(changes),
             queue.name,
+            exc,
+            exc_info=exc if not isinstance(exc, QueueNotFoundError) else None,
         )
         return
     for failed in response.get("Failed", []):
