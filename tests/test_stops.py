@@ -413,6 +413,7 @@ def test_three_warm_restarts_burn_no_deliveries(
         "the queue is empty": depth(env, "work") == {"visible": 0, "in_flight": 0, "delayed": 0},
     }
     problems += [f"at the end: {name}" for name, ok in checks.items() if not ok]
+    print("\n".join(story))  # shown with -rP: the figures of a passing run
     assert not problems, "\n".join(problems + story)
 
 
