@@ -203,11 +203,48 @@ def start_worker_process(
     )
 
 
+def handles_signal(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler installed for ``signum`` (Linux: /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # gone
+        return False
+    for line in status.splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    return False
+
+
+def wait_until_handling(process: subprocess.Popen[str], signum: int, timeout: float = 30) -> None:
+    """Wait until ``process`` (still running) has installed its handler for ``signum``.
+
+    A worker process signalled earlier, while still importing, dies of the signal
+    instead of stopping: this makes "the worker is ready for a stop" observable.
+    """
+    wait_until(
+        lambda: process.poll() is not None or handles_signal(process.pid, signum),
+        timeout,
+        f"process {process.pid} to handle signal {signum}",
+    )
+    assert process.poll() is None, f"process {process.pid} exited with {process.returncode}"
+
+
 def runs_in(log: Path) -> Counter[int]:
     """How many times each job number ran, from a worker app's log."""
     if not log.exists():
         return Counter()
     return Counter(int(line.split()[0]) for line in log.read_text().splitlines() if line)
+
+
+def runs_by_process(log: Path) -> dict[int, list[int]]:
+    """Job number -> the pids of the processes that ran it, in order, from a worker app's log."""
+    runs: dict[int, list[int]] = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            if line:
+                n, pid = line.split()[:2]
+                runs.setdefault(int(n), []).append(int(pid))
+    return runs
 
 
 def operation_name(method: str) -> str:
