@@ -6,15 +6,18 @@ engine gathers messages of that job across receives until ``max_batch`` are
 there or the first has waited ``max_wait`` seconds. The function reports
 per-job failures by returning the indices that failed, or by raising
 :class:`BatchJobsFailed`; only those jobs are retried, the rest are acked.
-Any other exception fails the whole batch.
+Any other exception fails the whole batch, and so does a report sqsw cannot
+read (:class:`~sqsw_core.exceptions.BatchReportError`).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqsw_core.exceptions import SQSError
+from sqsw_core.exceptions import BatchReportError, SQSError, quote
+from sqsw_core.processors import refuse_async, refuse_awaitable
 
 if TYPE_CHECKING:
     from sqsw_core.context import JobContext
@@ -52,6 +55,7 @@ class BatchProcessor:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         if max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait}")
+        refuse_async(fn, f"batch job {job_name!r} on queue {queue.name!r}")
         self.queue = queue
         self.fn = fn
         self.job_name = job_name
@@ -63,7 +67,12 @@ class BatchProcessor:
     def run(self, jobs: list[tuple[dict[str, Any], JobContext]]) -> set[int]:
         """Call the function; the indices of the jobs that failed (empty: all ok).
 
-        Raises when the whole batch failed.
+        Raises when the whole batch failed, and :class:`BatchReportError` when
+        the function's report of which jobs failed cannot be read: an index
+        out of range, an item that is not an int (``True`` included), a
+        ``BatchJobsFailed`` naming no job, or a return value that is neither
+        ``None`` nor a list of indices. sqsw cannot tell which jobs of such a
+        batch succeeded, so none of them is acked.
         """
         if self.pass_context:
             arguments = [{**kwargs, self.context_var: context} for kwargs, context in jobs]
@@ -72,14 +81,44 @@ class BatchProcessor:
         try:
             result = self.fn(arguments)
         except BatchJobsFailed as failed:
-            return {i for i in failed.failed if 0 <= i < len(jobs)}
+            if not failed.failed:
+                raise self._unclear(len(jobs), "raised BatchJobsFailed naming no job") from failed
+            items = list(failed.failed)
+            return self._indices(items, len(jobs), f"raised BatchJobsFailed({quote(items)})")
         if result is None or result is True:
             return set()
-        if isinstance(result, Iterable) and not isinstance(result, (str, bytes, Mapping)):
-            return {int(i) for i in result if 0 <= int(i) < len(jobs)}
-        raise TypeError(
-            f"batch processor {self.queue.name}.{self.job_name} returned {result!r}: return "
-            "None (all succeeded) or the indices of the jobs that failed"
+        refuse_awaitable(result, self.queue.name, self.job_name)
+        if isinstance(result, (str, bytes, bytearray, Mapping)) or not isinstance(result, Iterable):
+            raise self._unclear(len(jobs), f"returned {quote(repr(result))}")
+        items = list(result)
+        return self._indices(items, len(jobs), f"returned {quote(items)}")
+
+    def _indices(self, items: list[Any], count: int, shown: str) -> set[int]:
+        """``items`` as indices of failed jobs; :class:`BatchReportError` if any is unclear."""
+        indices: set[int] = set()
+        bad: list[Any] = []
+        for item in items:
+            index = None
+            if not isinstance(item, bool):  # [True, False, ...] are flags, not indices
+                try:
+                    index = operator.index(item)
+                except TypeError:
+                    pass
+            if index is None or not 0 <= index < count:
+                bad.append(item)
+            else:
+                indices.add(index)
+        if bad:
+            raise self._unclear(count, f"{shown}, where {quote(bad)} are not job indices")
+        return indices
+
+    def _unclear(self, count: int, what: str) -> BatchReportError:
+        return BatchReportError(
+            f"batch processor of job {quote(self.job_name)!r} on queue {self.queue.name!r} "
+            f"{what} for a batch of {count} job(s): return None (all succeeded) or the "
+            f"indices of the jobs that failed (ints 0 to {count - 1}), or raise "
+            "BatchJobsFailed({index: error}); sqsw cannot tell which jobs succeeded, so the "
+            "whole batch is retried"
         )
 
     def __repr__(self) -> str:

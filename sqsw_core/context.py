@@ -15,6 +15,15 @@ from typing import Any
 _ids = itertools.count()
 
 
+#: Values a shared context may hold: a shallow copy of it shares nothing mutable.
+_IMMUTABLE = frozenset({str, int, float, bool, type(None), bytes})
+
+
+def is_flat_dict(context: Any) -> bool:
+    """Whether ``context`` is a dict whose values are all immutable scalars."""
+    return type(context) is dict and all(type(v) in _IMMUTABLE for v in context.values())
+
+
 class JobContext(dict[str, Any]):
     """The context a job was sent with, as the job function receives it."""
 

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from sqsw_core import plugins
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
 from sqsw_core.codecs import ALWAYS_ACCEPTED, DEFAULT_CODEC, Codec, get_codec
-from sqsw_core.context import JobContext, SQSContext
+from sqsw_core.context import JobContext, SQSContext, is_flat_dict
 from sqsw_core.exceptions import (
     ConfigurationError,
     ContentTypeRefusedError,
     DecodeError,
     PluginError,
+    quote,
 )
 from sqsw_core.long_delays import MAX_HOP_SECONDS, check_hop
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, Message
@@ -315,24 +316,35 @@ class SQSEnv:
         if codec is not None:
             return codec
         if content_type not in self.accepted_content_types:
+            advice = ""
+            if len(content_type) <= 40:  # advice that quotes a long name is no advice
+                advice = (
+                    f" Enable it with SQSEnv(codec={content_type!r}) or "
+                    f"SQSEnv(accept=[{content_type!r}]) only if you trust every producer of "
+                    "this queue."
+                )
             raise ContentTypeRefusedError(
                 f"message {message.message_id} on queue {message.queue_name!r} (job "
-                f"{message.job_name!r}) has content type {content_type!r}, which this worker "
-                f"does not accept (accepted: {', '.join(sorted(self.accepted_content_types))}). "
-                f"Enable it with SQSEnv(codec={content_type!r}) or "
-                f"SQSEnv(accept=[{content_type!r}]) only if you trust every producer of "
-                "this queue."
+                f"{quote(message.job_name)!r}) has content type {quote(content_type)!r}, which "
+                f"this worker does not accept (accepted: "
+                f"{', '.join(sorted(self.accepted_content_types))}).{advice}"
             )
         try:
             codec = get_codec(content_type)
         except PluginError as exc:
-            raise DecodeError(f"cannot decode message {message.message_id}: {exc}") from None
+            raise DecodeError(
+                f"cannot decode message {message.message_id}: {quote(str(exc))}"
+            ) from None
         self._decoders[content_type] = codec
         self._note_job_codec(codec)
         return codec
 
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
-        """Decode a job message into its keyword arguments and context."""
+        """Decode a job message into its keyword arguments and context.
+
+        Each call returns a context of its own: a job that changes its context
+        (nested values included) changes nothing another job sees.
+        """
         attributes = message.message_attributes
         content_type = (attributes.get(CONTENT_TYPE_ATTR) or _EMPTY).get("StringValue")
         if content_type is None:
@@ -340,37 +352,64 @@ class SQSEnv:
         codec = self._decoders.get(content_type) or self.decoder(content_type, message)
         context_text = (attributes.get(JOB_CONTEXT_ATTR) or _EMPTY).get("StringValue")
         job_decoder = self._job_decoders.get(content_type) if self._job_decoders else None
-        try:
-            context: Any
-            if job_decoder is not None:  # a JobCodec: body and context checked together
+        context: Any
+        if job_decoder is not None:  # a JobCodec: body and context checked together
+            try:
                 job_kwargs, context = job_decoder(message.job_name, message.body, context_text)
-                if context is None:
-                    context = {}
-            else:
+            except Exception as exc:
+                raise self._decode_error(message, content_type, "", exc) from exc
+            if context is None:
+                context = {}
+        else:
+            try:
                 job_kwargs = codec.deserialize(message.body)
-                if not context_text:
-                    context = {}
-                else:
-                    # Producers send the same few contexts over and over: decode each once.
-                    key = (content_type, context_text)
-                    context = self._contexts.get(key)
-                    if context is None:
+            except Exception as exc:
+                raise self._decode_error(message, content_type, "its body: ", exc) from exc
+            if not context_text:
+                context = {}
+            else:
+                # Producers send the same few contexts over and over: decode each
+                # once. Only flat ones are kept: the copy each job gets below is
+                # then all its own; a nested context is decoded afresh every time.
+                key = (content_type, context_text)
+                context = self._contexts.get(key)
+                if context is None:
+                    try:
                         context = codec.deserialize(context_text)
-                        if isinstance(context, dict) and len(context_text) <= 1024:
-                            if len(self._contexts) >= 512:
-                                self._contexts.clear()
-                            self._contexts[key] = context
-        except Exception as exc:
+                    except Exception as exc:
+                        raise DecodeError(
+                            f"bad {JOB_CONTEXT_ATTR} attribute of message {message.message_id} "
+                            f"on queue {message.queue_name!r} (job {quote(message.job_name)!r}"
+                            f"): cannot decode it as {quote(content_type)!r}: "
+                            f"{type(exc).__name__}: {quote(str(exc))}"
+                        ) from exc
+                    if len(context_text) <= 1024 and is_flat_dict(context):
+                        if len(self._contexts) >= 512:
+                            self._contexts.clear()
+                        self._contexts[key] = context
+        if type(job_kwargs) is not dict:
             raise DecodeError(
-                f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
-                f"(job {message.job_name!r}) as {content_type!r}: {type(exc).__name__}: {exc}"
-            ) from exc
-        if type(job_kwargs) is not dict or not isinstance(context, dict):
+                f"the arguments of message {message.message_id} on queue "
+                f"{message.queue_name!r} (job {quote(message.job_name)!r}) decoded to "
+                f"{type(job_kwargs).__name__}, not a dict of keyword arguments"
+            )
+        if not isinstance(context, dict):
             raise DecodeError(
-                f"message {message.message_id} on queue {message.queue_name!r} decoded to "
-                f"{type(job_kwargs).__name__}, not a dict of job arguments"
+                f"bad {JOB_CONTEXT_ATTR} attribute of message {message.message_id} on queue "
+                f"{message.queue_name!r} (job {quote(message.job_name)!r}): it decoded to "
+                f"{type(context).__name__}, not a dict"
             )
         return job_kwargs, JobContext(context)
+
+    @staticmethod
+    def _decode_error(
+        message: Message, content_type: str, part: str, exc: Exception
+    ) -> DecodeError:
+        return DecodeError(
+            f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
+            f"(job {quote(message.job_name)!r}) as {quote(content_type)!r}: {part}"
+            f"{type(exc).__name__}: {quote(str(exc))}"
+        )
 
     # -- queues --------------------------------------------------------------
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqsw_core.log_text import shorten
+
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
 
@@ -123,3 +125,35 @@ class ContentTypeRefusedError(JobError):
 
 class JobArgumentsError(JobError, TypeError):
     """The message's arguments do not match the job function's signature."""
+
+
+class BadMessageError(JobError, ValueError):
+    """Something sqsw reads from the message itself is wrong (e.g. its ``SqswDueAt``
+    due time): the job fails and is retried per the backoff policy, then dead-lettered."""
+
+
+class AsyncJobError(JobError, TypeError):
+    """A job function returned a coroutine or other awaitable instead of running.
+
+    sqsw runs sync functions only; the awaitable is closed unrun and the job is
+    retried per the backoff policy instead of counting as succeeded.
+    """
+
+
+class BatchReportError(SQSError, TypeError):
+    """A batch processor's failure report cannot be read as "these jobs failed".
+
+    The whole batch fails and is retried: sqsw never acks a job it cannot tell
+    succeeded. The message names the queue, the job, what was returned and
+    what is accepted.
+    """
+
+
+#: How many characters of a value from a message (job name, attribute, error
+#: text) an error message quotes: a log line carrying it stays readable.
+QUOTED_CHARS = 100
+
+
+def quote(value: object) -> str:
+    """``value`` as an error message quotes it: cut to :data:`QUOTED_CHARS`."""
+    return shorten(value, QUOTED_CHARS)

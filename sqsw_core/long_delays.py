@@ -16,7 +16,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.exceptions import BadMessageError, ConfigurationError, quote
+from sqsw_core.log_text import shorten
 from sqsw_core.messages import Message
 from sqsw_core.sending import MAX_DELAY_SECONDS
 
@@ -75,24 +76,60 @@ def defer(
     return {**attributes, DUE_AT_ATTR: due}, queue.env.max_delay_hop
 
 
+#: How far past the longest delay a due time may lie (clocks of producers and
+#: workers differ); a due time beyond that is a bad message, not a long wait.
+DUE_AT_SLACK_SECONDS = 3600
+
+
 def seconds_until_due(message: Message, now: float) -> float:
-    """Seconds from ``now`` (epoch) until ``message`` is due; <= 0 when it is."""
-    value = message.string_attribute(DUE_AT_ATTR)
-    try:
-        return int(value or 0) / 1000 - now
-    except ValueError:
-        logger.warning(
-            "Message %s on %s has a malformed %s attribute %r; running it now",
-            message.message_id,
-            message.queue_name,
-            DUE_AT_ATTR,
-            value,
-        )
+    """Seconds from ``now`` (epoch) until ``message`` is due; <= 0 when it is.
+
+    Raises :class:`~sqsw_core.exceptions.BadMessageError` when the ``SqswDueAt``
+    attribute is not a whole number of epoch milliseconds, or lies further
+    ahead than sqsw ever delays a job (14 days, plus an hour for clock skew):
+    such a message fails and is retried per the backoff policy, then
+    dead-lettered, instead of running now or being re-sent forever.
+    """
+    attribute = message.message_attributes.get(DUE_AT_ATTR)
+    if attribute is None:
         return 0.0
+    value = attribute.get("StringValue")
+    problem = None
+    due_ms = 0
+    if not isinstance(value, str):
+        problem = f"has no string value ({quote(attribute)})"
+    else:
+        text = value.strip()
+        digits = text[1:] if text[:1] == "-" else text
+        # Bounded before int(): no multi-thousand-digit numbers are parsed.
+        if not digits.isascii() or not digits.isdigit() or len(digits) > 20:
+            problem = f"is {quote(value)!r}, not a due time in epoch milliseconds"
+        else:
+            due_ms = int(text)
+            now_ms = int(now * 1000)
+            limit_ms = (MAX_LONG_DELAY_SECONDS + DUE_AT_SLACK_SECONDS) * 1000
+            if due_ms - now_ms > limit_ms:
+                days = (due_ms - now_ms) / 86_400_000
+                problem = (
+                    f"is {value!r}, {days:,.0f} days ahead: more than the "
+                    f"{MAX_LONG_DELAY_SECONDS // 86400} days sqsw delays a job"
+                )
+    if problem is not None:
+        raise BadMessageError(
+            f"message {message.message_id} on queue {message.queue_name!r} (job "
+            f"{quote(message.job_name)!r}): its {DUE_AT_ATTR} attribute {problem}; "
+            "it is retried per the backoff policy, then dead-lettered"
+        )
+    return (due_ms - now * 1000) / 1000
 
 
 def hold_back_early(worker: Worker, messages: list[Message]) -> list[Message]:
-    """The messages of a batch that are due; the others are sent on to their due time."""
+    """The messages of a batch that are due; the others are sent on to their due time.
+
+    Never raises: a message whose due time is bad (or that cannot be held
+    back) is passed on as due, and the worker's ``process_message`` fails it
+    alone, with the backoff delay; the rest of the batch runs.
+    """
     if not any(DUE_AT_ATTR in m.message_attributes for m in messages):
         return messages
     now = time.time()
@@ -100,12 +137,22 @@ def hold_back_early(worker: Worker, messages: list[Message]) -> list[Message]:
     held_groups: set[str | None] = set()
     fifo = worker.queue.is_fifo
     for message in messages:
-        if fifo and message.group_id in held_groups:
-            _release(worker, message, 0)  # keep the group's order behind the held one
-        elif hold_back_if_early(worker, message, now):
-            held_groups.add(message.group_id)
-        else:
-            due.append(message)
+        try:
+            if fifo and message.group_id in held_groups:
+                _release(worker, message, 0)  # keep the group's order behind the held one
+                continue
+            if hold_back_if_early(worker, message, now):
+                held_groups.add(message.group_id)
+                continue
+        except BadMessageError:
+            pass  # process_message fails it and logs why
+        except Exception:
+            logger.exception(
+                "Could not check the due time of message %s on %s; it is processed now",
+                message.message_id,
+                worker.queue.name,
+            )
+        due.append(message)
     return due
 
 
@@ -118,6 +165,9 @@ def hold_back_if_early(worker: Worker, message: Message, now: float | None = Non
     back): there the message itself is hidden, keeping its place at the head
     of its group. Only foreign producers can put such a message on a FIFO
     queue; sqsw refuses to.
+
+    Raises :class:`~sqsw_core.exceptions.BadMessageError` when the due time
+    is bad (see :func:`seconds_until_due`): the caller fails the message.
     """
     remaining = seconds_until_due(message, time.time() if now is None else now)
     if remaining <= 0:
@@ -128,7 +178,7 @@ def hold_back_if_early(worker: Worker, message: Message, now: float | None = Non
         "Message %s (%s.%s) is due in %.1f s: hidden for another %d s",
         message.message_id,
         queue.name,
-        message.job_name,
+        shorten(message.job_name),
         remaining,
         delay,
     )
@@ -152,7 +202,11 @@ def hold_back_if_early(worker: Worker, message: Message, now: float | None = Non
             message.message_id,
             queue.name,
         )
-        _release(worker, message, worker.retry_delay(message, None))
+        retry_in = worker.retry_delay(message, None)
+        if retry_in is not None:
+            _release(worker, message, retry_in)
+        elif worker.keeper is not None:  # the policy failed: hidden until its visibility timeout
+            worker.keeper.forget(message)
         return True
     if worker.keeper is not None:
         worker.keeper.forget(message)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqsw_core.log_text import shorten
+
 #: Message attributes sqsw writes on every job (the sqs-workers wire format).
 CONTENT_TYPE_ATTR = "ContentType"
 JOB_NAME_ATTR = "JobName"
@@ -101,6 +103,6 @@ class Message:
 
     def __repr__(self) -> str:
         return (
-            f"<Message {self.queue_name}/{self.message_id} job={self.job_name!r} "
+            f"<Message {self.queue_name}/{self.message_id} job={shorten(self.job_name)!r} "
             f"receive_count={self.receive_count}>"
         )

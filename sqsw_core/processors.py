@@ -11,12 +11,18 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.context import JobContext
-from sqsw_core.exceptions import JobArgumentsError, RetryJob
+from sqsw_core.exceptions import (
+    AsyncJobError,
+    ConfigurationError,
+    JobArgumentsError,
+    RetryJob,
+    quote,
+)
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
@@ -27,6 +33,64 @@ __all__ = ["DEFAULT_CONTEXT_VAR", "HandlerCall", "Processor", "RetryJob", "compo
 DEFAULT_CONTEXT_VAR = "context"
 
 _current = threading.local()
+
+
+def async_kind(fn: Any) -> str | None:
+    """What makes ``fn`` async (``"an async function"``...), or ``None`` for a sync callable.
+
+    Sees through ``functools.partial`` and bound methods, and finds objects
+    whose ``__call__`` is async. A sync function that wraps an async one (with
+    ``asyncio.run``, say) is sync: ``__wrapped__`` is not followed.
+    """
+    target = fn
+    while isinstance(target, partial):
+        target = target.func
+    if inspect.iscoroutinefunction(target):
+        return "an async function"
+    if inspect.isasyncgenfunction(target):
+        return "an async generator function"
+    if callable(target) and not (inspect.isroutine(target) or isinstance(target, type)):
+        call = type(target).__call__
+        if inspect.iscoroutinefunction(call) or inspect.isasyncgenfunction(call):
+            return "an object with an async __call__"
+    return None
+
+
+def refuse_async(fn: Any, what: str) -> None:
+    """Raise ``ConfigurationError`` when ``fn`` is async; ``what`` says what it was given as.
+
+    Called where functions are registered, so an async job fails when the
+    worker's code loads, not by being acked unrun.
+    """
+    kind = async_kind(fn)
+    if kind is None:
+        return
+    name = quote(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
+    raise ConfigurationError(
+        f"{what}: {name} is {kind}; sqsw runs sync functions only for now (async support "
+        "is planned); wrap it with asyncio.run (a sync def that returns "
+        f"asyncio.run({name}(...))) or register a sync function"
+    )
+
+
+def refuse_awaitable(result: Any, queue_name: str, job_name: str | None) -> None:
+    """Raise :class:`AsyncJobError` when a job function returned an awaitable.
+
+    A sync function that returns a coroutine (a wrapper around an async one,
+    say) has not done its work: the coroutine is closed unrun, and the job
+    fails and is retried instead of counting as succeeded.
+    """
+    if not (inspect.isawaitable(result) or inspect.isasyncgen(result)):
+        return
+    if isinstance(result, Coroutine):
+        result.close()  # unrun, and without a "never awaited" warning
+    what = f"job {quote(job_name)!r}" if job_name is not None else "the processor"
+    raise AsyncJobError(
+        f"{what} on queue {queue_name!r} returned "
+        f"{quote(type(result).__name__)}, an awaitable, so it did not run: sqsw runs "
+        "sync functions only for now; call asyncio.run(...) inside the job. The message is "
+        "retried per the backoff policy."
+    )
 
 
 def _takes_context_argument(method: Callable[..., Any]) -> bool:
@@ -64,8 +128,9 @@ def arguments_error(
         inspect.signature(fn).bind(**kwargs)
     except TypeError as mismatch:
         return JobArgumentsError(
-            f"job {job_name!r} on queue {queue_name!r} got arguments "
-            f"{sorted(kwargs)} that do not match {describe_signature(fn)}: {mismatch}. "
+            f"job {quote(job_name)!r} on queue {queue_name!r} got arguments "
+            f"{quote(sorted(kwargs))} that do not match {describe_signature(fn)}: "
+            f"{quote(str(mismatch))}. "
             "Producer and worker may run different versions of the job; "
             "the message is retried per the backoff policy."
         )
@@ -152,9 +217,12 @@ class Processor:
         """Entry point used by the worker: run :meth:`process` for ``message``."""
         _current.job = (message, job_context)
         try:
-            return self.process(job_kwargs, job_context)
+            result = self.process(job_kwargs, job_context)
         finally:
             _current.job = None
+        if result is not None:  # a process() override that calls the function itself
+            refuse_awaitable(result, self.queue.name, self.job_name)
+        return result
 
     def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
         """Call the job function. Override to act before or after it."""
@@ -165,12 +233,15 @@ class Processor:
             context = job_context if job_context is not None else self.job_context
             job_kwargs = {**job_kwargs, self.context_var: context}
         try:
-            return fn(**job_kwargs)
+            result = fn(**job_kwargs)
         except TypeError as exc:
             error = arguments_error(fn, job_kwargs, self.queue_name, self.job_name)
             if error is None:
                 raise
             raise error from exc
+        if result is not None:
+            refuse_awaitable(result, self.queue.name, self.job_name)
+        return result
 
     def copy(self, **changes: Any) -> Processor:
         """A new processor of the same class with some constructor arguments changed."""

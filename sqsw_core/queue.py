@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import ParamSpec
 
 from sqsw_core.batch_jobs import BatchJobsFailed, BatchProcessor
-from sqsw_core.exceptions import ConfigurationError, UnknownJobError
+from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
-from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor
+from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, refuse_async
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.sending import (
     MAX_DELAY_SECONDS,
@@ -357,6 +357,7 @@ class JobQueue(GenericQueue):
         context_var: str = DEFAULT_CONTEXT_VAR,
     ) -> AsyncTask[P, R]:
         """Register ``fn`` as the processor of ``job_name``; returns its task."""
+        refuse_async(fn, f"job {job_name!r} on queue {self.name!r}")
         self.batch_processors.pop(job_name, None)
         self.processors[job_name] = self.env.processor_maker(
             queue=self,
@@ -490,14 +491,15 @@ class JobQueue(GenericQueue):
         if processor is None:
             batch = self.batch_processors.get(job_name)
             if batch is not None:  # one message of a batch job, on its own
+                # An unclear report raises BatchReportError: the job fails, never acked.
                 if batch.run([self.env.decode_job(message)]):
                     raise BatchJobsFailed([0])
                 return
             known = ", ".join(sorted([*self.processors, *self.batch_processors])) or "none"
             raise UnknownJobError(
-                f"no processor for job {job_name!r} on queue {self.name!r} (registered: "
-                f"{known}); register it with @queue.processor({job_name!r}) in the "
-                "worker's code, or check that producer and worker use the same queue"
+                f"no processor for job {quote(job_name)!r} on queue {self.name!r} "
+                f"(registered: {quote(known)}); register it with @queue.processor(...) in "
+                "the worker's code, or check that producer and worker use the same queue"
             )
         job_kwargs, job_context = self.env.decode_job(message)
         processor.run(message, job_kwargs, job_context)

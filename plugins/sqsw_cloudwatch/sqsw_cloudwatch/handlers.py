@@ -13,7 +13,8 @@ A raw processor receives what its parameters ask for, by annotation:
 Parameters with defaults and ``**kwargs`` are left alone; ``*args`` gets the
 message when nothing else did. Any other required parameter is a
 :class:`~sqsw_core.exceptions.ConfigurationError` when the processor is
-registered, not when the first message arrives.
+registered, not when the first message arrives; so is an ``async def``
+processor (sqsw runs sync functions only for now).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from sqsw_cloudwatch.events import CloudWatchEvent
 from sqsw_cloudwatch.exceptions import NotAnEventError
 from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.messages import Message
+from sqsw_core.processors import refuse_async, refuse_awaitable
 
 __all__ = ["RawHandler"]
 
@@ -108,6 +110,7 @@ class RawHandler:
             raise ConfigurationError(
                 f"the raw processor of queue {queue_name!r} must be callable, got {fn!r}"
             )
+        refuse_async(fn, f"the raw processor of queue {queue_name!r}")
         self.fn = fn
         self.queue_name = queue_name
         self.positional: list[Source] = []
@@ -166,7 +169,10 @@ class RawHandler:
         values = {Source.MESSAGE: message, Source.EVENT: event, Source.OPTIONAL_EVENT: event}
         args = [values[source] for source in self.positional]
         kwargs = {name: values[source] for name, source in self.keywords.items()}
-        return self.fn(*args, **kwargs)
+        result = self.fn(*args, **kwargs)
+        if result is not None:  # a coroutine has not run: fail the message, never ack it
+            refuse_awaitable(result, self.queue_name, None)
+        return result
 
     def __repr__(self) -> str:
         return f"<RawHandler {self.queue_name} {_describe(self.fn)}>"
