@@ -14,6 +14,7 @@ from sqsw_core import SQSEnv, create_fifo_queue, create_standard_queue
 from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.long_delays import DUE_AT_ATTR, MAX_LONG_DELAY_SECONDS
 from sqsw_core.shutdown_policies import MaxTasksShutdown
+from tests.helpers import expect_counts, on_memory, queue_counts
 
 
 def _job_attributes(due_at: float | None = None) -> dict[str, dict[str, str]]:
@@ -60,6 +61,7 @@ def test_long_delay_runs_once_after_its_due_time_in_hops(
     assert counted == 1  # the hops were neither successes nor failures
     # Hop 1 is the first DelaySeconds=2; 2 s < 5 s, so at least one more hop was sent.
     assert _hops(caplog) >= 1
+    expect_counts(queue, (0, 0, 0), "after the run")  # no hop's original left behind
 
 
 def test_first_hop_carries_the_due_time(make_env: Callable[..., SQSEnv]) -> None:
@@ -121,12 +123,9 @@ def test_early_message_is_sent_on_and_not_counted(sqs: SQSEnv) -> None:
         QueueUrl=queue.url, MessageAttributeNames=["All"], WaitTimeSeconds=1
     )
     assert response.get("Messages", []) == []
-    attrs = sqs.sqs_client.get_queue_attributes(
-        QueueUrl=queue.url,
-        AttributeNames=["ApproximateNumberOfMessagesDelayed", "ApproximateNumberOfMessages"],
-    )["Attributes"]
-    assert attrs["ApproximateNumberOfMessagesDelayed"] == "1"
-    assert attrs["ApproximateNumberOfMessages"] == "0"  # the original was deleted
+    # Only the delayed copy is left: the original was deleted, not left in flight
+    # (it would stay there for the 30 s visibility timeout) nor made visible again.
+    expect_counts(queue, (0, 0, 1), "after the hop")
 
 
 def test_early_copy_keeps_body_and_attributes(make_env: Callable[..., SQSEnv]) -> None:
@@ -141,6 +140,8 @@ def test_early_copy_keeps_body_and_attributes(make_env: Callable[..., SQSEnv]) -
     messages = queue.get_raw_messages(wait_seconds=4)
     assert len(messages) == 1
     [copy] = messages
+    # Just the copy, which this test now holds: the original was deleted.
+    expect_counts(queue, (0, 1, 0), "with the copy received")
     assert copy.message_id != original
     assert copy.body == json.dumps({"n": 1})
     assert {k: v["StringValue"] for k, v in copy.message_attributes.items()} == {
@@ -148,9 +149,10 @@ def test_early_copy_keeps_body_and_attributes(make_env: Callable[..., SQSEnv]) -
     }
 
 
-def test_early_fifo_message_is_hidden_in_place(sqs: SQSEnv) -> None:
-    create_fifo_queue(sqs, "later.fifo")
-    queue = sqs.queue("later.fifo")
+def test_early_fifo_message_is_hidden_in_place(make_env: Callable[..., SQSEnv]) -> None:
+    env = make_env(max_delay_hop=2)
+    create_fifo_queue(env, "later.fifo")
+    queue = env.queue("later.fifo")
     seen: list[int] = []
 
     @queue.processor("job")
@@ -158,7 +160,7 @@ def test_early_fifo_message_is_hidden_in_place(sqs: SQSEnv) -> None:
         seen.append(n)
 
     for n, due_at in ((1, time.time() + 3600), (2, None)):
-        sqs.sqs_client.send_message(
+        env.sqs_client.send_message(
             QueueUrl=queue.url,
             MessageBody=json.dumps({"n": n}),
             MessageAttributes=_job_attributes(due_at),
@@ -170,7 +172,24 @@ def test_early_fifo_message_is_hidden_in_place(sqs: SQSEnv) -> None:
     assert seen == []
     for _ in range(3):
         queue.process_batch(wait_seconds=1)
-    assert 1 not in seen  # hidden in place again and again, never run early
+    # The head is hidden in place again and again, never run early. Behind it its
+    # group waits (SQS and the memory session); LocalStack hands out a message that
+    # was made visible again while an earlier one of its group is in flight, so
+    # there job 2 may run (once) before the head.
+    assert seen == [] if on_memory(env) else seen in ([], [2]), seen
+    # Neither message is lost: what did not run is still there, in its order.
+    waiting = [1] if seen else [1, 2]
+    assert sum(queue_counts(queue)) == len(waiting), queue_counts(queue)
+    client, order = env.sqs_client, []
+    deadline = time.monotonic() + 15
+    while len(order) < len(waiting):
+        assert time.monotonic() < deadline, f"received {order}; counts {queue_counts(queue)}"
+        for message in client.receive_message(
+            QueueUrl=queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", []):
+            order.append(json.loads(message["Body"])["n"])
+            client.delete_message(QueueUrl=queue.url, ReceiptHandle=message["ReceiptHandle"])
+    assert order == waiting
 
 
 def test_long_delay_limits(sqs: SQSEnv) -> None:
