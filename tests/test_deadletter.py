@@ -221,7 +221,9 @@ def test_body_and_every_attribute_are_kept(make_env: Callable[..., SQSEnv]) -> N
 
     dead = sqs.queue("foo_dead", DeadLetterQueue.maker("foo"))
     pushed = 0
+    deadline = time.monotonic() + 15
     while pushed < 2:
+        assert time.monotonic() < deadline, f"pushed back {pushed} of 2"
         pushed += dead.process_batch(wait_seconds=1).succeeded_count()
         if pushed == 1:  # the seed's 1 s delay: not visible upstream at once
             assert dead.upstream.get_raw_messages() == []

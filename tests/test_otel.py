@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -245,8 +246,9 @@ def test_retry_job_is_not_an_error(make_env: Callable[..., SQSEnv]) -> None:
 
     later.delay(policy=False)
     later.delay(policy=True)
+    deadline = time.monotonic() + 30
     while queue.process_batch(wait_seconds=1).failed_count() < 2:
-        pass
+        assert time.monotonic() < deadline, "the two jobs never failed in one batch"
     processed = spans(queue.get_sqs_queue_name(), SpanKind.CONSUMER)
     assert len(processed) == 2
     for process in processed:
@@ -493,7 +495,9 @@ def test_propagation_respects_the_size_limit(make_env: Callable[..., SQSEnv]) ->
     queue.send_entry({"MessageBody": "x" * 980, "MessageAttributes": attributes})
     queue.send_entry({"MessageBody": "x" * 900, "MessageAttributes": attributes})
     messages = queue.get_raw_messages(wait_seconds=1, max_messages=2)
+    deadline = time.monotonic() + 15
     while len(messages) < 2:
+        assert time.monotonic() < deadline, f"received {len(messages)} of 2 messages"
         messages += queue.get_raw_messages(wait_seconds=1)
     got = sorted((len(m.body), "traceparent" in m.message_attributes) for m in messages)
     assert got == [(900, True), (980, False)]
