@@ -116,7 +116,9 @@ def test_process_batch_groups_batch_jobs_and_undecodable_fail_alone(
         single.delay(n=9)
         queue.add_raw_job("index", "{broken", "{}", "json")
     result = queue.process_batch(wait_seconds=2)
+    deadline = time.monotonic() + 15
     while result.total_count() < 5:
+        assert time.monotonic() < deadline, f"{result.total_count()} of 5 jobs after 15 s"
         more = queue.process_batch(wait_seconds=1)
         result.succeeded += more.succeeded
         result.failed += more.failed
