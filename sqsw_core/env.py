@@ -7,7 +7,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from sqsw_core import plugins
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
@@ -339,6 +339,9 @@ class SQSEnv:
         self._note_job_codec(codec)
         return codec
 
+    #: Cached in place of a nested context: decode it afresh for every job.
+    _DECODE_AGAIN: ClassVar[dict[str, Any]] = {}
+
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
         """Decode a job message into its keyword arguments and context.
 
@@ -372,8 +375,10 @@ class SQSEnv:
                 # once. Only flat ones are kept: the copy each job gets below is
                 # then all its own; a nested context is decoded afresh every time.
                 key = (content_type, context_text)
-                context = self._contexts.get(key)
-                if context is None:
+                cached = self._contexts.get(key)
+                if cached is not None and cached is not self._DECODE_AGAIN:
+                    context = cached
+                else:
                     try:
                         context = codec.deserialize(context_text)
                     except Exception as exc:
@@ -383,10 +388,11 @@ class SQSEnv:
                             f"): cannot decode it as {quote(content_type)!r}: "
                             f"{type(exc).__name__}: {quote(str(exc))}"
                         ) from exc
-                    if len(context_text) <= 1024 and is_flat_dict(context):
+                    if cached is None and len(context_text) <= 1024:
                         if len(self._contexts) >= 512:
                             self._contexts.clear()
-                        self._contexts[key] = context
+                        flat = is_flat_dict(context)
+                        self._contexts[key] = context if flat else self._DECODE_AGAIN
         if type(job_kwargs) is not dict:
             raise DecodeError(
                 f"the arguments of message {message.message_id} on queue "

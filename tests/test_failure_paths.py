@@ -9,6 +9,7 @@ grows by one per delivery, and the log says what was wrong in a readable line.
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
 import gc
 import logging
@@ -421,21 +422,29 @@ def test_a_good_due_time_is_still_held_back(sqs: SQSEnv) -> None:
 # -- job contexts ----------------------------------------------------------------
 
 
-def test_a_job_changing_its_context_changes_nothing_for_the_next_job(sqs: SQSEnv) -> None:
+@pytest.mark.parametrize("nested", [True, False], ids=["nested", "flat"])
+def test_a_job_changing_its_context_changes_nothing_for_the_next_job(
+    sqs: SQSEnv, nested: bool
+) -> None:
     queue = make_queue(sqs)
     seen: list[Any] = []
 
     @queue.processor("job", pass_context=True)
     def job(n: int, context: Any = None) -> None:
-        seen.append((list(context["user"]["roles"]), context["tenant"]))
-        context["user"]["roles"].append("admin")
+        seen.append(copy.deepcopy(dict(context)))
+        if nested:
+            context["user"]["roles"].append("admin")
         context["tenant"] = "changed"
+        context["added"] = n
 
-    with sqs.context(user={"id": 7, "roles": ["reader"]}, tenant="acme"), queue.add_batch():
+    sent: dict[str, Any] = {"tenant": "acme"}
+    if nested:
+        sent["user"] = {"id": 7, "roles": ["reader"]}
+    with sqs.context(**sent), queue.add_batch():
         for n in range(3):
             job.delay(n=n)
     assert process(queue, 3)[:2] == (3, 0)
-    assert seen == [(["reader"], "acme")] * 3
+    assert seen == [sent] * 3
 
 
 # -- attributes that cannot be read ------------------------------------------------
