@@ -360,14 +360,14 @@ class SQSEnv:
             try:
                 job_kwargs, context = job_decoder(message.job_name, message.body, context_text)
             except Exception as exc:
-                raise self._decode_error(message, content_type, "", exc) from exc
+                raise self._decode_error(message, content_type, exc) from exc
             if context is None:
                 context = {}
         else:
             try:
                 job_kwargs = codec.deserialize(message.body)
             except Exception as exc:
-                raise self._decode_error(message, content_type, "its body: ", exc) from exc
+                raise self._decode_error(message, content_type, exc) from exc
             if not context_text:
                 context = {}
             else:
@@ -408,12 +408,10 @@ class SQSEnv:
         return job_kwargs, JobContext(context)
 
     @staticmethod
-    def _decode_error(
-        message: Message, content_type: str, part: str, exc: Exception
-    ) -> DecodeError:
+    def _decode_error(message: Message, content_type: str, exc: Exception) -> DecodeError:
         return DecodeError(
             f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
-            f"(job {quote(message.job_name)!r}) as {quote(content_type)!r}: {part}"
+            f"(job {quote(message.job_name)!r}) as {quote(content_type)!r}: "
             f"{type(exc).__name__}: {quote(str(exc))}"
         )
 
