@@ -313,8 +313,12 @@ def test_purge_removes_visible_in_flight_and_delayed(client: Any, queue: QueueFa
     client.send_message(QueueUrl=url, MessageBody="d", DelaySeconds=1)
     receive(client, url, VisibilityTimeout=1)
     client.purge_queue(QueueUrl=url)
-    time.sleep(2.2)
-    assert receive(client, url, WaitTimeSeconds=1) == []
+    # In flight and delayed ones are gone too, not just hidden until they come back.
+    end = time.monotonic() + 5
+    while (now := counts(client, url)) != (0, 0, 0):
+        assert time.monotonic() < end, f"(visible, in flight, delayed) after the purge: {now}"
+        time.sleep(0.1)
+    assert receive(client, url, WaitTimeSeconds=2) == []
 
 
 # -- messages ---------------------------------------------------------------------
