@@ -12,6 +12,7 @@ import asyncio
 import copy
 import functools
 import gc
+import json
 import logging
 import time
 import warnings
@@ -20,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from sqsw_cloudwatch import CloudWatchEvent
 from sqsw_core import (
     BatchJobsFailed,
     ConfigurationError,
@@ -481,13 +483,25 @@ def test_bad_attributes_say_what_is_wrong(
 LONG = 10_000
 
 
-@pytest.mark.parametrize("value", ["job name", "content type", "due time"])
+@pytest.mark.parametrize("value", ["job name", "content type", "due time", "event field"])
 def test_long_values_from_a_message_are_cut_in_log_lines(
     sqs: SQSEnv, errors: pytest.LogCaptureFixture, value: str
 ) -> None:
-    queue = make_queue(sqs)
-    queue.processor("job")(lambda n: None)
-    if value == "job name":
+    queue = make_queue(sqs, "jobs", "raw" if value == "event field" else "job")
+    if value == "event field":
+
+        @queue.raw_processor()  # type: ignore[attr-defined, untyped-decorator]
+        def tick(event: CloudWatchEvent) -> None:
+            pass
+
+        event = {key: "x" for key in ("version", "id", "detail-type", "source", "account")}
+        event.update(time="2024-01-01T00:00:00Z", region="eu-west-1", detail="d" * LONG)
+        sqs.sqs_client.send_message(QueueUrl=queue.url, MessageBody=json.dumps(event))
+    else:
+        queue.processor("job")(lambda n: None)
+    if value == "event field":
+        pass
+    elif value == "job name":
         send_job(sqs, queue, '{"n": 1}', job_name="j" * LONG)
     elif value == "content type":
         send_job(sqs, queue, '{"n": 1}', content_type="c" * LONG)

@@ -19,12 +19,19 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqsw_cloudwatch.exceptions import NotAnEventError, NotJSONError
+from sqsw_core.exceptions import quote
+from sqsw_core.log_text import shorten
 from sqsw_core.messages import Message
 
 __all__ = ["CloudWatchEvent", "json_body"]
 
 #: Envelope keys every event carries (``resources`` and ``detail`` may be absent).
 REQUIRED_KEYS = ("version", "id", "detail-type", "source", "account", "time", "region")
+
+
+def _shown(value: Any) -> str:
+    """A value from a message as an error quotes it: its start, enough to find it."""
+    return shorten(repr(value), 60)
 
 
 def json_body(message: Message) -> Any:
@@ -38,28 +45,28 @@ def json_body(message: Message) -> Any:
     except ValueError as exc:
         raise NotJSONError(
             f"message {message.message_id} on queue {message.queue_name!r} is not JSON "
-            f"({exc}); body starts with {message.body[:60]!r}"
+            f"({quote(str(exc))}); body starts with {message.body[:60]!r}"
         ) from None
 
 
 def parse_time(value: Any) -> datetime:
     """An ISO 8601 timestamp as a timezone-aware datetime (UTC when no zone is given)."""
     if not isinstance(value, str):
-        raise NotAnEventError(f"'time' must be an ISO 8601 string, got {value!r}")
+        raise NotAnEventError(f"'time' must be an ISO 8601 string, got {_shown(value)}")
     text = value.strip()
     if text.endswith(("Z", "z")):  # datetime.fromisoformat accepts "Z" only from 3.11
         text = text[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise NotAnEventError(f"'time' is not an ISO 8601 timestamp: {value!r}") from None
+        raise NotAnEventError(f"'time' is not an ISO 8601 timestamp: {_shown(value)}") from None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
 
 
 def _string(data: dict[str, Any], key: str) -> str:
     value = data[key]
     if not isinstance(value, str):
-        raise NotAnEventError(f"{key!r} must be a string, got {value!r}")
+        raise NotAnEventError(f"{key!r} must be a string, got {_shown(value)}")
     return value
 
 
@@ -92,10 +99,10 @@ class CloudWatchEvent:
             raise NotAnEventError(f"missing event field(s) {', '.join(map(repr, missing))}")
         resources = data.get("resources", [])
         if not isinstance(resources, list) or not all(isinstance(r, str) for r in resources):
-            raise NotAnEventError(f"'resources' must be a list of strings, got {resources!r}")
+            raise NotAnEventError(f"'resources' must be a list of strings, got {_shown(resources)}")
         detail = data.get("detail", {})
         if not isinstance(detail, dict):
-            raise NotAnEventError(f"'detail' must be a JSON object, got {detail!r}")
+            raise NotAnEventError(f"'detail' must be a JSON object, got {_shown(detail)}")
         return cls(
             version=_string(data, "version"),
             id=_string(data, "id"),
@@ -114,7 +121,7 @@ class CloudWatchEvent:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise NotAnEventError(f"not JSON ({exc})") from None
+            raise NotAnEventError(f"not JSON ({quote(str(exc))})") from None
         return cls.from_dict(data)
 
     @classmethod
