@@ -688,7 +688,7 @@ def test_poison_messages_are_dead_lettered_and_good_jobs_run_once(
                 "JobName": _attr("good"),
                 "JobContext": _attr("{oops"),
             },
-            "cannot decode message",
+            "bad JobContext attribute",  # named as such, not as the body or the arguments
         ),
         "unknown_content_type": (
             '{"n": 1}',
