@@ -254,8 +254,9 @@ class GenericQueue:
         threads (16 by default), prefetch, batched acks, visibility heartbeat
         and graceful shutdown on SIGTERM/SIGINT; ``engine_options`` are its
         keyword arguments. Returns the run's counters. ``workers=N`` runs N
-        such processes under a supervisor that forwards signals and restarts
-        a crashed one; the counters returned are then those of all of them.
+        such processes under a supervisor that forwards signals, releases what
+        a process that died held and restarts it; the counters returned are
+        then those of all of them (an error is logged for each crash).
         """
         from sqsw_core.engine import QueueEngine
 
@@ -273,10 +274,19 @@ class GenericQueue:
                 "process, so other processes cannot share them; use concurrency= (threads) "
                 "instead, or a session on a real SQS endpoint"
             )
-        from sqsw_core.supervisor import Supervisor
+        from sqsw_core.engine import POLL_END_SLACK
+        from sqsw_core.supervisor import Supervisor, held_by, release_held
 
-        supervisor = Supervisor(run, workers, name=self.name, stats=self.engine_stats)
-        supervisor.run()
+        supervisor = Supervisor(
+            run,
+            workers,
+            name=self.name,
+            stats=self.engine_stats,
+            held=lambda: held_by([self]),
+            release=lambda messages: release_held(self.env, messages),
+            release_delay=min(20.0, max(0.0, wait_seconds)) + POLL_END_SLACK,
+        )
+        supervisor.run()  # crashes: logged, and in supervisor.crashed
         return supervisor.totals()
 
     def engine_stats(self) -> list[EngineStats]:

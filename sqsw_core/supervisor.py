@@ -1,32 +1,59 @@
 """Several worker processes for one queue, watched by a supervisor.
 
-``queue.process_queue(workers=N)`` forks N children that each run the engine
-with a connection of their own (boto3 clients are never shared across a
-fork). The supervisor forwards SIGTERM/SIGINT to them (first = warm stop,
-second = cold stop) and restarts a child that crashed (non-zero exit while
-not stopping), with a growing delay when crashes repeat. A child that ends
-normally (its shutdown policy said stop) is not restarted.
+``queue.process_queue(workers=N)`` and ``sqsw run --workers N`` fork N
+children that each run the engine with a connection of their own (boto3
+clients are never shared across a fork).
 
-Given a ``stats`` callable, each child publishes its engines' counters twice
-a second into shared memory, and :meth:`Supervisor.totals` sums them over
-all children, past and present, so one process can show one live line and
+Signals. The supervisor reads SIGTERM, SIGINT, SIGHUP and SIGQUIT like a single
+worker does (:class:`~sqsw_core.stop_signals.StopSignals`): the first asks for
+a warm stop, which it forwards once to every child as SIGTERM; a cold stop (a
+second signal a second or more later, or SIGQUIT) is forwarded as SIGQUIT,
+which a child always reads as a cold stop. A signal sent to the whole process
+group (a terminal's Ctrl+C, systemd's ``KillMode=control-group``) reaches each
+child twice, from the group and from the supervisor, within a second: the
+child sees one warm stop. Children are forked with these signals blocked and
+install their own reader before unblocking them, so a stop that arrives while
+a child starts is never a default-disposition death; one that arrives before
+the engine reads signals itself is handed on to it once it does.
+
+Crashes. A child that exits with an error, or is killed (``os._exit``, the OOM
+killer, a segfault), is counted and restarted (with a growing delay when crashes
+repeat), unless the supervisor is stopping. Each child publishes the messages
+it holds, ten times a second when they change, to a file of its own; when a
+child dies the supervisor releases the ones it held without running them
+(visibility 0), so they cost one receive and come back at once instead of after
+the visibility timeout. The jobs it was running are left to their visibility
+timeout: one of them may be what killed it, and it should not come back at
+once next to the same messages. A child that ends normally (its shutdown policy
+said stop) is not restarted.
+
+Counters. Given a ``stats`` callable, each child publishes its engines'
+counters twice a second into shared memory, and :meth:`Supervisor.totals`
+sums them over all children, past and present (plus what the supervisor
+released), so one process can show one live line and
 ``process_queue(workers=N)`` can return the whole run's counters.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqsw_core.engine import EngineStats
+from sqsw_core.stop_signals import COLD_SIGNAL, STOP_SIGNALS, StopSignals
+
+if TYPE_CHECKING:
+    from sqsw_core.env import SQSEnv
 
 logger = logging.getLogger("sqsw.supervisor")
 
@@ -34,9 +61,93 @@ logger = logging.getLogger("sqsw.supervisor")
 RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 #: Seconds between two publications of a child's counters.
 PUBLISH_INTERVAL = 0.5
+#: Seconds between two looks at the messages a child holds (written when changed).
+HELD_INTERVAL = 0.1
 
 #: The counters children publish, then ``in_flight``.
 _FIELDS = (*EngineStats.COUNTERS, "in_flight")
+#: The signals a supervisor and its children read.
+_SIGNALS = frozenset((*STOP_SIGNALS, COLD_SIGNAL))
+
+
+class HeldMessage(NamedTuple):
+    """A message a worker process holds, as it publishes it to its supervisor."""
+
+    queue_name: str
+    message_id: str
+    receipt_handle: str
+    #: Its job is running (else it waits: prefetched, just received or being released).
+    running: bool
+
+
+def release_held(env: SQSEnv, messages: Iterable[HeldMessage]) -> int:
+    """Make ``messages`` (held by a worker process that died) visible again at once.
+
+    Ten per ``ChangeMessageVisibilityBatch`` call. A message settled after the
+    process last published what it held has a receipt handle SQS no longer
+    accepts: that is logged at INFO, nothing is raised. Returns how many were released.
+    """
+    by_queue: dict[str, list[HeldMessage]] = {}
+    for message in messages:
+        by_queue.setdefault(message.queue_name, []).append(message)
+    released = 0
+    for name, held in by_queue.items():
+        queue = env.queue(name)
+        for start in range(0, len(held), 10):
+            chunk = held[start : start + 10]
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
+                for i, m in enumerate(chunk)
+            ]
+            try:
+                response = queue.call("change_message_visibility_batch", Entries=entries)
+            except Exception as exc:
+                logger.warning(
+                    "Could not release %d message(s) of %s held by a dead worker process "
+                    "(they come back after the visibility timeout): %s",
+                    len(chunk),
+                    name,
+                    exc,
+                )
+                continue
+            failed = response.get("Failed", [])
+            for failure in failed:
+                logger.info(
+                    "Message %s of %s held by a dead worker process was not released: %s "
+                    "(already settled?)",
+                    chunk[int(failure["Id"])].message_id,
+                    name,
+                    failure.get("Code"),
+                )
+            released += len(chunk) - len(failed)
+    return released
+
+
+def held_by(queues: Iterable[Any]) -> list[HeldMessage]:
+    """The messages the engines of ``queues`` hold in this process, for ``Supervisor(held=)``."""
+    out: list[HeldMessage] = []
+    for queue in queues:
+        engine = getattr(queue, "engine", None)
+        if engine is None or getattr(engine, "keeper", None) is None:
+            continue  # not running (yet)
+        waiting = _waiting(engine)
+        out.extend(
+            HeldMessage(
+                m.queue_name, m.message_id, m.receipt_handle, m.receipt_handle not in waiting
+            )
+            for m in engine.held()
+        )
+    return out
+
+
+def _waiting(engine: Any) -> set[str]:
+    """Receipt handles of the messages ``engine`` holds whose job has not started."""
+    with engine._cond:
+        items = [*engine._buffer, *(ms for _, ms in engine._gathering.values())]
+    handles: set[str] = set()
+    for item in items:
+        handles.update(m.receipt_handle for m in (item if isinstance(item, list) else [item]))
+    return handles
 
 
 class Supervisor:
@@ -44,6 +155,12 @@ class Supervisor:
 
     ``stats``, called in a child, returns the counters of the engines running
     there (none yet: empty); :meth:`totals` sums what the children published.
+    ``held``, called in a child, returns the messages its engines hold;
+    ``release``, called here, releases what a child that died held (see
+    :func:`release_held`) and returns how many it released, ``release_delay``
+    seconds after it died: a receive it had in progress goes on on the server
+    until its long poll ends (``wait_seconds``, plus the server's slack), and a
+    message released before then could be handed to that dead receive.
     """
 
     def __init__(
@@ -52,6 +169,9 @@ class Supervisor:
         workers: int,
         name: str = "sqsw",
         stats: Callable[[], Iterable[EngineStats]] | None = None,
+        held: Callable[[], Iterable[HeldMessage]] | None = None,
+        release: Callable[[list[HeldMessage]], int] | None = None,
+        release_delay: float = 0.0,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -59,9 +179,20 @@ class Supervisor:
         self.workers = workers
         self.name = name
         self.stats = stats
+        self.held = held
+        self.release = release
+        self.release_delay = release_delay
+        # Messages of dead children to release: (when, what, process name).
+        self._to_release: list[tuple[float, list[HeldMessage], str]] = []
         self.restarts = 0
-        self._signals = 0
+        #: Children that ended with an error or were killed, over the whole run.
+        self.crashed = 0
+        #: Messages released after children died.
+        self.released = 0
+        self._stopping = False
         self._context = multiprocessing.get_context("fork")
+        self._processes: dict[int, BaseProcess] = {}
+        self._held_dir: str | None = None
         self.started_at = time.monotonic()
         # One row of counters per slot, written by its child only (aligned
         # 64-bit stores); rows of children that ended are folded into _retired.
@@ -76,10 +207,6 @@ class Supervisor:
         row = slot * len(_FIELDS)
         for offset, field in enumerate(_FIELDS):
             self._shared[row + offset] = getattr(total, field)
-
-    def _publisher(self, slot: int, done: threading.Event) -> None:
-        while not done.wait(PUBLISH_INTERVAL):
-            self._publish(slot)
 
     def _row(self, slot: int) -> EngineStats:
         """The counters the child in ``slot`` published last."""
@@ -100,19 +227,90 @@ class Supervisor:
     def totals(self) -> EngineStats:
         """The counters of every child so far (in flight: the running ones')."""
         rows = [self._row(slot) for slot in range(self.workers)]
-        return EngineStats.total([self._retired, *rows], self.started_at)
+        totals = EngineStats.total([self._retired, *rows], self.started_at)
+        totals.released += self.released
+        return totals
 
-    # -- processes --------------------------------------------------------------
+    # -- held messages ------------------------------------------------------------
+
+    def _held_path(self, slot: int) -> str:
+        assert self._held_dir is not None
+        return os.path.join(self._held_dir, f"worker-{slot}.json")
+
+    def _publish_held(self, slot: int, messages: list[HeldMessage]) -> None:
+        """Replace the slot's file at once (write, then rename): never half written."""
+        path = self._held_path(slot)
+        with open(path + ".tmp", "w") as file:
+            json.dump(messages, file)
+        os.replace(path + ".tmp", path)
+
+    def _read_held(self, slot: int) -> list[HeldMessage]:
+        try:
+            with open(self._held_path(slot)) as file:
+                return [HeldMessage(*row) for row in json.load(file)]
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError, TypeError) as exc:
+            logger.warning("Could not read what worker slot %d held: %s", slot, exc)
+            return []
+
+    def _release_dead(self, slot: int, process: BaseProcess) -> None:
+        """Plan the release of what the dead child of ``slot`` held but was not running."""
+        held = self._read_held(slot)
+        try:
+            os.unlink(self._held_path(slot))
+        except FileNotFoundError:
+            pass
+        if not held or self.release is None:
+            return
+        waiting = [m for m in held if not m.running]
+        logger.warning(
+            "Worker process %d (%s) died holding %d message(s): %d released in %.0f s, "
+            "when its receives in progress have ended; %d whose job was running come back "
+            "after the visibility timeout",
+            process.pid,
+            process.name,
+            len(held),
+            len(waiting),
+            self.release_delay,
+            len(held) - len(waiting),
+        )
+        if waiting:
+            when = time.monotonic() + self.release_delay
+            self._to_release.append((when, waiting, str(process.name)))
+
+    def _release_due(self, everything: bool = False) -> None:
+        """Release what dead children held, once due (``everything``: wait until it is)."""
+        while self._to_release:
+            when, messages, name = self._to_release[0]
+            if time.monotonic() < when:
+                if not everything:
+                    return
+                time.sleep(max(0.0, when - time.monotonic()))
+            self._to_release.pop(0)
+            assert self.release is not None
+            try:
+                released = self.release(messages)
+            except Exception:  # never the supervisor's end: they come back after the timeout
+                logger.exception("Could not release the messages held by %s", name)
+                continue
+            self.released += released
+            logger.info("Released %d message(s) held by %s", released, name)
+
+    # -- the child side -----------------------------------------------------------
 
     def _child_main(self, slot: int) -> None:
-        # The engine installs its own handlers in the child's main thread.
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        # Forked with the stop signals blocked (see _spawn): the handlers it
+        # inherited are the supervisor's. Read them here from now on, then unblock.
+        self._stopping = False
+        signals = _ChildSignals(os.getpid())
+        signals.install()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         done = threading.Event()
-        if self.stats is not None:
-            threading.Thread(
-                target=self._publisher, args=(slot, done), name="sqsw-stats", daemon=True
-            ).start()
+        watcher = threading.Thread(
+            target=self._watch, args=(slot, signals, done), name="sqsw-worker-watch", daemon=True
+        )
+        watcher.start()
         code = 0
         try:
             self.target()
@@ -120,6 +318,7 @@ class Supervisor:
             logger.exception("Worker process %d of %s crashed", os.getpid(), self.name)
             code = 1
         done.set()
+        watcher.join(5)
         if self.stats is not None:
             try:
                 self._publish(slot)  # the final counts
@@ -127,44 +326,72 @@ class Supervisor:
                 logger.exception("Could not publish the counters of worker process %d", os.getpid())
         os._exit(code)
 
+    def _watch(self, slot: int, signals: _ChildSignals, done: threading.Event) -> None:
+        """Child thread: hand early stops on, publish held messages and counters."""
+        last_held: list[HeldMessage] | None = None
+        next_stats = time.monotonic() + PUBLISH_INTERVAL
+        while not done.wait(HELD_INTERVAL):
+            signals.hand_on()
+            try:
+                if self.held is not None:
+                    held = list(self.held())
+                    if held != last_held:
+                        self._publish_held(slot, held)
+                        last_held = held
+                if self.stats is not None and time.monotonic() >= next_stats:
+                    self._publish(slot)
+                    next_stats = time.monotonic() + PUBLISH_INTERVAL
+            except Exception:  # keep publishing: the next tick retries
+                logger.exception("Worker process %d could not publish its state", os.getpid())
+
+    # -- the supervisor side ------------------------------------------------------
+
     def _spawn(self, slot: int) -> BaseProcess:
         process = self._context.Process(
             target=self._child_main, args=(slot,), name=f"{self.name}-worker-{slot}", daemon=False
         )
-        process.start()
+        # The child starts with the stop signals blocked, and is known to the
+        # signal handler before any signal can run it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
+        try:
+            process.start()
+            self._processes[slot] = process
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         logger.info("Started worker process %d (%s)", process.pid, process.name)
         return process
 
-    def _forward(self, signum: int, frame: FrameType | None) -> None:
-        self._signals += 1
-        logger.warning(
-            "%s received by the supervisor: %s stop of %d worker process(es)",
-            signal.Signals(signum).name,
-            "warm" if self._signals == 1 else "cold",
-            self.workers,
-        )
-        for process in self._processes.values():
-            if process.pid is not None and process.is_alive():
-                os.kill(process.pid, signal.SIGTERM)
+    def _forward(self, cold: bool) -> None:
+        """A stop of the supervisor: a warm one reaches each child once, as SIGTERM;
+        a cold one as SIGQUIT (always cold for a child)."""
+        self._stopping = True
+        signum = signal.SIGQUIT if cold else signal.SIGTERM
+        for process in list(self._processes.values()):
+            if process.pid is not None and process.exitcode is None:
+                try:
+                    os.kill(process.pid, signum)
+                except ProcessLookupError:
+                    pass
 
     def run(self) -> int:
-        """Supervise until every child ended; returns how many crashed at the end."""
-        self._processes: dict[int, BaseProcess] = {}
+        """Supervise until every child ended; returns how many crashed during the run."""
+        self._processes = {}
         crashes: dict[int, int] = {}
         due: dict[int, float] = {}
-        previous = {s: signal.signal(s, self._forward) for s in (signal.SIGTERM, signal.SIGINT)}
-        failed = 0
+        self._held_dir = tempfile.mkdtemp(prefix="sqsw-workers-")
+        signals = StopSignals(self._forward, f"{self.workers} worker processes of {self.name}")
+        signals.install()
         try:
             for slot in range(self.workers):
-                self._processes[slot] = self._spawn(slot)
+                self._spawn(slot)
             while self._processes or due:
                 now = time.monotonic()
                 for slot, when in list(due.items()):
-                    if self._signals:
+                    if self._stopping:
                         del due[slot]
                     elif now >= when:
                         del due[slot]
-                        self._processes[slot] = self._spawn(slot)
+                        self._spawn(slot)
                         self.restarts += 1
                 for slot, process in list(self._processes.items()):
                     if process.is_alive():
@@ -173,10 +400,18 @@ class Supervisor:
                     del self._processes[slot]
                     self._retire(slot)
                     code = process.exitcode
-                    if code == 0 or self._signals:
+                    if code == 0:
                         crashes.pop(slot, None)
-                        if code not in (0, None, -signal.SIGTERM):
-                            failed += 1
+                        continue
+                    self.crashed += 1
+                    self._release_dead(slot, process)
+                    if self._stopping:
+                        logger.error(
+                            "Worker process %d (%s) exited with %s while stopping",
+                            process.pid,
+                            process.name,
+                            _exit_text(code),
+                        )
                         continue
                     count = crashes.get(slot, 0)
                     crashes[slot] = count + 1
@@ -185,12 +420,58 @@ class Supervisor:
                         "Worker process %d (%s) exited with %s; restarting in %.0f s",
                         process.pid,
                         process.name,
-                        code,
+                        _exit_text(code),
                         delay,
                     )
                     due[slot] = time.monotonic() + delay
+                self._release_due()
                 time.sleep(0.05)
+            self._release_due(everything=True)
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        return failed
+            signals.restore()
+            shutil.rmtree(self._held_dir, ignore_errors=True)
+        if self.crashed:
+            logger.error(
+                "%d worker process(es) of %s crashed during the run", self.crashed, self.name
+            )
+        return self.crashed
+
+
+def _exit_text(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"code {code}"
+
+
+class _ChildSignals(StopSignals):
+    """A worker process's stop signals until its engine reads them itself.
+
+    A stop that arrives before the engine installed its own handlers is kept,
+    and handed on (:meth:`hand_on`) by sending it again once they are in place,
+    unless the engine saw a stop of its own by then.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(self._record, f"worker process {pid}")
+        self.pending: bool | None = None  # None: no stop; else: cold?
+        self._handed: bool | None = None
+
+    def _record(self, cold: bool) -> None:
+        self.pending = cold or bool(self.pending)
+
+    def hand_on(self) -> None:
+        """Watcher thread: send a kept stop to the engine's handlers, once they exist."""
+        pending = self.pending
+        if pending is None or self._handed is True or self._handed == pending:
+            return
+        owner = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+        if owner is self or not isinstance(owner, StopSignals):
+            return  # nothing else reads signals (yet)
+        if pending and not owner.cold:
+            os.kill(os.getpid(), COLD_SIGNAL)
+        elif not pending and owner.first_at is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+        self._handed = pending

@@ -24,9 +24,9 @@ from sqsw_core.cli.common import (
     import_app,
     settings_for,
 )
-from sqsw_core.engine import EngineStats
+from sqsw_core.engine import POLL_END_SLACK, EngineStats
 from sqsw_core.engine_options import check_option
-from sqsw_core.supervisor import Supervisor
+from sqsw_core.supervisor import Supervisor, held_by, release_held
 
 logger = logging.getLogger("sqsw.cli")
 
@@ -242,12 +242,22 @@ def run(
             "process, so worker processes cannot share them; use --concurrency instead",
             EXIT_PLUGIN,
         )
-    # The engines run in the children; the supervisor sums what they publish.
-    supervisor = Supervisor(run_all, n_workers, name="+".join(names), stats=running)
+    # The engines run in the children; the supervisor sums what they publish
+    # and releases what a child that died held.
+    watched = [env.queue(name) for name in names]
+    supervisor = Supervisor(
+        run_all,
+        n_workers,
+        name="+".join(names),
+        stats=running,
+        held=lambda: held_by(watched),
+        release=lambda messages: release_held(env, messages),
+        release_delay=min(20.0, max(0.0, wait)) + POLL_END_SLACK,
+    )
     with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, err.is_terminal):
         crashed = supervisor.run()
     logger.info(
         "Stopped %s (%d worker processes): %s", ", ".join(names), n_workers, supervisor.totals()
     )
-    if crashed:
-        raise CliError(f"{crashed} worker process(es) crashed", EXIT_ERROR)
+    if crashed:  # during the run, restarted or not, even if the stop was clean
+        raise CliError(f"{crashed} worker process(es) crashed during the run", EXIT_ERROR)
