@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
@@ -532,11 +531,13 @@ class SQSEnv:
         before one of a later queue; ``"weighted"``: waiting queues share the
         job slots in proportion to ``weights`` (default 1 each). Each queue
         stops when its own policy (``shutdown_policy_maker()``) says so; the
-        first SIGTERM/SIGINT stops them all warmly, a second one cold.
+        first SIGTERM/SIGINT/SIGHUP stops them all warmly, a second one a
+        second or more later (or SIGQUIT) cold.
         Returns each queue's counters.
         """
         from sqsw_core.engine import QueueEngine
         from sqsw_core.slots import SlotAllocator
+        from sqsw_core.stop_signals import StopSignals
 
         names = list(queue_names) if queue_names is not None else self.get_all_known_queues()
         slots = SlotAllocator(concurrency, names, priority, weights)
@@ -563,31 +564,22 @@ class SQSEnv:
                 for other in engines.values():
                     other.request_stop()
 
-        def on_signal(signum: int, frame: Any) -> None:
-            logger.warning(
-                "%s received: stopping %d queue(s)", signal.Signals(signum).name, len(engines)
-            )
+        def on_stop(cold: bool) -> None:
             for engine in engines.values():
-                engine.request_stop()
+                engine.request_stop(cold=cold)
 
         threads = [
             threading.Thread(target=run, args=(engine,), name=f"sqsw-queue-{name}")
             for name, engine in engines.items()
         ]
-        previous = {}
-        if threading.current_thread() is threading.main_thread():
-            previous = {
-                sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)
-            }
-        try:
+        # One reader of stop signals for all the queues (installed from the main
+        # thread only): the first is a warm stop of every queue, a later one cold.
+        with StopSignals(on_stop, f"{len(engines)} queue(s)"):
             for thread in threads:
                 thread.start()
             for thread in threads:
                 while thread.is_alive():  # a timed join lets signal handlers run
                     thread.join(0.2)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
         if errors:
             raise errors[0]
         return {name: engine.stats for name, engine in engines.items()}
