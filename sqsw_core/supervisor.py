@@ -443,7 +443,7 @@ def _exit_text(code: int | None) -> str:
             return f"signal {signal.Signals(-code).name}"
         except ValueError:
             return f"signal {-code}"
-    return f"code {code}"
+    return str(code)
 
 
 class _ChildSignals(StopSignals):
