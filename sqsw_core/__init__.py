@@ -12,6 +12,9 @@ from sqsw_core.codecs import Codec
 from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.env import SQSEnv
 from sqsw_core.exceptions import (
+    AsyncJobError,
+    BadMessageError,
+    BatchReportError,
     ConfigurationError,
     ContentTypeRefusedError,
     DecodeError,
@@ -55,11 +58,14 @@ __all__ = [
     "IMMEDIATE_RETURN",
     "AWSSession",
     "AndShutdown",
+    "AsyncJobError",
     "AsyncTask",
     "BackoffPolicy",
+    "BadMessageError",
     "BakedAsyncTask",
     "BatchJobsFailed",
     "BatchProcessingResult",
+    "BatchReportError",
     "Codec",
     "ConfigurationError",
     "ConstantBackoff",

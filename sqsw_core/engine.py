@@ -387,7 +387,7 @@ class QueueEngine:
 
     def _run_batch(self, messages: list[Message]) -> None:
         """Worker thread: run the gathered messages of one batch job together."""
-        outcomes: list[bool] = [False] * len(messages)
+        outcomes: list[bool | None] = [False] * len(messages)
         try:
             outcomes = self.worker.process_job_batch(messages)
         except BaseException:
@@ -400,7 +400,7 @@ class QueueEngine:
             self._running -= 1
             self._held -= len(messages)
             ok = [m for m, good in zip(messages, outcomes, strict=False) if good]
-            failed = [m for m, good in zip(messages, outcomes, strict=False) if not good]
+            failed = [m for m, good in zip(messages, outcomes, strict=False) if good is False]
             self.stats.succeeded += len(ok)
             if failed and self.worker.last_failure_asked():
                 self.stats.retried += len(failed)

@@ -415,7 +415,8 @@ class Worker:
                 for message in batch:
                     del unrun[message.receipt_handle]
                 for message, ok in zip(batch, self.process_job_batch(batch), strict=True):
-                    (succeeded if ok else failed).append(message)
+                    if ok is not None:
+                        (succeeded if ok else failed).append(message)
             return
         blocked_groups: dict[str | None, int] = {}
         for message in messages:
@@ -456,18 +457,23 @@ class Worker:
         """Job names of this queue handled by batch processors."""
         return frozenset(getattr(self.queue, "batch_processors", ()))
 
-    def process_job_batch(self, messages: list[Message]) -> list[bool]:
-        """Run messages of one batch job in one call; settle each. Success per message.
+    def process_job_batch(self, messages: list[Message]) -> list[bool | None]:
+        """Run messages of one batch job in one call; settle each. Success per message
+        (``None``: not due yet, sent on to its due time).
 
-        A message that cannot be decoded fails alone; the others still run.
+        A message that cannot be decoded, or whose due time is bad, fails alone;
+        the others still run.
         """
         queue = self.queue
         processor: BatchProcessor = queue.batch_processors[messages[0].job_name]  # type: ignore[attr-defined]
-        outcome: dict[int, bool] = {}
+        outcome: dict[int, bool | None] = {}
         runnable: list[int] = []
         jobs = []
         for index, message in enumerate(messages):
             try:
+                if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(self, message):
+                    outcome[index] = None  # not due yet: sent on, neither run nor counted
+                    continue
                 jobs.append(queue.env.decode_job(message))
                 runnable.append(index)
             except JobError as exc:
@@ -529,7 +535,8 @@ class Worker:
         results = []
         for index, message in enumerate(messages):
             ok = outcome[index]
-            self.settle(message, ok, policy, asked)
+            if ok is not None:
+                self.settle(message, ok, policy, asked)
             results.append(ok)
         self._failure.asked = asked
         if interrupted is not None:
