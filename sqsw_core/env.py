@@ -12,6 +12,7 @@ from sqsw_core import plugins
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
 from sqsw_core.codecs import ALWAYS_ACCEPTED, DEFAULT_CODEC, Codec, get_codec
 from sqsw_core.context import JobContext, SQSContext, is_flat_dict
+from sqsw_core.engine_options import check_queues_options
 from sqsw_core.exceptions import (
     ConfigurationError,
     ContentTypeRefusedError,
@@ -540,6 +541,7 @@ class SQSEnv:
         from sqsw_core.stop_signals import StopSignals
 
         names = list(queue_names) if queue_names is not None else self.get_all_known_queues()
+        check_queues_options(names, concurrency=concurrency, priority=priority, weights=weights)
         slots = SlotAllocator(concurrency, names, priority, weights)
         engines = {
             name: QueueEngine(

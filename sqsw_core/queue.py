@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import ParamSpec
 
 from sqsw_core.batch_jobs import BatchJobsFailed, BatchProcessor
+from sqsw_core.engine_options import check_options
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
@@ -259,6 +260,9 @@ class GenericQueue:
         then those of all of them (an error is logged for each crash).
         """
         from sqsw_core.engine import QueueEngine
+
+        # Refused here, once, before any worker process starts.
+        check_options({"workers": workers, "wait_seconds": wait_seconds, **engine_options})
 
         def run() -> EngineStats:
             engine = QueueEngine(
