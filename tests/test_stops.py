@@ -460,6 +460,7 @@ def test_cold_stop_during_a_long_poll_leaves_nothing_in_flight(
         f"in_flight={in_flight} dead={dead_letters(env)} cold latency={stop.latency():.1f}s "
         f"{depth(env, 'work')}\n{summary(stop)}"
     )
+    print(state)  # shown with -rP
     assert stop.returncode in (0, None), state
     assert stop.latency() <= receives_end_within(env, 5) + STOP_SLACK, state
     assert in_flight == 0, state
@@ -508,6 +509,7 @@ def test_a_stop_returns_in_bounded_time_and_releases_the_running_job(
         f"{kind} stop: latency={latency:.2f}s in_flight={in_flight} dead={dead_letters(env)} "
         f"{depth(env, 'work')} returncode={stop.returncode}\n{summary(stop)}"
     )
+    print(state)  # shown with -rP
     assert stop.returncode in (0, None), state
     receives = receives_end_within(env, wait_seconds)
     if kind == "warm":
