@@ -132,6 +132,7 @@ class QueueEngine:
         stats_interval: float = 60.0,
         handle_signals: bool = True,
         slots: SlotAllocator | None = None,
+        shared_stop: bool = False,
     ) -> None:
         check_engine_options(
             concurrency=concurrency,
@@ -167,6 +168,10 @@ class QueueEngine:
         self.max_job_duration = max_job_duration
         self.stats_interval = stats_interval
         self.handle_signals = handle_signals
+        #: Other worker processes on this queue stop with this one (a supervisor's
+        #: children): unrun messages are released only once their receives, started
+        #: before the same stop, have ended too, or those would take them again.
+        self.shared_stop = shared_stop
         self.slots = slots
         self.stats = EngineStats()
 
@@ -210,6 +215,13 @@ class QueueEngine:
     def held(self) -> list[Message]:
         """Every message this engine holds now: prefetched, running or being released."""
         return self.keeper.held()
+
+    def waiting(self) -> list[Message]:
+        """The held messages whose job has not started (prefetched or being gathered)."""
+        with self._cond:
+            items = [*self._buffer, *(gathered for _, gathered in self._gathering.values())]
+            items.extend(self._unrun)
+        return [m for item in items for m in (item if isinstance(item, list) else [item])]
 
     # -- running --------------------------------------------------------------
 
@@ -274,15 +286,19 @@ class QueueEngine:
                     self._flush_gathered(time.monotonic())
             if policy is not None:
                 with self._cond:
-                    idle = self._last_poll_empty and not self._buffer and self._running == 0
-                    if idle:
-                        policy.update_state(BatchProcessingResult(self.queue.name))
-                        self._check_policy()
+                    self._note_idle()
             self.stats.failed_acks = self.acker.failed_acks
             now = time.monotonic()
             if now >= next_stats:
                 logger.info("%s: %s", self.queue.name, self.stats)
                 next_stats = now + self.stats_interval
+
+    def _note_idle(self) -> None:
+        """Tell the shutdown policy the queue is idle, if it is (under the lock)."""
+        if self._last_poll_empty and not self._buffer and self._running == 0:
+            assert self._policy is not None
+            self._policy.update_state(BatchProcessingResult(self.queue.name))
+            self._check_policy()
 
     def _check_policy(self) -> None:
         """Ask the shutdown policy (under the lock); a stop ends job intake at once."""
@@ -312,7 +328,9 @@ class QueueEngine:
             now = time.monotonic()
             if not self._unrun_released:
                 receiving = any(p.is_alive() for p in pollers)
-                if receiving and now >= receives_deadline:
+                if self.shared_stop and self._unrun and now < receives_deadline:
+                    receiving = True  # the other processes' receives, ended by the deadline
+                elif receiving and now >= receives_deadline:
                     logger.warning(
                         "A receive from %s has not returned %.0f s after the stop; releasing "
                         "the unrun messages now (that receive releases its own when it ends)",
@@ -345,7 +363,7 @@ class QueueEngine:
         self.keeper.stop()
         self.stats.failed_acks = self.acker.failed_acks
         with self._cond:
-            self.stats.in_flight = self._running
+            self.stats.in_flight = len(self.keeper)  # abandoned jobs' messages were released
 
     def _release_unrun(self) -> None:
         """Release the messages of the stop that did not run, once (receives have ended)."""
@@ -427,8 +445,8 @@ class QueueEngine:
                     or (index and (self._last_poll_empty or self._receive_failures))
                 ):
                     self._room.wait()
-                if self._stopping:
-                    return
+                if self._stopping or self._stop_requests:
+                    return  # no new receive once a stop is asked for
                 self._held += want
                 wait = self._receive_wait()
             try:
@@ -454,6 +472,9 @@ class QueueEngine:
                     self._room.notify_all()  # wake the paused pollers
                 self._receive_failures = 0
                 self._last_poll_empty = not messages
+                if not messages and self._policy is not None:
+                    # Now, before this poller's next receive: its wait depends on it.
+                    self._note_idle()
                 if self._stopping:
                     # Received after the stop began: never run, released with the rest.
                     self._held -= len(messages)

@@ -264,9 +264,12 @@ class GenericQueue:
         # Refused here, once, before any worker process starts.
         check_options({"workers": workers, "wait_seconds": wait_seconds, **engine_options})
 
+        # Worker processes stop together (unless the caller, a supervisor itself, says so).
+        options = {"shared_stop": workers > 1, **engine_options}
+
         def run() -> EngineStats:
             engine = QueueEngine(
-                self, shutdown_policy=shutdown_policy, wait_seconds=wait_seconds, **engine_options
+                self, shutdown_policy=shutdown_policy, wait_seconds=wait_seconds, **options
             )
             return engine.run()
 

@@ -130,7 +130,7 @@ def held_by(queues: Iterable[Any]) -> list[HeldMessage]:
         engine = getattr(queue, "engine", None)
         if engine is None or getattr(engine, "keeper", None) is None:
             continue  # not running (yet)
-        waiting = _waiting(engine)
+        waiting = {m.receipt_handle for m in engine.waiting()}
         out.extend(
             HeldMessage(
                 m.queue_name, m.message_id, m.receipt_handle, m.receipt_handle not in waiting
@@ -138,16 +138,6 @@ def held_by(queues: Iterable[Any]) -> list[HeldMessage]:
             for m in engine.held()
         )
     return out
-
-
-def _waiting(engine: Any) -> set[str]:
-    """Receipt handles of the messages ``engine`` holds whose job has not started."""
-    with engine._cond:
-        items = [*engine._buffer, *(ms for _, ms in engine._gathering.values())]
-    handles: set[str] = set()
-    for item in items:
-        handles.update(m.receipt_handle for m in (item if isinstance(item, list) else [item]))
-    return handles
 
 
 class Supervisor:

@@ -215,6 +215,9 @@ def run(
         """The counters of the engines running in this process."""
         return [stats for name in names for stats in env.queue(name).engine_stats()]
 
+    if n_workers > 1:  # the worker processes stop together
+        engine_options["shared_stop"] = True
+
     def run_all() -> None:
         if len(names) == 1:
             stats = env.queue(names[0]).process_queue(policy_maker(), wait, **engine_options)
