@@ -394,7 +394,6 @@ DEVELOPMENT_VARIABLES = (
     "SQSW_TEST_*",
     "SQSW_SETUP_*",
     "SQSW_BUILD_*",
-    "SQSW_MODEL_*",
     "SQSW_LINT",
     "SQSW_PYTHON",
     "SQSW_FAULT_SEED",

@@ -262,7 +262,7 @@ def test_variables_sqsw_reads_are_accepted_and_others_refused() -> None:
         "SQSW_SIGNING_KEYS": "k:0123456789abcdef",  # sqsw-signing owns SQSW_SIGNING_*
         "SQSW_TEST_ENDPOINT": "http://127.0.0.1:1",  # reserved for the test suite
         "SQSW_FAULT_SEED": "3",
-        "SQSW_MODEL_PROFILE": "release",  # the engine model test's
+        "SQSW_TEST_MODEL_PROFILE": "release",  # the engine model test's
         "SQSW_APP": "",  # a key, set but empty
         "SQSW_CODEC__INDENT": "2",
     }

@@ -47,14 +47,14 @@ Modes (environment variables):
 
 - default (CI): 8 examples of up to 6 steps, no shrinking, plus three fixed
   scenarios (the issue's findings 1, 2 and 6): 30-45 s on a 2-core machine;
-- ``SQSW_MODEL_PROFILE=release``: 120 examples of up to 10 steps, with shrinking,
+- ``SQSW_TEST_MODEL_PROFILE=release``: 120 examples of up to 10 steps, with shrinking,
   about 10 minutes (more when it shrinks a failure), before a release:
-  ``SQSW_MODEL_PROFILE=release .venv/bin/python -m pytest
+  ``SQSW_TEST_MODEL_PROFILE=release .venv/bin/python -m pytest
   tests/test_engine_model.py -q -p no:cacheprovider``;
-- ``SQSW_MODEL_EXAMPLES=N`` overrides the number of examples of either profile;
-- ``SQSW_MODEL_CHECKS=receives,backoff`` fails on those kinds of problem only (the
+- ``SQSW_TEST_MODEL_EXAMPLES=N`` overrides the number of examples of either profile;
+- ``SQSW_TEST_MODEL_CHECKS=receives,backoff`` fails on those kinds of problem only (the
   word before the colon), to shrink one invariant's failure at a time;
-- ``SQSW_MODEL_VERBOSE=1`` (with ``-s``) prints each step and engine run.
+- ``SQSW_TEST_MODEL_VERBOSE=1`` (with ``-s``) prints each step and engine run.
 
 The heartbeat's visibility changes are told apart from settles by the name of the
 calling thread (``heartbeat`` in it); the engine's threads are those started while
@@ -114,13 +114,13 @@ BACKOFF_SLACK = 0.05
 IDLE_SECONDS = 0.2
 
 #: pytest-timeout for the random exploration: the release mode shrinks for long.
-MODEL_TIMEOUT = 3600 if os.environ.get("SQSW_MODEL_PROFILE") == "release" else 300
+MODEL_TIMEOUT = 3600 if os.environ.get("SQSW_TEST_MODEL_PROFILE") == "release" else 300
 #: Print one line per engine run (run pytest with -s).
-VERBOSE = os.environ.get("SQSW_MODEL_VERBOSE") == "1"
+VERBOSE = os.environ.get("SQSW_TEST_MODEL_VERBOSE") == "1"
 
 #: Only these kinds of problem fail the test (comma-separated prefixes, e.g.
-#: ``SQSW_MODEL_CHECKS=backoff``): to shrink a failure of one invariant at a time.
-ONLY = frozenset(filter(None, os.environ.get("SQSW_MODEL_CHECKS", "").split(",")))
+#: ``SQSW_TEST_MODEL_CHECKS=backoff``): to shrink a failure of one invariant at a time.
+ONLY = frozenset(filter(None, os.environ.get("SQSW_TEST_MODEL_CHECKS", "").split(",")))
 
 JOB = "model_job"
 #: How long a ``brief`` job sleeps: long enough for messages to pile up in prefetch.
@@ -141,7 +141,7 @@ BASE_EXCEPTIONS: dict[str, type[BaseException]] = {
 
 
 def _profile() -> settings:
-    name = os.environ.get("SQSW_MODEL_PROFILE", "ci")
+    name = os.environ.get("SQSW_TEST_MODEL_PROFILE", "ci")
     common: dict[str, Any] = {
         "deadline": None,
         "database": None,
@@ -159,8 +159,8 @@ def _profile() -> settings:
             **common,
         )
     else:
-        raise ValueError(f"SQSW_MODEL_PROFILE={name!r}: use 'ci' or 'release'")
-    examples = os.environ.get("SQSW_MODEL_EXAMPLES")
+        raise ValueError(f"SQSW_TEST_MODEL_PROFILE={name!r}: use 'ci' or 'release'")
+    examples = os.environ.get("SQSW_TEST_MODEL_EXAMPLES")
     if examples:
         chosen = settings(chosen, max_examples=int(examples))
     return chosen
@@ -1010,7 +1010,7 @@ def _final_problems(record: Record, counts: tuple[int, int, int]) -> list[str]:
 
 
 def _summarize(record: Record, engine: EngineRun) -> None:
-    """One line per engine run (``SQSW_MODEL_VERBOSE=1``, with ``-s``)."""
+    """One line per engine run (``SQSW_TEST_MODEL_VERBOSE=1``, with ``-s``)."""
     with record.lock:
         received = [r for r in record.receives if r.engine == engine.id]
         runs = [r for j in record.jobs.values() for r in j.runs if r.engine == engine.id]
