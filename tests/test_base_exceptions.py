@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from sqsw_core import ConstantBackoff, SQSEnv, create_standard_queue
+from sqsw_core import ConstantBackoff, JobQueue, SQSEnv, create_standard_queue
 from sqsw_core.shutdown_policies import IdleShutdown
 from tests.helpers import dead_letter_depth, expect_counts, on_memory, receive_all
 
 RAISED = [SystemExit, KeyboardInterrupt, GeneratorExit]
 
 
-def with_dead_letters(env: SQSEnv, name: str, max_receives: int, **options: Any) -> Any:
+def with_dead_letters(
+    env: SQSEnv, name: str, max_receives: int, **options: Any
+) -> tuple[JobQueue, JobQueue]:
     create_standard_queue(env, f"{name}_dead")
     create_standard_queue(
         env, name, redrive_policy=env.redrive_policy(f"{name}_dead", max_receives), **options
@@ -108,7 +110,7 @@ def test_a_failing_backoff_policy_leaves_the_message_to_its_visibility_timeout(
             raise RuntimeError("bug in the policy")
 
     queue, dead = with_dead_letters(sqs, "policy", 3, visibility_timeout=4)
-    queue.backoff_policy = Broken()  # type: ignore[assignment]
+    queue.backoff_policy = Broken()
 
     @queue.processor("job")
     def job() -> None:
