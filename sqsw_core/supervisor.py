@@ -51,6 +51,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqsw_core.engine import EngineStats
 from sqsw_core.stop_signals import COLD_SIGNAL, STOP_SIGNALS, StopSignals
+from sqsw_core.worker import BATCH_SIZE, change_visibility
 
 if TYPE_CHECKING:
     from sqsw_core.env import SQSEnv
@@ -93,33 +94,10 @@ def release_held(env: SQSEnv, messages: Iterable[HeldMessage]) -> int:
     released = 0
     for name, held in by_queue.items():
         queue = env.queue(name)
-        for start in range(0, len(held), 10):
-            chunk = held[start : start + 10]
-            entries = [
-                {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": 0}
-                for i, m in enumerate(chunk)
-            ]
-            try:
-                response = queue.call("change_message_visibility_batch", Entries=entries)
-            except Exception as exc:
-                logger.warning(
-                    "Could not release %d message(s) of %s held by a dead worker process "
-                    "(they come back after the visibility timeout): %s",
-                    len(chunk),
-                    name,
-                    exc,
-                )
-                continue
-            failed = response.get("Failed", [])
-            for failure in failed:
-                logger.info(
-                    "Message %s of %s held by a dead worker process was not released: %s "
-                    "(already settled?)",
-                    chunk[int(failure["Id"])].message_id,
-                    name,
-                    failure.get("Code"),
-                )
-            released += len(chunk) - len(failed)
+        for start in range(0, len(held), BATCH_SIZE):
+            chunk = held[start : start + BATCH_SIZE]
+            # A refused handle: settled after the process last published what it held.
+            released += change_visibility(queue, [(m, 0) for m in chunk], logging.INFO)
     return released
 
 

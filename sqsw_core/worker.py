@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
 from sqsw_core.exceptions import JobError, QueueNotFoundError, RetryJob
@@ -78,8 +79,26 @@ def delete_messages(queue: GenericQueue, messages: list[Message]) -> int:
     return failures
 
 
-def change_visibility(queue: GenericQueue, changes: list[tuple[Message, int]]) -> None:
-    """Set the visibility timeout of up to 10 held messages in one call; log failures."""
+class ReceivedMessage(Protocol):
+    """What a visibility change needs of a message: its id (for logs) and receipt handle."""
+
+    @property
+    def message_id(self) -> str: ...
+
+    @property
+    def receipt_handle(self) -> str: ...
+
+
+def change_visibility(
+    queue: GenericQueue,
+    changes: Sequence[tuple[ReceivedMessage, int]],
+    refused_level: int = logging.WARNING,
+) -> int:
+    """Set the visibility timeout of up to 10 held messages in one call; how many changed.
+
+    Failures are logged: the whole call at ERROR, entries SQS refused (a handle no
+    longer valid, say) at ``refused_level``.
+    """
     entries = [
         {"Id": str(i), "ReceiptHandle": m.receipt_handle, "VisibilityTimeout": timeout}
         for i, (m, timeout) in enumerate(changes)
@@ -95,16 +114,19 @@ def change_visibility(queue: GenericQueue, changes: list[tuple[Message, int]]) -
             exc,
             exc_info=exc if not isinstance(exc, QueueNotFoundError) else None,
         )
-        return
-    for failed in response.get("Failed", []):
+        return 0
+    refused = response.get("Failed", [])
+    for failed in refused:
         message = changes[int(failed["Id"])][0]
-        logger.warning(
+        logger.log(
+            refused_level,
             "Could not change the visibility of message %s on %s: %s (%s)",
             message.message_id,
             queue.name,
             failed.get("Code"),
             failed.get("Message"),
         )
+    return len(changes) - len(refused)
 
 
 class Acker:
