@@ -11,8 +11,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from sqsw_core import SQSEnv
+from sqsw_core import JobQueue, SQSEnv, create_standard_queue
 from sqsw_core.shutdown_policies import IdleShutdown
+
+
+def queue_with_dead_letters(
+    env: SQSEnv, name: str, max_receives: int, **options: Any
+) -> tuple[JobQueue, JobQueue]:
+    """Queue ``name`` redriving to ``name_dead`` after ``max_receives`` receives; both
+    queues (``options``: ``create_standard_queue``'s, e.g. ``visibility_timeout``)."""
+    create_standard_queue(env, f"{name}_dead")
+    create_standard_queue(
+        env, name, redrive_policy=env.redrive_policy(f"{name}_dead", max_receives), **options
+    )
+    return env.queue(name), env.queue(f"{name}_dead")
 
 
 def on_memory(env: SQSEnv) -> bool:

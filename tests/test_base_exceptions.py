@@ -11,28 +11,24 @@ from typing import Any
 
 import pytest
 
-from sqsw_core import ConstantBackoff, JobQueue, SQSEnv, create_standard_queue
+from sqsw_core import ConstantBackoff, SQSEnv
 from sqsw_core.shutdown_policies import IdleShutdown
-from tests.helpers import dead_letter_depth, expect_counts, on_memory, receive_all
+from tests.helpers import (
+    dead_letter_depth,
+    expect_counts,
+    on_memory,
+    queue_with_dead_letters,
+    receive_all,
+)
 
 RAISED = [SystemExit, KeyboardInterrupt, GeneratorExit]
-
-
-def with_dead_letters(
-    env: SQSEnv, name: str, max_receives: int, **options: Any
-) -> tuple[JobQueue, JobQueue]:
-    create_standard_queue(env, f"{name}_dead")
-    create_standard_queue(
-        env, name, redrive_policy=env.redrive_policy(f"{name}_dead", max_receives), **options
-    )
-    return env.queue(name), env.queue(f"{name}_dead")
 
 
 @pytest.mark.parametrize("raised", RAISED, ids=lambda e: e.__name__)
 def test_engine_retries_a_base_exception_after_the_backoff(
     sqs: SQSEnv, raised: type[BaseException], caplog: pytest.LogCaptureFixture
 ) -> None:
-    queue, dead = with_dead_letters(sqs, "base", 2, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(sqs, "base", 2, visibility_timeout=60)
     queue.backoff_policy = ConstantBackoff(2)
     runs: list[float] = []
     good: list[int] = []
@@ -73,7 +69,7 @@ def test_engine_retries_a_base_exception_after_the_backoff(
 
 
 def test_process_batch_settles_then_lets_keyboard_interrupt_through(sqs: SQSEnv) -> None:
-    queue, dead = with_dead_letters(sqs, "ctrlc", 3, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(sqs, "ctrlc", 3, visibility_timeout=60)
     queue.backoff_policy = ConstantBackoff(30)
     ran: list[int] = []
 
@@ -109,7 +105,7 @@ def test_a_failing_backoff_policy_leaves_the_message_to_its_visibility_timeout(
         def get_visibility_timeout(self, message: Any) -> int:
             raise RuntimeError("bug in the policy")
 
-    queue, dead = with_dead_letters(sqs, "policy", 3, visibility_timeout=4)
+    queue, dead = queue_with_dead_letters(sqs, "policy", 3, visibility_timeout=4)
     queue.backoff_policy = Broken()
 
     @queue.processor("job")

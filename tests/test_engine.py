@@ -26,6 +26,7 @@ from tests.helpers import (
     InterceptedClient,
     dead_letter_depth,
     expect_counts,
+    queue_with_dead_letters,
     receive_all,
 )
 
@@ -137,19 +138,10 @@ def test_sleeping_jobs_run_concurrency_at_a_time(sqs: SQSEnv) -> None:
         assert most == concurrency, (concurrency, most)
 
 
-def with_dead_letters(env: SQSEnv, name: str, max_receives: int, **options: Any) -> Any:
-    """Queue ``name`` redriving to ``name_dead`` after ``max_receives``; both queues."""
-    create_standard_queue(env, f"{name}_dead")
-    create_standard_queue(
-        env, name, redrive_policy=env.redrive_policy(f"{name}_dead", max_receives), **options
-    )
-    return env.queue(name), env.queue(f"{name}_dead")
-
-
 def test_warm_stop_finishes_running_jobs_and_releases_prefetched_at_once(sqs: SQSEnv) -> None:
     # maxReceiveCount 2: a prefetched message may be received once by the stopped
     # worker and once by the look below; a third receive would dead-letter it.
-    queue, dead = with_dead_letters(sqs, "stop", 2, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(sqs, "stop", 2, visibility_timeout=60)
     started = threading.Event()
     finished: list[int] = []
 
@@ -184,7 +176,7 @@ def test_warm_stop_finishes_running_jobs_and_releases_prefetched_at_once(sqs: SQ
 
 
 def test_cold_stop_releases_running_jobs(sqs: SQSEnv) -> None:
-    queue, dead = with_dead_letters(sqs, "cold", 2, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(sqs, "cold", 2, visibility_timeout=60)
     started = threading.Event()
 
     @queue.processor("job")
@@ -259,7 +251,7 @@ def test_sigterm_during_500_jobs_loses_none_and_runs_none_twice(sqs: SQSEnv) -> 
     import os
     import signal
 
-    queue, dead = with_dead_letters(sqs, "term", 2, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(sqs, "term", 2, visibility_timeout=60)
     runs: Counter[int] = Counter()
     lock = threading.Lock()
 

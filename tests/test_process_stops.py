@@ -22,10 +22,11 @@ from typing import Any, NamedTuple
 
 import pytest
 
-from sqsw_core import SQSEnv, create_standard_queue
+from sqsw_core import SQSEnv
 from tests.helpers import (
     dead_letter_depth,
     queue_counts,
+    queue_with_dead_letters,
     receive_all,
     settled_counts,
     wait_until,
@@ -59,18 +60,6 @@ def events(log: Path) -> list[Event]:
 
 def of_kind(log: Path, kind: str) -> Counter[int]:
     return Counter(e.n for e in events(log) if e.kind == kind)
-
-
-def make_queue(env: SQSEnv, visibility_timeout: int) -> tuple[Any, Any]:
-    """Queue ``work`` with a dead-letter queue after MAX_RECEIVES receives; (work, dead)."""
-    create_standard_queue(env, "work_dead")
-    create_standard_queue(
-        env,
-        "work",
-        visibility_timeout=visibility_timeout,
-        redrive_policy=env.redrive_policy("work_dead", MAX_RECEIVES),
-    )
-    return env.queue("work"), env.queue("work_dead")
 
 
 def enqueue(
@@ -152,7 +141,7 @@ def test_one_signal_to_the_process_group_is_one_warm_stop_localstack(
 ) -> None:
     """Ctrl+C (SIGINT) or a closed terminal (SIGHUP) reaches every process at once."""
     jobs = 16
-    queue, dead = make_queue(ls_env, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(ls_env, "work", MAX_RECEIVES, visibility_timeout=60)
     enqueue(queue, jobs, seconds=2)
     log = tmp_path / "jobs.log"
     run = start_run(ls_env, endpoint, tmp_path, "--concurrency", "2")
@@ -188,7 +177,7 @@ def test_a_second_signal_after_a_second_is_a_cold_stop_localstack(
 ) -> None:
     """A deliberate second Ctrl+C abandons the running jobs; their messages come back at once."""
     jobs = 8
-    queue, dead = make_queue(ls_env, visibility_timeout=60)
+    queue, dead = queue_with_dead_letters(ls_env, "work", MAX_RECEIVES, visibility_timeout=60)
     enqueue(queue, jobs, seconds=20)  # under the 30 s grace period
     log = tmp_path / "jobs.log"
     run = start_run(ls_env, endpoint, tmp_path, "--concurrency", "2")
@@ -221,7 +210,9 @@ def test_a_worker_process_that_dies_costs_its_messages_one_receive_localstack(
     """A job that kills its process among 20 good jobs: the good ones all run, none is
     dead-lettered, the poison is, and the command exits 1."""
     jobs, poison, visibility = 21, 5, 10
-    queue, dead = make_queue(ls_env, visibility_timeout=visibility)
+    queue, dead = queue_with_dead_letters(
+        ls_env, "work", MAX_RECEIVES, visibility_timeout=visibility
+    )
     enqueue(queue, jobs, seconds=0.2, poison=poison, after=0.5)
     log = tmp_path / "jobs.log"
     good = set(range(jobs)) - {poison}

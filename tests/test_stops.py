@@ -30,7 +30,7 @@ import pytest
 from sqsw_core import SQSEnv, create_standard_queue, get_queue_attributes
 from sqsw_core.shutdown_policies import IdleShutdown, NeverShutdown, ShutdownPolicy
 from tests.apps.stop_app import ReceiveCountProcessor, register_jobs
-from tests.helpers import REPO, on_memory
+from tests.helpers import REPO, on_memory, queue_with_dead_letters
 from tests.localstack_server import localstack_endpoint
 
 pytestmark = pytest.mark.timeout(150)
@@ -98,16 +98,6 @@ def peek(env: SQSEnv, wait: int = 2) -> dict[int, int]:
         json.loads(m["Body"])["n"]: int(m["Attributes"]["ApproximateReceiveCount"])
         for m in response.get("Messages", [])
     }
-
-
-def make_work_queue(env: SQSEnv, visibility_timeout: int) -> None:
-    create_standard_queue(env, "work_dead")
-    create_standard_queue(
-        env,
-        "work",
-        visibility_timeout=visibility_timeout,
-        redrive_policy=env.redrive_policy("work_dead", MAX_RECEIVES),
-    )
 
 
 # -- the job log (see tests/apps/stop_app.py) ----------------------------------
@@ -310,7 +300,7 @@ def workers_for(
 
     def factory(*, visibility_timeout: int, sleep: float) -> Workers:
         env = make_env(processor=ReceiveCountProcessor)
-        make_work_queue(env, visibility_timeout)
+        queue_with_dead_letters(env, "work", MAX_RECEIVES, visibility_timeout=visibility_timeout)
         endpoint = None if on_memory(env) else localstack_endpoint()
         workers = Workers(env, endpoint, tmp_path, sleep)
         made.append(workers)
