@@ -17,9 +17,10 @@ import sys
 import threading
 from typing import Any
 
-from sqsw_core import AWSSession, JobQueue, SQSEnv
+from sqsw_core import JobQueue
 from sqsw_core.processors import Processor
 from sqsw_core.shutdown_policies import IdleShutdown, NeverShutdown, ShutdownPolicy
+from tests.apps import app_env
 
 _job = threading.local()
 
@@ -68,16 +69,7 @@ def register_jobs(
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(message)s")
-    env = SQSEnv(
-        AWSSession(
-            endpoint_url=os.environ["SQSW_TEST_ENDPOINT"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ),
-        queue_prefix=os.environ["APP_PREFIX"],
-        processor=ReceiveCountProcessor,
-    )
+    env = app_env(processor=ReceiveCountProcessor)
     queue = env.queue(os.environ["APP_QUEUE"])
     register_jobs(queue, os.environ["APP_LOG"], float(os.environ.get("APP_SLEEP", "0")))
     idle = float(os.environ.get("APP_IDLE", "0"))

@@ -13,21 +13,13 @@ import os
 import sys
 import time
 
-from sqsw_core import AWSSession, SQSEnv
 from sqsw_core.shutdown_policies import IdleShutdown, NeverShutdown, ShutdownPolicy
+from tests.apps import app_env
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(process)d %(name)s %(message)s")
-    env = SQSEnv(
-        AWSSession(
-            endpoint_url=os.environ["SQSW_TEST_ENDPOINT"],
-            region_name="us-east-1",
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-        ),
-        queue_prefix=os.environ["APP_PREFIX"],
-    )
+    env = app_env()
     queue = env.queue(os.environ["APP_QUEUE"])
     log_path = os.environ["APP_LOG"]
     sleep = float(os.environ.get("APP_SLEEP", "0"))
