@@ -293,23 +293,30 @@ UNCLEAR_REPORTS: dict[str, tuple[Callable[[list[dict[str, Any]]], Any], str]] = 
 }
 
 
-@pytest.mark.parametrize("case", list(UNCLEAR_REPORTS))
 def test_an_unclear_batch_report_retries_the_whole_batch(
-    sqs: SQSEnv, errors: pytest.LogCaptureFixture, case: str
+    sqs: SQSEnv, errors: pytest.LogCaptureFixture
 ) -> None:
+    """Every kind of unclear report at once: one batch job per kind, three jobs each."""
     queue = make_queue(sqs)
-    fn, shown = UNCLEAR_REPORTS[case]
-    task = queue.batch_processor("index")(fn)
+    jobs = 3 * len(UNCLEAR_REPORTS)
     with queue.add_batch():
-        for n in range(3):
-            task.delay(n=n)
-    succeeded, failed, failed_at = process(queue, 3)
-    assert (succeeded, failed) == (0, 3)
-    assert "batch processor of job 'index' on queue 'jobs'" in errors.text
-    assert shown in errors.text
+        for case, (fn, _) in UNCLEAR_REPORTS.items():
+            task = queue.batch_processor(f"index {case}")(fn)
+            for n in range(3):
+                task.delay(n=n)
+    succeeded, failed, failed_at = process(queue, jobs)
+    assert (succeeded, failed) == (0, jobs)
     assert "the whole batch is retried" in errors.text
-    back = assert_retried_after_backoff(sqs, queue, 3, failed_at)
-    assert sorted(sqs.decode_job(m)[0]["n"] for m in back) == [0, 1, 2]
+    for case, (_, shown) in UNCLEAR_REPORTS.items():
+        assert f"batch processor of job 'index {case}' on queue 'jobs'" in errors.text, case
+        assert shown in errors.text, case
+    back = assert_retried_after_backoff(sqs, queue, jobs, failed_at)
+    by_job: dict[str | None, list[int]] = {}
+    for message in back:
+        by_job.setdefault(message.job_name, []).append(sqs.decode_job(message)[0]["n"])
+    assert {name: sorted(ns) for name, ns in by_job.items()} == {
+        f"index {case}": [0, 1, 2] for case in UNCLEAR_REPORTS
+    }
 
 
 @pytest.mark.parametrize("how", ["returned", "raised"])
@@ -358,10 +365,10 @@ BAD_DUE_TIMES: dict[str, tuple[Callable[[], str], str]] = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_DUE_TIMES))
 def test_a_bad_due_time_fails_with_backoff_and_the_batch_runs(
-    sqs: SQSEnv, errors: pytest.LogCaptureFixture, case: str
+    sqs: SQSEnv, errors: pytest.LogCaptureFixture
 ) -> None:
+    """One batch: a message with each kind of bad due time, and four good jobs."""
     queue = make_queue(sqs)
     ran: list[int] = []
 
@@ -369,44 +376,52 @@ def test_a_bad_due_time_fails_with_backoff_and_the_batch_runs(
     def job(n: int) -> None:
         ran.append(n)
 
-    value, problem = BAD_DUE_TIMES[case]
-    entries = [
-        {
-            "Id": str(n),
-            "MessageBody": f'{{"n": {n}}}',
-            "MessageAttributes": {
-                "ContentType": {"DataType": "String", "StringValue": "json"},
-                "JobName": {"DataType": "String", "StringValue": "job"},
-                **({"SqswDueAt": {"DataType": "String", "StringValue": value()}} if n == 0 else {}),
-            },
+    cases = list(BAD_DUE_TIMES)
+    bad = len(cases)
+    entries = []
+    for n in range(bad + 4):
+        attributes = {
+            "ContentType": {"DataType": "String", "StringValue": "json"},
+            "JobName": {"DataType": "String", "StringValue": "job"},
         }
-        for n in range(5)
-    ]
+        if n < bad:
+            due = BAD_DUE_TIMES[cases[n]][0]()
+            attributes["SqswDueAt"] = {"DataType": "String", "StringValue": due}
+        entries.append(
+            {"Id": str(n), "MessageBody": f'{{"n": {n}}}', "MessageAttributes": attributes}
+        )
     response = sqs.sqs_client.send_message_batch(QueueUrl=queue.url, Entries=entries)
-    bad_id = next(e["MessageId"] for e in response["Successful"] if e["Id"] == "0")
-    succeeded, failed, failed_at = process(queue, 5)
-    assert (succeeded, failed) == (4, 1)
-    assert sorted(ran) == [1, 2, 3, 4]
-    assert wait_for_counts(sqs, "jobs", (0, 1)) == (0, 1)  # the good ones were acked
-    lines = [line for line in log_lines(errors) if bad_id in line]
-    assert lines and all("SqswDueAt" in line and problem in line for line in lines)
-    assert all("'jobs'" in line or " jobs" in line for line in lines)
+    bad_ids = {
+        e["MessageId"]: cases[int(e["Id"])] for e in response["Successful"] if int(e["Id"]) < bad
+    }
+    succeeded, failed, failed_at = process(queue, bad + 4)
+    assert (succeeded, failed) == (4, bad)
+    good = list(range(bad, bad + 4))
+    assert sorted(ran) == good
+    assert wait_for_counts(sqs, "jobs", (0, bad)) == (0, bad)  # the good ones were acked
+    for bad_id, case in bad_ids.items():
+        lines = [line for line in log_lines(errors) if bad_id in line]
+        problem = BAD_DUE_TIMES[case][1]
+        assert lines and all("SqswDueAt" in line and problem in line for line in lines), case
+        assert all("'jobs'" in line or " jobs" in line for line in lines), case
     assert max(len(line) for line in log_lines(errors)) < LOG_LINE_LIMIT
-    # Not a hot loop: over 3 s with a 2 s backoff it runs at most twice more...
-    deliveries = 1
+    # Not a hot loop: over 3 s with a 2 s backoff each runs at most twice more...
+    deliveries = dict.fromkeys(bad_ids, 1)
     memory = type(sqs.session).__name__ == "MemorySession"
     while time.monotonic() < failed_at + 3:
         result = queue.process_batch(wait_seconds=0 if memory else 1)
         assert result.succeeded_count() == 0
-        deliveries += result.failed_count()
+        for message in result.failed:
+            deliveries[message.message_id] += 1
         if memory:
             time.sleep(0.05)
-    assert deliveries <= 2
-    assert sorted(ran) == [1, 2, 3, 4]
+    assert max(deliveries.values()) <= 2, deliveries
+    assert sorted(ran) == good
     # ...and each delivery counts once, on its way to the dead-letter queue.
-    (back,) = receive_again(queue, 1)
-    assert back.message_id == bad_id
-    assert back.receive_count == deliveries + 1
+    back = receive_again(queue, bad)
+    assert {m.message_id: m.receive_count for m in back} == {
+        bad_id: count + 1 for bad_id, count in deliveries.items()
+    }
     assert counts(sqs, "jobs_dead") == (0, 0)
 
 
