@@ -6,7 +6,9 @@
 #  3. ruff + mypy, only for a whole-suite run (no arguments); SQSW_LINT=0 skips, =1 forces
 #     (.ci/run always sets SQSW_LINT=1 and fails unless "ruff + mypy ok" is logged)
 #  4. LocalStack started on a free 127.0.0.1 port; SQSW_TEST_ENDPOINT exported
-#  5. .venv/bin/python -m pytest "$@"
+#  5. .venv/bin/python -m pytest "$@"; a whole-suite run (no arguments) runs the tests in
+#     SQSW_TEST_WORKERS processes (default 2, pytest-xdist): most tests wait on SQS
+#     timers (visibility, backoff, LocalStack's 1 s tick), so two at once halve the time
 # LocalStack is always stopped on exit (also on failure, Ctrl-C, SIGTERM); the exit
 # code is pytest's (or 1 if pytest passed but ruff/mypy failed).
 #
@@ -62,6 +64,9 @@ fi
 
 # ---- tests
 rc=0
+if [ $# -eq 0 ] && [ "${SQSW_TEST_WORKERS:-2}" != 1 ]; then
+    set -- -n "${SQSW_TEST_WORKERS:-2}"
+fi
 .venv/bin/python -m pytest "$@" || rc=$?
 if [ "$rc" -eq 0 ] && [ "$lint_rc" -ne 0 ]; then
     log "tests passed but ruff/mypy failed"
