@@ -199,6 +199,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
+def _run_app_code(run: Callable[[], Any], failed: str) -> Any:
+    """Run the app's code (its import or its factory) with the current dir importable.
+
+    sqsw's own errors go on as they are; anything else becomes one line, ``failed``
+    followed by the error and where it happened (the traceback at DEBUG).
+    """
+    with _cwd_on_path():
+        try:
+            return run()
+        except (PluginError, ConfigurationError):
+            raise
+        except Exception as exc:
+            logger.debug("%s...", failed.rstrip(": "), exc_info=exc)
+            raise AppImportError(failed + _describe(exc)) from exc
+
+
 def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
     """Import ``module[:attr]`` and return its ``SQSEnv`` (the current dir is importable).
 
@@ -211,16 +227,10 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
             "or sqsw.toml, or set SQSW_APP"
         )
     module_name, _, attr = spec.partition(":")
-    with _cwd_on_path():
-        try:
-            module = importlib.import_module(module_name)
-        except (PluginError, ConfigurationError):
-            raise
-        except Exception as exc:
-            logger.debug("Importing app %r failed", spec, exc_info=exc)
-            raise AppImportError(
-                f"cannot import app {spec!r} (from {source}): {_describe(exc)}"
-            ) from exc
+    module = _run_app_code(
+        lambda: importlib.import_module(module_name),
+        f"cannot import app {spec!r} (from {source}): ",
+    )
     if attr:
         obj: Any = module
         for part in attr.split("."):
@@ -231,16 +241,7 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
                 )
             obj = getattr(obj, part)
         if callable(obj) and not isinstance(obj, SQSEnv):
-            with _cwd_on_path():
-                try:
-                    obj = obj()
-                except (PluginError, ConfigurationError):
-                    raise
-                except Exception as exc:
-                    logger.debug("App factory %r failed", spec, exc_info=exc)
-                    raise AppImportError(
-                        f"app {spec!r} (from {source}): {attr}() raised {_describe(exc)}"
-                    ) from exc
+            obj = _run_app_code(obj, f"app {spec!r} (from {source}): {attr}() raised ")
         if not isinstance(obj, SQSEnv):
             raise AppImportError(
                 f"app {spec!r} (from {source}) is a {type(obj).__name__}, not an SQSEnv"
