@@ -511,8 +511,15 @@ class SQSEnv:
         queue_name: str,
         shutdown_policy: ShutdownPolicy | None = None,
         wait_seconds: float = 10,
-    ) -> None:
-        self.queue(queue_name).process_queue(shutdown_policy or NeverShutdown(), wait_seconds)
+        *,
+        workers: int = 1,
+        **engine_options: Any,
+    ) -> EngineStats | None:
+        """Process ``queue_name`` until stopped: ``sqs.queue(queue_name).process_queue``
+        with the same options, returning the same counters."""
+        return self.queue(queue_name).process_queue(
+            shutdown_policy or NeverShutdown(), wait_seconds, workers=workers, **engine_options
+        )
 
     def process_queues(
         self,

@@ -127,3 +127,30 @@ def test_a_boto3_session_object_works_on_localstack() -> None:
         assert env.queue("q").get_raw_messages(wait_seconds=2)[0].job_name == "job"
     finally:
         delete_queue(env, "q")
+
+
+def test_env_process_queue_takes_the_queues_options_and_returns_its_counters(
+    sqs: SQSEnv,
+) -> None:
+    from sqsw_core.shutdown_policies import IdleShutdown
+    from tests.helpers import expect_counts
+
+    create_standard_queue(sqs, "both")
+    ran: list[int] = []
+
+    @sqs.queue("both").processor("job")
+    def job(n: int) -> None:
+        ran.append(n)
+
+    with sqs.queue("both").add_batch():
+        for n in range(12):
+            job.delay(n=n)
+    stats = sqs.process_queue(
+        "both", IdleShutdown(0.5), wait_seconds=1, concurrency=2, handle_signals=False
+    )
+    assert stats is not None
+    assert (stats.received, stats.succeeded, stats.failed) == (12, 12, 0)
+    assert sorted(ran) == list(range(12))
+    expect_counts(sqs.queue("both"), (0, 0, 0))
+    with pytest.raises(ConfigurationError, match="concurrency"):
+        sqs.process_queue("both", IdleShutdown(0.5), concurrency=0)
