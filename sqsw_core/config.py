@@ -91,7 +91,8 @@ KEYS: dict[str, str] = {
     "priority": "str",
 }
 
-#: Keys that configure the ``SQSEnv``; the others configure ``sqsw run``.
+#: Keys that configure the ``SQSEnv`` (what :meth:`Settings.env_options` reads, in this
+#: order); the others configure ``sqsw run``.
 ENV_KEYS = (
     "session",
     "codec",
@@ -241,18 +242,21 @@ class Settings:
         from sqsw_core.env import _is_backoff
         from sqsw_core.sessions import is_session
 
+        checks: dict[str, tuple[Callable[[Any], bool], str]] = {
+            "session": (is_session, "a session"),
+            "codec": (_is_codec, "a codec"),
+            "backoff_policy": (_is_backoff, "a backoff policy"),
+        }
         out: dict[str, Any] = {}
-        if "session" in self.values or "session" in self.options:
-            out["session"] = self.plugin("session", is_session, "a session")
-        if "codec" in self.values or "codec" in self.options:
-            out["codec"] = self.plugin("codec", _is_codec, "a codec")
-        if "backoff_policy" in self.values or "backoff_policy" in self.options:
-            out["backoff_policy"] = self.plugin("backoff_policy", _is_backoff, "a backoff policy")
-        processors = self.processors()
-        if processors is not None:
-            out["processor"] = processors
-        for key in ("accept", "queue_prefix", "max_message_size", "max_delay_hop"):
-            if key in self.values:
+        for key in ENV_KEYS:
+            if KEYS[key] == "plugin":
+                if key in self.values or key in self.options:
+                    out[key] = self.plugin(key, *checks[key])
+            elif key == "processor":
+                processors = self.processors()
+                if processors is not None:
+                    out[key] = processors
+            elif key in self.values:
                 out[key] = self.values[key]
         return out
 

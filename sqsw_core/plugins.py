@@ -39,9 +39,15 @@ GROUPS: dict[str, str] = {
 
 #: The plugins sqsw ships and the distribution that provides each, so that a
 #: missing one can be named in the error. Third-party plugins need no entry.
+#: ``tests/test_drift.py`` checks it against every shipped ``pyproject.toml``.
 KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     SESSIONS: {"aws": "sqsw-core", "memory": "sqsw-memory"},
-    CODECS: {"json": "sqsw-json", "pickle": "sqsw-pickle", "pickle_compat": "sqsw-pickle"},
+    CODECS: {
+        "json": "sqsw-json",
+        "pickle": "sqsw-pickle",
+        "pickle_compat": "sqsw-pickle",
+        "signed": "sqsw-signing",
+    },
     PROCESSORS: {"default": "sqsw-core", "otel": "sqsw-otel"},
     QUEUE_TYPES: {"job": "sqsw-core", "raw": "sqsw-cloudwatch", "deadletter": "sqsw-deadletter"},
     BACKOFF: {"exponential": "sqsw-core", "constant": "sqsw-core", "immediate": "sqsw-core"},

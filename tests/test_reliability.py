@@ -31,7 +31,6 @@ from botocore.exceptions import (
     EndpointConnectionError,
     ReadTimeoutError,
 )
-from sqsw_signing import SignatureError, SigningCodec, parse_keys
 
 from sqsw_core import (
     IMMEDIATE_RETURN,
@@ -45,6 +44,7 @@ from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.queue_management import get_queue_attributes
 from sqsw_core.retries import RetryPolicy
 from sqsw_core.shutdown_policies import IdleShutdown
+from sqsw_signing import SignatureError, SigningCodec, parse_keys
 from tests.helpers import (
     InterceptedClient,
     dead_letter_depth,
