@@ -62,7 +62,6 @@ class VisibilityKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_extended = on_extended
-        self.extended = 0
 
     def hold(self, message: Message, received_at: float) -> None:
         """Start keeping ``message`` (just received at ``received_at``, monotonic)."""
@@ -139,7 +138,6 @@ class VisibilityKeeper:
                 self._extend(due[start : start + 10], now)
         if due and self._on_extended is not None:
             self._on_extended(len(due))
-        self.extended += len(due)
         return len(due)
 
     def _extend(self, chunk: list[_Held], now: float) -> None:

@@ -305,20 +305,19 @@ class GenericQueue:
         return [self.last_engine_stats] if self.last_engine_stats is not None else []
 
     def drain_queue(self, wait_seconds: float = 0) -> int:
-        """Delete every message without running it; returns how many."""
+        """Delete every message without running it; returns how many were deleted.
+
+        Messages SQS refuses to delete are logged and not counted; they are
+        delivered again after their visibility timeout.
+        """
+        from sqsw_core.worker import delete_messages
+
         deleted = 0
         while True:
             messages = self.worker.receive(wait_seconds)
             if not messages:
                 return deleted
-            self.call(
-                "delete_message_batch",
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m.receipt_handle}
-                    for i, m in enumerate(messages)
-                ],
-            )
-            deleted += len(messages)
+            deleted += len(messages) - delete_messages(self, messages)
 
 
 class JobQueue(GenericQueue):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.exceptions import MessageTooLargeError, SQSBatchError
@@ -24,7 +25,9 @@ class SendEntries(list[dict[str, Any]]):
     (those it refused one by one; the call itself succeeded).
     """
 
-    failed: list[dict[str, Any]] = []
+    def __init__(self, entries: Iterable[dict[str, Any]] = ()) -> None:
+        super().__init__(entries)
+        self.failed: list[dict[str, Any]] = []
 
 
 def message_size(entry: dict[str, Any]) -> int:

@@ -36,11 +36,9 @@ NONEXISTENT_QUEUE_CODES = frozenset(
 class SQSApi:
     """A boto3-shaped SQS client wrapped with error translation and retries."""
 
-    def __init__(
-        self, client: Any, endpoint: str | None = None, retry: RetryPolicy | None = None
-    ) -> None:
+    def __init__(self, client: Any, retry: RetryPolicy | None = None) -> None:
         self.client = client
-        self.endpoint = endpoint or getattr(getattr(client, "meta", None), "endpoint_url", None)
+        self.endpoint: str | None = getattr(getattr(client, "meta", None), "endpoint_url", None)
         self.retry = retry or DEFAULT_RETRY_POLICY
 
     def call(self, operation: str, queue_name: str | None, **params: Any) -> dict[str, Any]:

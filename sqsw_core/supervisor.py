@@ -152,7 +152,6 @@ class Supervisor:
         self.release_delay = release_delay
         # Messages of dead children to release: (when, what, process name).
         self._to_release: list[tuple[float, list[HeldMessage], str]] = []
-        self.restarts = 0
         #: Children that ended with an error or were killed, over the whole run.
         self.crashed = 0
         #: Messages released after children died.
@@ -360,7 +359,6 @@ class Supervisor:
                     elif now >= when:
                         del due[slot]
                         self._spawn(slot)
-                        self.restarts += 1
                 for slot, process in list(self._processes.items()):
                     if process.is_alive():
                         continue
