@@ -1,4 +1,6 @@
-"""The ``sqsw`` command line: ``run``, ``plugins``, ``queue``, ``enqueue``, ``redrive``.
+"""The ``sqsw`` command line: ``run``, ``plugins``, ``queue``, ``enqueue``, and the
+commands plugins add through the ``sqsw.commands`` entry-point group (``redrive``
+from sqsw-deadletter), as ``flask.commands`` does for Flask.
 
 Every command reads ``[tool.sqsw]`` (pyproject.toml) or ``sqsw.toml``, then
 ``SQSW_*`` variables, then its flags. Exit codes: see
@@ -7,17 +9,116 @@ Every command reads ``[tool.sqsw]`` (pyproject.toml) or ``sqsw.toml``, then
 
 from __future__ import annotations
 
+import importlib.metadata
+from typing import Any
+
 import click
 
 from sqsw_core import __version__
-from sqsw_core.cli.commands import enqueue, plugins_command, queue_group, redrive
-from sqsw_core.cli.common import EXIT_CODES_HELP, SqswGroup
+from sqsw_core.cli.commands import enqueue, plugins_command, queue_group
+from sqsw_core.cli.common import (
+    COMMANDS_GROUP,
+    EXIT_CODES_HELP,
+    EXIT_PLUGIN,
+    CliError,
+    SqswGroup,
+)
 from sqsw_core.cli.run import run
 
-__all__ = ["cli", "main"]
+__all__ = ["KNOWN_COMMANDS", "PluginCommandGroup", "cli", "main"]
+
+#: Commands of the plugins sqsw ships and the distribution providing each, so that
+#: ``sqsw NAME`` without that plugin says what to install (exit 4).
+KNOWN_COMMANDS: dict[str, str] = {"redrive": "sqsw-deadletter"}
 
 
-@click.group(cls=SqswGroup, epilog=EXIT_CODES_HELP)
+def _provider(ep: importlib.metadata.EntryPoint) -> str:
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else "?"
+
+
+def _unavailable(name: str, message: str) -> click.Command:
+    """A stand-in for a command that cannot run: any arguments, then ``message``, exit 4."""
+
+    def fail(args: tuple[str, ...]) -> None:
+        raise CliError(message, EXIT_PLUGIN)
+
+    return click.Command(
+        name,
+        callback=fail,
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        help=message,
+        short_help=message,
+        add_help_option=False,
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    )
+
+
+class PluginCommandGroup(SqswGroup):
+    """The ``sqsw`` group: its own commands, then those of the ``sqsw.commands`` group.
+
+    A plugin's command is imported only when it is run or listed (``sqsw --help``);
+    one that cannot be used (not installed, fails to import, not a click command,
+    registered twice) still shows up and, run, says why with exit code 4. The
+    core's own commands win over a plugin command of the same name.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._plugin_commands: dict[str, click.Command] = {}
+
+    @staticmethod
+    def _entry_points(name: str | None = None) -> list[importlib.metadata.EntryPoint]:
+        found = importlib.metadata.entry_points(group=COMMANDS_GROUP)
+        return [ep for ep in found if name is None or ep.name == name]
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        plugin_names = {ep.name for ep in self._entry_points()} | set(KNOWN_COMMANDS)
+        return sorted(set(super().list_commands(ctx)) | plugin_names)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            command = self._plugin_commands.get(cmd_name)
+        if command is None:
+            command = self._load_plugin_command(cmd_name)
+            if command is not None:
+                self._plugin_commands[cmd_name] = command
+        return command
+
+    def _load_plugin_command(self, name: str) -> click.Command | None:
+        found = self._entry_points(name)
+        package = KNOWN_COMMANDS.get(name)
+        if not found:
+            if package is None:
+                return None
+            return _unavailable(
+                name, f"sqsw {name} needs the {package} plugin: pip install {package}"
+            )
+        if len(found) > 1:
+            providers = ", ".join(sorted(_provider(ep) for ep in found))
+            return _unavailable(
+                name,
+                f"sqsw {name}: several distributions register the command in group "
+                f"{COMMANDS_GROUP!r} ({providers}): uninstall all but one",
+            )
+        ep = found[0]
+        where = f"the sqsw command {name!r} ({_provider(ep)}, entry point {ep.value!r})"
+        reinstall = f": reinstall it with: pip install {package}" if package else ""
+        try:
+            command = ep.load()
+        except Exception as exc:
+            return _unavailable(
+                name, f"{where} failed to load: {type(exc).__name__}: {exc}{reinstall}"
+            )
+        if not isinstance(command, click.Command):
+            return _unavailable(
+                name, f"{where} is a {type(command).__name__}, not a click command{reinstall}"
+            )
+        return command
+
+
+@click.group(cls=PluginCommandGroup, epilog=EXIT_CODES_HELP)
 @click.option(
     "--config",
     type=click.Path(dir_okay=False),
@@ -33,7 +134,6 @@ cli.add_command(run)
 cli.add_command(plugins_command)
 cli.add_command(queue_group)
 cli.add_command(enqueue)
-cli.add_command(redrive)
 
 
 def main() -> None:

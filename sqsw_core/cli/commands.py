@@ -1,18 +1,21 @@
-"""``sqsw plugins``, ``sqsw queue ...``, ``sqsw enqueue`` and ``sqsw redrive``."""
+"""``sqsw plugins``, ``sqsw queue ...`` and ``sqsw enqueue``.
+
+``sqsw redrive`` comes from the sqsw-deadletter plugin (entry-point group
+``sqsw.commands``, loaded by :class:`sqsw_core.cli.PluginCommandGroup`).
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
 import json
-import math
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from sqsw_core import plugins
 from sqsw_core.cli.common import (
+    COMMANDS_GROUP,
     EXIT_PLUGIN,
     EXIT_USAGE,
     CliError,
@@ -21,7 +24,6 @@ from sqsw_core.cli.common import (
     env_for,
     env_options,
 )
-from sqsw_core.engine_options import show
 from sqsw_core.env import SQSEnv
 from sqsw_core.exceptions import ConfigurationError, PluginError
 from sqsw_core.long_delays import MAX_LONG_DELAY_SECONDS
@@ -38,25 +40,34 @@ from sqsw_core.retries import describe_error
 # -- sqsw plugins ------------------------------------------------------------------
 
 
+#: The groups ``sqsw plugins`` lists: the plugin groups and the commands plugins add.
+LISTED_GROUPS: dict[str, str] = {
+    **plugins.GROUPS,
+    COMMANDS_GROUP: "an sqsw subcommand (a click command)",
+}
+
+
+def _load_status(ep: importlib.metadata.EntryPoint) -> str:
+    try:
+        ep.load()
+    except Exception as exc:  # reported, not raised: that is the command's job
+        return f"FAILED: {type(exc).__name__}: {exc}"
+    return "ok"
+
+
 def plugin_rows() -> list[dict[str, str]]:
     """Every installed plugin: group, name, provider, target and load status."""
     rows: list[dict[str, str]] = []
-    for group in plugins.GROUPS:
+    for group in LISTED_GROUPS:
+        provided = plugins.providers(group)
         for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
-            dist = ep.dist
-            provider = f"{dist.name} {dist.version}" if dist is not None else "?"
-            try:
-                ep.load()
-                status = "ok"
-            except Exception as exc:  # reported, not raised: that is the command's job
-                status = f"FAILED: {type(exc).__name__}: {exc}"
             rows.append(
                 {
                     "group": group,
                     "name": ep.name,
-                    "provider": provider,
+                    "provider": provided[ep.name],
                     "target": ep.value,
-                    "status": status,
+                    "status": _load_status(ep),
                 }
             )
     return rows
@@ -75,7 +86,7 @@ def plugins_command(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
     else:
         out = console()
-        for group, what in plugins.GROUPS.items():
+        for group, what in LISTED_GROUPS.items():
             table = Table(title=f"{group}: {what}", title_justify="left", expand=False)
             for column in ("name", "provider", "target", "status"):
                 table.add_column(column)
@@ -375,141 +386,3 @@ def enqueue(
     except ValueError as exc:  # a FIFO queue without --deduplication-id, too large, ...
         raise CliError(f"cannot send {job!r} to queue {queue!r}: {exc}", EXIT_USAGE) from None
     click.echo(message_id)
-
-
-# -- sqsw redrive --------------------------------------------------------------------
-
-_FILTER_KEYS = {
-    "job": "job_name",
-    "min-age": "min_age",
-    "max-age": "max_age",
-    "min-receives": "min_receive_count",
-    "max-receives": "max_receive_count",
-}
-
-
-def parse_filters(filters: tuple[str, ...]) -> dict[str, Any]:
-    """``job=NAME`` (repeatable), ``min-age``/``max-age`` (seconds), ``min-/max-receives``."""
-    out: dict[str, Any] = {}
-    jobs: list[str] = []
-    for text in filters:
-        key, sep, value = text.partition("=")
-        if not sep or key not in _FILTER_KEYS:
-            raise click.BadParameter(
-                f"{text!r}: use {', '.join(k + '=...' for k in _FILTER_KEYS)}",
-                param_hint="--filter",
-            )
-        if key == "job":
-            jobs.append(value)
-            continue
-        try:
-            number: float = float(value) if "age" in key else int(value)
-        except ValueError:
-            raise click.BadParameter(f"{text!r}: not a number", param_hint="--filter") from None
-        if not math.isfinite(number) or number < 0:
-            raise CliError(
-                f"option --filter: {text!r}: {key} must be a number >= 0, got {show(number)}",
-                EXIT_PLUGIN,
-            )
-        out[_FILTER_KEYS[key]] = number
-    if jobs:
-        out["job_name"] = jobs
-    return out
-
-
-def upstream_of(env: SQSEnv, dlq: str) -> str:
-    """The one queue whose redrive policy targets ``dlq`` (SQS ListDeadLetterSourceQueues)."""
-    response = env.api.call("list_dead_letter_source_queues", dlq, QueueUrl=env.get_queue_url(dlq))
-    prefix = env.queue_prefix
-    names = [url.rsplit("/", 1)[-1] for url in response.get("queueUrls", [])]
-    names = [name[len(prefix) :] for name in names if name.startswith(prefix)]
-    if len(names) != 1:
-        raise click.UsageError(
-            f"{dlq!r} is the dead-letter queue of {len(names)} queue(s) "
-            f"({', '.join(names) or 'none'}): say where messages go with --to QUEUE"
-        )
-    return str(names[0])
-
-
-@click.command("redrive")
-@click.argument("dlq")
-@click.option(
-    "--to",
-    "upstream",
-    default=None,
-    help="Queue to move messages to (default: the one queue whose redrive policy targets DLQ).",
-)
-@click.option(
-    "--filter",
-    "filters",
-    multiple=True,
-    help="job=NAME (repeatable), min-age=S, max-age=S, min-receives=N, max-receives=N.",
-)
-@click.option("--dry-run", is_flag=True, help="List what would move; move nothing.")
-@click.option(
-    "--rate",
-    type=float,
-    default=None,
-    callback=bounded(0, integer=False, exclusive=True),
-    help="At most this many messages per second.",
-)
-@env_options
-@click.pass_context
-def redrive(
-    ctx: click.Context,
-    /,
-    dlq: str,
-    upstream: str | None,
-    filters: tuple[str, ...],
-    dry_run: bool,
-    rate: float | None,
-    **flags: Any,
-) -> None:
-    """Move the messages of dead-letter queue DLQ back (sqsw-deadletter's push-back).
-
-    A message is deleted from DLQ only after the target queue accepted its copy.
-    """
-    try:
-        from sqsw_deadletter import DeadLetterQueue, RedriveFilter
-    except ImportError:
-        raise CliError(
-            "sqsw redrive needs the sqsw-deadletter plugin: pip install sqsw-deadletter",
-            EXIT_PLUGIN,
-        ) from None
-    selection = RedriveFilter(**parse_filters(filters)) if filters else None
-    env = env_for(ctx, **flags)
-    target = upstream or upstream_of(env, dlq)
-    dead = env.queue(dlq, DeadLetterQueue.maker(target))
-    wait = 0 if getattr(env.session, "process_local", False) else 1
-    out = console()
-    if dry_run:
-        candidates = dead.dry_run(selection, wait_seconds=wait)
-        table = Table(title=f"{len(candidates)} message(s) would move from {dlq} to {target}")
-        for column in ("message id", "job", "age (s)", "receives"):
-            table.add_column(column)
-        for c in candidates:
-            age = "-" if c.age is None else f"{c.age:.0f}"
-            table.add_row(c.message_id, c.job_name or "-", age, str(c.receive_count))
-        out.print(table)
-        return
-    total = int(get_queue_attributes(env, dlq).get("ApproximateNumberOfMessages", 0))
-    moved = failed = 0
-    chunk = 50
-    with Progress(
-        TextColumn(f"redrive {dlq} -> {target}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console(stderr=True),
-    ) as progress:
-        task = progress.add_task("redrive", total=total or None)
-        while True:
-            report = dead.push_back(
-                selection, wait_seconds=wait, max_messages=chunk, max_messages_per_second=rate
-            )
-            moved += report.moved
-            failed += report.failed
-            progress.update(task, completed=moved + failed, total=max(total, moved + failed))
-            if report.moved + report.failed < chunk:
-                break
-    click.echo(f"{moved} moved to {target}, {failed} failed")

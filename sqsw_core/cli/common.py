@@ -1,4 +1,9 @@
-"""What every command shares: exit codes, error translation, settings, the app and the env."""
+"""What every command shares: exit codes, error translation, settings, the app and the env.
+
+This module is the API for commands that plugins add to ``sqsw`` through the
+``sqsw.commands`` entry-point group (docs/plugins.md, "sqsw.commands"): the names
+in ``__all__`` keep their meaning and signature across minor versions.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +30,32 @@ from sqsw_core.exceptions import (
     SQSCallError,
 )
 
+__all__ = [
+    "COMMANDS_GROUP",
+    "EXIT_APP",
+    "EXIT_CODES_HELP",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "EXIT_PLUGIN",
+    "EXIT_SQS",
+    "EXIT_USAGE",
+    "AppImportError",
+    "CliError",
+    "SqswGroup",
+    "bounded",
+    "console",
+    "env_for",
+    "env_options",
+    "import_app",
+    "settings_for",
+    "show",
+    "translate",
+]
+
 logger = logging.getLogger("sqsw.cli")
+
+#: The entry-point group of ``sqsw`` subcommands from plugins (each names a click command).
+COMMANDS_GROUP = "sqsw.commands"
 
 #: Exit codes of every ``sqsw`` command (``sqsw run --help`` and the README list them).
 EXIT_OK = 0
