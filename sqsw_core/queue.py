@@ -317,7 +317,7 @@ class GenericQueue:
             messages = self.worker.receive(wait_seconds)
             if not messages:
                 return deleted
-            deleted += len(messages) - delete_messages(self, messages)
+            deleted += len(messages) - delete_messages(self, messages, "it was not drained")
 
 
 class JobQueue(GenericQueue):

@@ -34,13 +34,18 @@ BATCH_SIZE = 10
 DELETE_ENTRY_ATTEMPTS = 3
 
 
-def delete_messages(queue: GenericQueue, messages: list[Message]) -> int:
+#: What a message left undeleted means, for the log, when a job succeeded.
+ACK_LEFT = "the job succeeded: expect duplicates"
+
+
+def delete_messages(queue: GenericQueue, messages: list[Message], if_left: str = ACK_LEFT) -> int:
     """Delete up to 10 settled messages in one call; how many could not be deleted.
 
     Entries SQS failed on its own side (SenderFault false: InternalError,
     ServiceUnavailable...) are sent again, up to ``DELETE_ENTRY_ATTEMPTS``
-    sends: each one not deleted is a succeeded job that would run a second
-    time. What still fails is logged.
+    sends: each one not deleted would come back (for an ack: a succeeded job
+    that would run a second time). What still fails is logged, with ``if_left``
+    saying what a message left in the queue means.
     """
     failures = 0
     for attempt in range(1, DELETE_ENTRY_ATTEMPTS + 1):
@@ -51,10 +56,11 @@ def delete_messages(queue: GenericQueue, messages: list[Message]) -> int:
             response = queue.call("delete_message_batch", Entries=entries)
         except Exception as exc:
             logger.error(
-                "Could not delete %d processed message(s) from %s; they will be delivered "
-                "again after their visibility timeout (the jobs succeeded: expect duplicates): %s",
+                "Could not delete %d message(s) from %s; they will be delivered again after "
+                "their visibility timeout (%s): %s",
                 len(messages),
                 queue.name,
+                if_left,
                 exc,
                 exc_info=exc if not isinstance(exc, QueueNotFoundError) else None,
             )
@@ -67,11 +73,12 @@ def delete_messages(queue: GenericQueue, messages: list[Message]) -> int:
                 continue
             failures += 1
             logger.warning(
-                "Could not delete processed message %s from %s: %s (%s); it may run again",
+                "Could not delete message %s from %s: %s (%s); %s",
                 message.message_id,
                 queue.name,
                 failed.get("Code"),
                 failed.get("Message"),
+                if_left,
             )
         if not again:
             break

@@ -264,7 +264,7 @@ class DeadLetterQueue(GenericQueue):
     def _delete(self, messages: list[Message]) -> None:
         """Delete pushed-back messages (a failed one is pushed back again later)."""
         for chunk in _chunks(messages, MAX_BATCH_ENTRIES):
-            delete_messages(self, chunk)
+            delete_messages(self, chunk, "it is already upstream: expect a duplicate there")
 
     def _set_visibility(self, changes: list[tuple[Message, int]]) -> None:
         for chunk in _chunks(changes, MAX_BATCH_ENTRIES):
