@@ -26,6 +26,8 @@ PROCESSORS = "sqsw.processors"
 QUEUE_TYPES = "sqsw.queue_types"
 BACKOFF = "sqsw.backoff"
 SHUTDOWN = "sqsw.shutdown"
+#: ``sqsw`` subcommands from plugins: loaded by :mod:`sqsw_core.cli`, not by :func:`load`.
+COMMANDS = "sqsw.commands"
 
 #: What a plugin of each group provides, for error messages and ``sqsw plugins``.
 GROUPS: dict[str, str] = {
@@ -52,6 +54,7 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     QUEUE_TYPES: {"job": "sqsw-core", "raw": "sqsw-cloudwatch", "deadletter": "sqsw-deadletter"},
     BACKOFF: {"exponential": "sqsw-core", "constant": "sqsw-core", "immediate": "sqsw-core"},
     SHUTDOWN: {"never": "sqsw-core", "idle": "sqsw-core", "max_tasks": "sqsw-core"},
+    COMMANDS: {"redrive": "sqsw-deadletter"},
 }
 
 _lock = threading.Lock()

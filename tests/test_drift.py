@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from sqsw_core import plugins
+from sqsw_core.cli import KNOWN_COMMANDS
+from sqsw_core.cli.common import COMMANDS_GROUP
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -71,8 +73,16 @@ def test_provider_table_matches_the_entry_points_every_distribution_registers() 
 
 
 def test_every_provider_group_is_a_known_group() -> None:
-    unknown = sorted(set(plugins.KNOWN_PROVIDERS) - set(plugins.GROUPS))
+    known = {*plugins.GROUPS, plugins.COMMANDS}
+    unknown = sorted(set(plugins.KNOWN_PROVIDERS) - known)
     assert not unknown, f"KNOWN_PROVIDERS has groups plugins.GROUPS does not describe: {unknown}"
+
+
+def test_the_cli_names_the_same_command_providers() -> None:
+    assert COMMANDS_GROUP == plugins.COMMANDS
+    assert plugins.KNOWN_PROVIDERS[plugins.COMMANDS] == KNOWN_COMMANDS, (
+        "sqsw_core.cli.KNOWN_COMMANDS and plugins.KNOWN_PROVIDERS[plugins.COMMANDS] differ"
+    )
 
 
 def test_ruff_known_first_party_lists_every_plugin_package() -> None:
