@@ -24,12 +24,14 @@ from sqsw_core.cli.common import (
     SqswGroup,
 )
 from sqsw_core.cli.run import run
+from sqsw_core.plugins import COMMANDS, KNOWN_PROVIDERS
 
 __all__ = ["KNOWN_COMMANDS", "PluginCommandGroup", "cli", "main"]
 
 #: Commands of the plugins sqsw ships and the distribution providing each, so that
-#: ``sqsw NAME`` without that plugin says what to install (exit 4).
-KNOWN_COMMANDS: dict[str, str] = {"redrive": "sqsw-deadletter"}
+#: ``sqsw NAME`` without that plugin says what to install (exit 4): the provider
+#: table's rows for the commands group.
+KNOWN_COMMANDS: dict[str, str] = KNOWN_PROVIDERS[COMMANDS]
 
 
 def _provider(ep: importlib.metadata.EntryPoint) -> str:

@@ -29,6 +29,7 @@ from sqsw_core.exceptions import (
     QueueNotFoundError,
     SQSCallError,
 )
+from sqsw_core.plugins import COMMANDS
 
 __all__ = [
     "COMMANDS_GROUP",
@@ -55,7 +56,7 @@ __all__ = [
 logger = logging.getLogger("sqsw.cli")
 
 #: The entry-point group of ``sqsw`` subcommands from plugins (each names a click command).
-COMMANDS_GROUP = "sqsw.commands"
+COMMANDS_GROUP = COMMANDS
 
 #: Exit codes of every ``sqsw`` command (``sqsw run --help`` and the README list them).
 EXIT_OK = 0
