@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -172,7 +173,7 @@ def test_from_config_builds_an_env(tmp_path: Path) -> None:
 
 
 class Tagging(Processor):
-    calls: list[str] = []
+    calls: ClassVar[list[str]] = []
 
     def process(self, job_kwargs: dict[str, object], job_context: object = None) -> object:
         Tagging.calls.append(self.job_name)

@@ -16,7 +16,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from opentelemetry import propagate, trace
@@ -401,7 +401,7 @@ def test_failed_send_is_an_error_span(make_env: Callable[..., SQSEnv]) -> None:
 class Recorder(Processor):
     """The seed's one-argument custom processor."""
 
-    seen: list[tuple[str, str, bool]] = []
+    seen: ClassVar[list[tuple[str, str, bool]]] = []
 
     def process(self, job_kwargs: dict[str, Any]) -> Any:  # type: ignore[override]
         in_span = trace.get_current_span().get_span_context().is_valid

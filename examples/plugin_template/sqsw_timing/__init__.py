@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Any
+from typing import Any, ClassVar
 
 from sqsw_core.messages import Message
 from sqsw_core.processors import Processor
@@ -19,7 +19,8 @@ logger = logging.getLogger("sqsw.timing")
 class TimingProcessor(Processor):
     """Logs each job's duration; the latest ones are kept in ``durations``."""
 
-    durations: deque[tuple[str, float]] = deque(maxlen=1000)
+    #: Shared by every processor of the class (one per job name and queue).
+    durations: ClassVar[deque[tuple[str, float]]] = deque(maxlen=1000)
 
     def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
         start = time.perf_counter()
