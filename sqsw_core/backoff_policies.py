@@ -9,11 +9,10 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from sqsw_core.limits import MAX_VISIBILITY_TIMEOUT as MAX_VISIBILITY_TIMEOUT
+
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
-
-#: SQS refuses visibility timeouts above 12 hours.
-MAX_VISIBILITY_TIMEOUT = 43_200
 
 
 @runtime_checkable

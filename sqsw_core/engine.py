@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from sqsw_core.engine_options import check_engine_options
 from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.heartbeat import VisibilityKeeper
+from sqsw_core.limits import MAX_BATCH_ENTRIES, chunks
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.shutdown_policies import (
     NEVER_SHUTDOWN,
@@ -39,7 +40,7 @@ from sqsw_core.shutdown_policies import (
     receive_wait_limit,
 )
 from sqsw_core.stop_signals import StopSignals
-from sqsw_core.worker import BATCH_SIZE, Acker, Worker, change_visibility
+from sqsw_core.worker import Acker, Worker, change_visibility
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
@@ -155,13 +156,13 @@ class QueueEngine:
         )
         # ... and for the largest batch job to fill up.
         self.prefetch = (
-            max(BATCH_SIZE * self.pollers, largest_batch + BATCH_SIZE)
+            max(MAX_BATCH_ENTRIES * self.pollers, largest_batch + MAX_BATCH_ENTRIES)
             if prefetch is None
             else prefetch
         )
         self.capacity = concurrency + self.prefetch
         # Pollers receive full batches: they wait for this much room.
-        self._batch_room = min(BATCH_SIZE, self.capacity)
+        self._batch_room = min(MAX_BATCH_ENTRIES, self.capacity)
         self.wait_seconds = int(wait_seconds)  # SQS takes whole seconds
         self.shutdown_policy = shutdown_policy
         self.grace_period = grace_period
@@ -395,8 +396,7 @@ class QueueEngine:
         with self.keeper.lock:
             for message in messages:
                 self.keeper.forget(message)
-            for start in range(0, len(messages), BATCH_SIZE):
-                chunk = messages[start : start + BATCH_SIZE]
+            for chunk in chunks(messages):
                 change_visibility(self.queue, [(m, visibility_timeout) for m in chunk])
         with self._cond:  # worker threads and the stopping thread release concurrently
             self.stats.released += len(messages)

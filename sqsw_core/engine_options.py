@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.limits import MAX_DELAY_SECONDS, MAX_WAIT_SECONDS
 
 __all__ = [
     "PRIORITIES",
@@ -36,10 +37,6 @@ __all__ = [
     "in_range",
 ]
 
-#: The longest long poll SQS allows (``WaitTimeSeconds``).
-MAX_WAIT_SECONDS: Final = 20
-#: The longest ``DelaySeconds`` SQS allows (one hop of a long delay).
-MAX_HOP_SECONDS: Final = 900
 #: How ``process_queues`` shares its job threads between queues.
 PRIORITIES: Final = ("strict", "weighted")
 
@@ -79,7 +76,7 @@ RANGES: Final[dict[str, OptionRange]] = {
     "max_delay_hop": OptionRange(
         integer=True,
         minimum=1,
-        maximum=MAX_HOP_SECONDS,
+        maximum=MAX_DELAY_SECONDS,
         maximum_reason="the longest DelaySeconds SQS allows",
     ),
 }

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from sqsw_core.backoff_policies import MAX_VISIBILITY_TIMEOUT
 from sqsw_core.exceptions import QueueNotFoundError
+from sqsw_core.limits import MAX_VISIBILITY_TIMEOUT, chunks
 from sqsw_core.log_text import shorten
 
 if TYPE_CHECKING:
@@ -134,8 +134,8 @@ class VisibilityKeeper:
                     )
                     continue
                 due.append(held)
-            for start in range(0, len(due), 10):
-                self._extend(due[start : start + 10], now)
+            for chunk in chunks(due):
+                self._extend(chunk, now)
         if due and self._on_extended is not None:
             self._on_extended(len(due))
         return len(due)

@@ -17,9 +17,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.exceptions import BadMessageError, ConfigurationError, quote
+from sqsw_core.limits import MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES
 from sqsw_core.log_text import shorten
 from sqsw_core.messages import Message
-from sqsw_core.sending import MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
     from sqsw_core.queue import GenericQueue
@@ -33,8 +33,6 @@ DUE_AT_ATTR = "SqswDueAt"
 MAX_HOP_SECONDS = MAX_DELAY_SECONDS
 #: The longest delay sqsw accepts: 14 days, SQS's maximum retention.
 MAX_LONG_DELAY_SECONDS = 14 * 24 * 3600
-#: SQS accepts at most 10 message attributes per message.
-MAX_MESSAGE_ATTRIBUTES = 10
 
 
 def check_hop(seconds: int) -> int:

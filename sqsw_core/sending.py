@@ -6,16 +6,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.exceptions import MessageTooLargeError, SQSBatchError
+from sqsw_core.limits import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
+from sqsw_core.limits import MAX_BATCH_ENTRIES as MAX_BATCH_ENTRIES
+from sqsw_core.limits import MAX_DELAY_SECONDS as MAX_DELAY_SECONDS
 
 if TYPE_CHECKING:
     from sqsw_core.queue import GenericQueue
-
-#: SQS accepts at most 10 entries per batch call.
-MAX_BATCH_ENTRIES = 10
-#: The current SQS maximum for one message and for a whole batch (1 MiB).
-DEFAULT_MAX_MESSAGE_SIZE = 1_048_576
-#: SQS refuses per-message delays above 15 minutes.
-MAX_DELAY_SECONDS = 900
 
 
 class SendEntries(list[dict[str, Any]]):

@@ -50,8 +50,9 @@ from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqsw_core.engine import EngineStats
+from sqsw_core.limits import chunks
 from sqsw_core.stop_signals import COLD_SIGNAL, STOP_SIGNALS, StopSignals
-from sqsw_core.worker import BATCH_SIZE, change_visibility
+from sqsw_core.worker import change_visibility
 
 if TYPE_CHECKING:
     from sqsw_core.env import SQSEnv
@@ -94,8 +95,7 @@ def release_held(env: SQSEnv, messages: Iterable[HeldMessage]) -> int:
     released = 0
     for name, held in by_queue.items():
         queue = env.queue(name)
-        for start in range(0, len(held), BATCH_SIZE):
-            chunk = held[start : start + BATCH_SIZE]
+        for chunk in chunks(held):
             # A refused handle: settled after the process last published what it held.
             released += change_visibility(queue, [(m, 0) for m in chunk], logging.INFO)
     return released

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqsw_core.backoff_policies import BackoffPolicy, clamp_visibility
 from sqsw_core.exceptions import JobError, QueueNotFoundError, RetryJob
+from sqsw_core.limits import MAX_BATCH_ENTRIES
 from sqsw_core.log_text import shorten
 from sqsw_core.long_delays import DUE_AT_ATTR, hold_back_early, hold_back_if_early
 from sqsw_core.messages import Message
@@ -28,8 +29,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sqsw.worker")
 
-#: SQS batch calls take at most 10 entries.
-BATCH_SIZE = 10
 #: Sends of a delete entry that SQS failed on its side (not the sender's fault).
 DELETE_ENTRY_ATTEMPTS = 3
 
@@ -183,7 +182,7 @@ class Acker:
                     # Wake the flusher only from its untimed wait: a thread
                     # switch per batch would cost more than the batching saves.
                     self._cond.notify()
-            full = len(pending) >= BATCH_SIZE
+            full = len(pending) >= MAX_BATCH_ENTRIES
         if full:
             self.flush(full_only=True)
 
@@ -218,8 +217,8 @@ class Acker:
         while True:
             with self._cond:
                 if full_only:
-                    deletes = self._take(self._deletes, BATCH_SIZE)
-                    changes = self._take(self._changes, BATCH_SIZE)
+                    deletes = self._take(self._deletes, MAX_BATCH_ENTRIES)
+                    changes = self._take(self._changes, MAX_BATCH_ENTRIES)
                 else:
                     deletes = self._take(self._deletes, 1)
                     changes = self._take(self._changes, 1)
@@ -236,8 +235,8 @@ class Acker:
         """Remove and return up to 10 entries of ``pending``, if it holds ``at_least``."""
         if len(pending) < at_least:
             return []
-        taken = pending[:BATCH_SIZE]
-        del pending[:BATCH_SIZE]
+        taken = pending[:MAX_BATCH_ENTRIES]
+        del pending[:MAX_BATCH_ENTRIES]
         return taken
 
     def _send_deletes(self, messages: list[Message]) -> None:
@@ -274,11 +273,13 @@ class Worker:
         self.keeper = keeper
         self._failure = threading.local()
 
-    def receive(self, wait_seconds: float = 0, max_messages: int = BATCH_SIZE) -> list[Message]:
+    def receive(
+        self, wait_seconds: float = 0, max_messages: int = MAX_BATCH_ENTRIES
+    ) -> list[Message]:
         """Receive up to ``max_messages`` (at most 10) messages."""
         response = self.queue.call(
             "receive_message",
-            MaxNumberOfMessages=max(1, min(max_messages, BATCH_SIZE)),
+            MaxNumberOfMessages=max(1, min(max_messages, MAX_BATCH_ENTRIES)),
             WaitTimeSeconds=int(wait_seconds),
             AttributeNames=["All"],
             MessageAttributeNames=["All"],

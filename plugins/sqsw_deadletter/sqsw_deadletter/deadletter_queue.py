@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqsw_core.backoff_policies import ConstantBackoff, clamp_visibility
 from sqsw_core.exceptions import ConfigurationError, RetryJob
+from sqsw_core.limits import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS, chunks
 from sqsw_core.messages import Message
 from sqsw_core.queue import GenericQueue
 from sqsw_core.results import BatchProcessingResult
-from sqsw_core.sending import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS, message_size
+from sqsw_core.sending import message_size
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 from sqsw_core.worker import change_visibility, delete_messages
 from sqsw_deadletter.exceptions import NoRedriveRunningError, PushBackError
@@ -263,11 +264,11 @@ class DeadLetterQueue(GenericQueue):
 
     def _delete(self, messages: list[Message]) -> None:
         """Delete pushed-back messages (a failed one is pushed back again later)."""
-        for chunk in _chunks(messages, MAX_BATCH_ENTRIES):
+        for chunk in chunks(messages):
             delete_messages(self, chunk, "it is already upstream: expect a duplicate there")
 
     def _set_visibility(self, changes: list[tuple[Message, int]]) -> None:
-        for chunk in _chunks(changes, MAX_BATCH_ENTRIES):
+        for chunk in chunks(changes):
             change_visibility(self, chunk)
 
     def _retry_delay(self, message: Message) -> int:
@@ -583,11 +584,6 @@ def _queue_arn(queue: GenericQueue) -> str:
     response = queue.call("get_queue_attributes", AttributeNames=["QueueArn"])
     arn: str = response["Attributes"]["QueueArn"]
     return arn
-
-
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _size_chunks(

@@ -23,6 +23,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.trace import Link, SpanKind, Status, StatusCode
 
 from sqsw_core.exceptions import RetryJob
+from sqsw_core.limits import MAX_MESSAGE_ATTRIBUTES
 from sqsw_core.messages import Message
 from sqsw_core.processors import HandlerCall, Processor
 from sqsw_core.sending import message_size
@@ -80,8 +81,6 @@ BATCH_JOBS_FAILED = "sqsw_core.batch_jobs.BatchJobsFailed"
 #: (what ``add_batch()`` then raises).
 BATCH_ENTRIES_REFUSED = "sqsw_core.exceptions.SQSBatchError"
 
-#: SQS accepts at most 10 message attributes per message.
-MAX_MESSAGE_ATTRIBUTES = 10
 #: The X-Ray propagator's header, read from the ``AWSTraceHeader`` system attribute.
 XRAY_HEADER = "X-Amzn-Trace-Id"
 AWS_TRACE_HEADER = "AWSTraceHeader"

@@ -1,0 +1,28 @@
+"""The limits of SQS that sqsw works within, in one place, and batching by them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Final, TypeVar
+
+T = TypeVar("T")
+
+#: Entries per batch call (SendMessageBatch, DeleteMessageBatch,
+#: ChangeMessageVisibilityBatch) and messages per ReceiveMessage.
+MAX_BATCH_ENTRIES: Final = 10
+#: Message attributes per message.
+MAX_MESSAGE_ATTRIBUTES: Final = 10
+#: The largest message, and the largest batch, SQS accepts today (1 MiB).
+DEFAULT_MAX_MESSAGE_SIZE: Final = 1_048_576
+#: The longest per-message delay (``DelaySeconds``): 15 minutes.
+MAX_DELAY_SECONDS: Final = 900
+#: The longest visibility timeout: 12 hours.
+MAX_VISIBILITY_TIMEOUT: Final = 43_200
+#: The longest long poll (``WaitTimeSeconds``).
+MAX_WAIT_SECONDS: Final = 20
+
+
+def chunks(items: Sequence[T], size: int = MAX_BATCH_ENTRIES) -> Iterator[list[T]]:
+    """``items`` in consecutive lists of at most ``size`` (one batch call each)."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
