@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
 import subprocess
@@ -23,17 +24,22 @@ def baseline_python() -> Path:
     """
     python = BASELINE_VENV / "bin" / "python"
     stamp = BASELINE_VENV / ".installed"
-    if not stamp.exists() or stamp.read_text() != " ".join(BASELINE_REQUIREMENTS):
-        print(
-            f"[bench] creating {BASELINE_VENV} with {' '.join(BASELINE_REQUIREMENTS)}",
-            file=sys.stderr,
-        )
-        venv.create(BASELINE_VENV, with_pip=True, clear=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", *BASELINE_REQUIREMENTS],
-            check=True,
-        )
-        stamp.write_text(" ".join(BASELINE_REQUIREMENTS))
+    BASELINE_VENV.parent.mkdir(parents=True, exist_ok=True)
+    # Test processes running side by side (pytest -n 2) ask for it at the same
+    # time: one creates it while the others wait, then find the stamp.
+    with open(BASELINE_VENV.parent / f"{BASELINE_VENV.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not stamp.exists() or stamp.read_text() != " ".join(BASELINE_REQUIREMENTS):
+            print(
+                f"[bench] creating {BASELINE_VENV} with {' '.join(BASELINE_REQUIREMENTS)}",
+                file=sys.stderr,
+            )
+            venv.create(BASELINE_VENV, with_pip=True, clear=True)
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", *BASELINE_REQUIREMENTS],
+                check=True,
+            )
+            stamp.write_text(" ".join(BASELINE_REQUIREMENTS))
     return python
 
 
