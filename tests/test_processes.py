@@ -16,11 +16,12 @@ from typing import Any
 
 import pytest
 
-from sqsw_core import ConfigurationError, JobQueue, SQSEnv, create_standard_queue
+from sqsw_core import ConfigurationError, JobQueue, SQSEnv
 from tests.helpers import (
     dead_letter_depth,
     expect_counts,
     queue_counts,
+    queue_with_dead_letters,
     receive_all,
     runs_in,
     start_worker_process,
@@ -34,18 +35,13 @@ def enqueue(
     env: SQSEnv, jobs: int, visibility_timeout: int = 30, max_receives: int = 2
 ) -> tuple[JobQueue, JobQueue]:
     """Queue ``work`` (redriving to ``work_dead`` after ``max_receives``) with jobs 0..jobs-1."""
-    create_standard_queue(env, "work_dead")
-    create_standard_queue(
-        env,
-        "work",
-        visibility_timeout=visibility_timeout,
-        redrive_policy=env.redrive_policy("work_dead", max_receives),
+    queue, dead = queue_with_dead_letters(
+        env, "work", max_receives, visibility_timeout=visibility_timeout
     )
-    queue = env.queue("work")
     with queue.add_batch():
         for n in range(jobs):
             queue.add_job("job", n=n)
-    return queue, env.queue("work_dead")
+    return queue, dead
 
 
 def job_numbers(messages: list[dict[str, Any]]) -> list[int]:
