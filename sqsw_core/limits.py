@@ -20,6 +20,9 @@ MAX_DELAY_SECONDS: Final = 900
 MAX_VISIBILITY_TIMEOUT: Final = 43_200
 #: The longest long poll (``WaitTimeSeconds``).
 MAX_WAIT_SECONDS: Final = 20
+#: How long a queue may keep a message (``MessageRetentionPeriod``): 1 minute to 14 days.
+MIN_RETENTION_SECONDS: Final = 60
+MAX_RETENTION_SECONDS: Final = 14 * 24 * 3600
 
 
 def chunks(items: Sequence[T], size: int = MAX_BATCH_ENTRIES) -> Iterator[list[T]]:

@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.exceptions import BadMessageError, ConfigurationError, quote
-from sqsw_core.limits import MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES
+from sqsw_core.limits import MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, MAX_RETENTION_SECONDS
 from sqsw_core.log_text import shorten
 from sqsw_core.messages import Message
 
@@ -32,7 +32,7 @@ DUE_AT_ATTR = "SqswDueAt"
 #: The longest hop: SQS's maximum ``DelaySeconds``.
 MAX_HOP_SECONDS = MAX_DELAY_SECONDS
 #: The longest delay sqsw accepts: 14 days, SQS's maximum retention.
-MAX_LONG_DELAY_SECONDS = 14 * 24 * 3600
+MAX_LONG_DELAY_SECONDS = MAX_RETENTION_SECONDS
 
 
 def check_hop(seconds: int) -> int:

@@ -26,6 +26,12 @@ from sqsw_core.cli.common import (
 )
 from sqsw_core.env import SQSEnv
 from sqsw_core.exceptions import ConfigurationError, PluginError
+from sqsw_core.limits import (
+    MAX_DELAY_SECONDS,
+    MAX_RETENTION_SECONDS,
+    MAX_VISIBILITY_TIMEOUT,
+    MIN_RETENTION_SECONDS,
+)
 from sqsw_core.long_delays import MAX_LONG_DELAY_SECONDS
 from sqsw_core.queue import JobQueue
 from sqsw_core.queue_management import (
@@ -121,21 +127,25 @@ def queue_group() -> None:
     "--visibility-timeout",
     type=int,
     default=None,
-    callback=bounded(0, 43_200, reason="the SQS limit, 12 hours"),
+    callback=bounded(0, MAX_VISIBILITY_TIMEOUT, reason="the SQS limit, 12 hours"),
     help="Seconds (SQS default 30).",
 )
 @click.option(
     "--retention",
     type=int,
     default=None,
-    callback=bounded(60, 1_209_600, reason="the SQS limits, 1 minute to 14 days"),
+    callback=bounded(
+        MIN_RETENTION_SECONDS,
+        MAX_RETENTION_SECONDS,
+        reason="the SQS limits, 1 minute to 14 days",
+    ),
     help="Message retention seconds.",
 )
 @click.option(
     "--delay",
     type=int,
     default=None,
-    callback=bounded(0, 900, reason="the SQS limit"),
+    callback=bounded(0, MAX_DELAY_SECONDS, reason="the SQS limit"),
     help="Delay of every message, seconds.",
 )
 @click.option("--dead-letter", default=None, help="Dead-letter queue (created if missing).")
