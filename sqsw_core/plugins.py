@@ -66,13 +66,15 @@ def installed_names(group: str) -> list[str]:
     return sorted({ep.name for ep in importlib.metadata.entry_points(group=group)})
 
 
+def provider(ep: importlib.metadata.EntryPoint) -> str:
+    """``"distribution version"`` of the distribution declaring ``ep`` (``"?"`` if unknown)."""
+    dist = ep.dist
+    return f"{dist.name} {dist.version}" if dist is not None else "?"
+
+
 def providers(group: str) -> dict[str, str]:
     """Map each installed plugin name of ``group`` to ``"distribution version"``."""
-    out: dict[str, str] = {}
-    for ep in importlib.metadata.entry_points(group=group):
-        dist = ep.dist
-        out[ep.name] = f"{dist.name} {dist.version}" if dist is not None else "?"
-    return out
+    return {ep.name: provider(ep) for ep in importlib.metadata.entry_points(group=group)}
 
 
 def _check_group(group: str) -> None:

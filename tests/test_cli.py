@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,8 @@ from typing import Any
 import pytest
 
 from sqsw_core import SQSEnv, create_standard_queue, plugins
-from sqsw_core.cli.common import EXIT_APP, EXIT_PLUGIN, EXIT_SQS
+from sqsw_core.cli import common
+from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_SQS, EXIT_USAGE
 from tests.helpers import dead_letter_depth, expect_counts, receive_all, wait_until
 from tests.localstack_server import REGION
 
@@ -136,7 +138,7 @@ def test_run_processes_jobs_and_stops_cleanly_on_sigterm(
             worker.kill()
             worker.wait()
     output = output_path.read_text()
-    assert worker.returncode == 0, output
+    assert worker.returncode == EXIT_OK, output
     assert "SIGTERM received" in output
     assert "jobs done" in output
     lines = log.read_text().splitlines()
@@ -169,7 +171,7 @@ def test_run_with_worker_processes_shows_their_summed_counters(
         text=True,
         timeout=120,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert sorted(logged_jobs(log)) == list(range(30))
     # Nothing held after the exit, nothing dead-lettered.
     expect_counts(ls_env.queue("emails"), (0, 0, 0), "after sqsw run exited")
@@ -182,7 +184,7 @@ def test_run_with_worker_processes_shows_their_summed_counters(
 
 def test_plugins_lists_every_shipped_plugin_with_its_distribution() -> None:
     result = sqsw("plugins", "--json")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     rows = json.loads(result.stdout)
     found = {(row["group"], row["name"]): row for row in rows}
     for group, names in plugins.KNOWN_PROVIDERS.items():
@@ -191,7 +193,7 @@ def test_plugins_lists_every_shipped_plugin_with_its_distribution() -> None:
             assert row["provider"] == f"{package} 0.1.0"
             assert row["status"] == "ok"
     table = sqsw("plugins")
-    assert table.returncode == 0
+    assert table.returncode == EXIT_OK
     for group in plugins.GROUPS:
         assert group in table.stdout
     assert "sqsw-deadletter 0.1.0" in table.stdout
@@ -280,7 +282,7 @@ def test_queue_commands_enqueue_and_redrive(ls_env: SQSEnv, endpoint: str) -> No
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         result = sqsw(*args, *prefix, endpoint=endpoint)
-        assert result.returncode == 0, result.stderr
+        assert result.returncode == EXIT_OK, result.stderr
         return result
 
     url = run("queue", "create", "orders", "--dead-letter", "orders_dead", "--max-receives", "2")
@@ -322,7 +324,7 @@ def test_queue_commands_enqueue_and_redrive(ls_env: SQSEnv, endpoint: str) -> No
     assert ls_env.queue("orders").get_raw_messages(wait_seconds=1) == []
 
     result = sqsw("redrive", "orders_dead", "--filter", "color=red", *prefix, endpoint=endpoint)
-    assert result.returncode == 2
+    assert result.returncode == EXIT_USAGE
     assert "--filter" in result.stderr
 
     run("queue", "purge", "orders_dead", "--yes")
@@ -332,8 +334,33 @@ def test_queue_commands_enqueue_and_redrive(ls_env: SQSEnv, endpoint: str) -> No
 
 def test_run_help_documents_exit_codes() -> None:
     result = sqsw("run", "--help")
-    assert result.returncode == 0
+    assert result.returncode == EXIT_OK
     text = " ".join(result.stdout.split())
     for fragment in ("3 the app cannot be imported", "4 plugin or configuration", "5 SQS"):
         assert fragment in text
     assert (Path(sys.executable).parent / "sqsw").exists()
+
+
+def test_the_plugin_command_api_is_documented() -> None:
+    """``sqsw_core.cli.common.__all__``, the API of plugin commands: each name is defined
+    there, documented (docstring or ``#:`` comment) and named in docs/plugins.md."""
+    source = Path(common.__file__).read_text()
+    docs = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    section = docs[docs.index("## Adding a CLI command") :]
+    section = section[: section.index("\n## ")]
+    for name in common.__all__:
+        value = getattr(common, name)
+        if callable(value):
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+        else:
+            before = source.split(f"\n{name} = ", 1)[0].rsplit("\n", 1)[-1]
+            assert before.startswith("#: "), f"{name} has no #: comment"
+        assert re.search(rf"\b{name}\b", section), f"docs/plugins.md does not name {name}"
+    public = {
+        n
+        for n, v in vars(common).items()
+        if not n.startswith("_") and getattr(v, "__module__", None) == common.__name__
+    }
+    assert public <= set(common.__all__), (
+        f"public but not in __all__: {public - set(common.__all__)}"
+    )

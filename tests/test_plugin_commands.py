@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,7 +17,12 @@ from pathlib import Path
 
 import click
 
-from sqsw_core.cli.common import EXIT_PLUGIN, EXIT_USAGE
+from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_SQS, EXIT_USAGE
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -92,13 +98,13 @@ def test_third_party_command_runs_with_the_cli_helpers(tmp_path: Path) -> None:
         return _sqsw(*args, pythonpath=site_dir, SQSW_QUEUE_PREFIX="t_")
 
     listing = run("--help")
-    assert listing.returncode == 0, listing.stderr
+    assert listing.returncode == EXIT_OK, listing.stderr
     for name in ("hello", "redrive", "broken", "run"):
         assert f"  {name} " in listing.stdout
     assert "Greet NAME" in listing.stdout
 
     result = run("hello", "ada", "--times", "2")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == EXIT_OK, result.stderr
     assert result.stdout.splitlines() == ["hello ada prefix=t_"] * 2
 
     # The exit codes of every sqsw command: bounded() flags, translated errors, CliError.
@@ -107,7 +113,7 @@ def test_third_party_command_runs_with_the_cli_helpers(tmp_path: Path) -> None:
     assert "option --times: must be an integer from 1 to 3 (enough), got 9" in result.stderr
     result = run("hello", "ada", "--fail", "config")
     assert (result.returncode, result.stderr) == (EXIT_PLUGIN, "Error: hello: bad configuration\n")
-    assert run("hello", "ada", "--fail", "sqs").returncode == 5
+    assert run("hello", "ada", "--fail", "sqs").returncode == EXIT_SQS
     assert run("hello").returncode == EXIT_USAGE
 
     assert "Run workers" in run("run", "--help").stdout
@@ -129,6 +135,11 @@ def test_third_party_command_runs_with_the_cli_helpers(tmp_path: Path) -> None:
     assert rows[("sqsw.commands", "hello", "hello-sqsw 1.0")]["status"] == "ok"
     assert rows[("sqsw.commands", "redrive", "sqsw-deadletter 0.1.0")]["status"] == "ok"
     assert rows[("sqsw.commands", "broken", "hello-sqsw 1.0")]["status"].startswith("FAILED")
+    # A name two distributions register: one row each, with its own provider.
+    assert {
+        ("sqsw.commands", "twice", "hello-sqsw 1.0"),
+        ("sqsw.commands", "twice", "other-sqsw 1.0"),
+    } <= set(rows)
     assert "sqsw.commands:broken" in result.stderr
 
 
@@ -179,6 +190,8 @@ def test_redrive_without_sqsw_deadletter_says_what_to_install(tmp_path: Path) ->
         ["redrive", "orders_dead"],
         ["redrive", "orders_dead", "--to", "orders", "--filter", "job=bill", "--rate", "5"],
         ["redrive"],
+        ["redrive", "--help"],
+        ["redrive", "--queue-prefix", "x_"],
     ):
         result = run(*args)
         assert result.returncode == EXIT_PLUGIN, (args, result.stderr)
@@ -186,9 +199,79 @@ def test_redrive_without_sqsw_deadletter_says_what_to_install(tmp_path: Path) ->
             "Error: sqsw redrive needs the sqsw-deadletter plugin: pip install sqsw-deadletter\n"
         )
     listing = run("--help")
-    assert listing.returncode == 0, listing.stderr
+    assert listing.returncode == EXIT_OK, listing.stderr
     assert "redrive  sqsw redrive needs the sqsw-deadletter plugin" in listing.stdout
     plugins = run("plugins", "--json")
-    assert plugins.returncode == 0, plugins.stderr
+    assert plugins.returncode == EXIT_OK, plugins.stderr
     assert "sqsw-deadletter" not in plugins.stdout
     assert '"name": "json"' in plugins.stdout
+
+
+DEPTH_APP = textwrap.dedent(
+    """
+    from sqsw_core import SQSEnv, create_standard_queue
+
+    # The in-memory SQS lives in the process: the app creates and fills its queues.
+    sqs = SQSEnv(session="memory")
+    create_standard_queue(sqs, "emails")
+    create_standard_queue(sqs, "reports")
+    for n in range(3):
+        sqs.queue("emails").add_job("send", n=n)
+    """
+)
+
+
+def _doc_example() -> tuple[str, str]:
+    """The pyproject and the Python code of docs/plugins.md's "Adding a CLI command"."""
+    text = (REPO / "docs" / "plugins.md").read_text()
+    section = text[text.index("## Adding a CLI command") :]
+    section = section[: section.index("\n## ")]
+    (toml,) = re.findall(r"```toml\n(.*?)```", section, re.S)
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    return toml, code
+
+
+def test_the_documented_command_example_runs(tmp_path: Path) -> None:
+    """The example of docs/plugins.md, installed as its pyproject says, run as users would."""
+    toml, code = _doc_example()
+    project = tomllib.loads(toml)["project"]
+    ((name, target),) = project["entry-points"]["sqsw.commands"].items()
+    module = target.partition(":")[0]
+    site_dir = tmp_path / "site"
+    path = site_dir.joinpath(*module.split(".")).with_suffix(".py")
+    path.parent.mkdir(parents=True)
+    (path.parent / "__init__.py").write_text("")
+    path.write_text(code)
+    _dist(site_dir, project["name"], f"{name} = {target}\n")
+    (site_dir / "depth_app.py").write_text(DEPTH_APP)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return _sqsw(*args, pythonpath=site_dir, **extra)
+
+    def table(result: subprocess.CompletedProcess[str]) -> list[list[str]]:
+        assert (result.returncode, result.stderr) == (EXIT_OK, "")
+        lines = [line.strip("│┃ ") for line in result.stdout.splitlines()]
+        return [re.split(r"\s*[│┃]\s*", line) for line in lines if line[:1].isalnum()]
+
+    app = ["--app", "depth_app:sqs"]
+    assert table(run(name, "emails", "reports", *app)) == [
+        ["queue", "messages"],
+        ["emails", "3"],
+        ["reports", "0"],
+    ]
+    assert table(run(name, "--all", SQSW_APP="depth_app:sqs")) == table(run(name, "--all", *app))
+    assert ["emails", "3"] in table(run(name, "--all", *app))
+    assert "Exit codes: 0 stopped normally" in run(name, "--help").stdout
+
+    # One line and the exit code of every sqsw command.
+    def error(result: subprocess.CompletedProcess[str], code: int) -> str:
+        assert result.returncode == code, result.stderr
+        assert result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+        return result.stderr
+
+    assert error(run(name, *app), EXIT_USAGE) == "Error: give QUEUE names or --all\n"
+    error(run(name, "emails", "--all", *app), EXIT_USAGE)
+    assert "orders" in error(run(name, "orders", *app), EXIT_SQS)
+    error(run(name, "emails", "--session", "memory"), EXIT_SQS)  # no app: no queues
+    assert "no_such_app" in error(run(name, "emails", "--app", "no_such_app:sqs"), EXIT_APP)
+    assert "'json'?" in error(run(name, "emails", *app, "--codec", "jsn"), EXIT_PLUGIN)

@@ -24,7 +24,7 @@ from sqsw_core.cli.common import (
     SqswGroup,
 )
 from sqsw_core.cli.run import run
-from sqsw_core.plugins import COMMANDS, KNOWN_PROVIDERS
+from sqsw_core.plugins import COMMANDS, KNOWN_PROVIDERS, provider
 
 __all__ = ["KNOWN_COMMANDS", "PluginCommandGroup", "cli", "main"]
 
@@ -32,11 +32,6 @@ __all__ = ["KNOWN_COMMANDS", "PluginCommandGroup", "cli", "main"]
 #: ``sqsw NAME`` without that plugin says what to install (exit 4): the provider
 #: table's rows for the commands group.
 KNOWN_COMMANDS: dict[str, str] = KNOWN_PROVIDERS[COMMANDS]
-
-
-def _provider(ep: importlib.metadata.EntryPoint) -> str:
-    dist = ep.dist
-    return f"{dist.name} {dist.version}" if dist is not None else "?"
 
 
 def _unavailable(name: str, message: str) -> click.Command:
@@ -98,14 +93,14 @@ class PluginCommandGroup(SqswGroup):
                 name, f"sqsw {name} needs the {package} plugin: pip install {package}"
             )
         if len(found) > 1:
-            providers = ", ".join(sorted(_provider(ep) for ep in found))
+            providers = ", ".join(sorted(provider(ep) for ep in found))
             return _unavailable(
                 name,
                 f"sqsw {name}: several distributions register the command in group "
                 f"{COMMANDS_GROUP!r} ({providers}): uninstall all but one",
             )
         ep = found[0]
-        where = f"the sqsw command {name!r} ({_provider(ep)}, entry point {ep.value!r})"
+        where = f"the sqsw command {name!r} ({provider(ep)}, entry point {ep.value!r})"
         reinstall = f": reinstall it with: pip install {package}" if package else ""
         try:
             command = ep.load()

@@ -63,20 +63,18 @@ def _load_status(ep: importlib.metadata.EntryPoint) -> str:
 
 def plugin_rows() -> list[dict[str, str]]:
     """Every installed plugin: group, name, provider, target and load status."""
-    rows: list[dict[str, str]] = []
-    for group in LISTED_GROUPS:
-        provided = plugins.providers(group)
-        for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name):
-            rows.append(
-                {
-                    "group": group,
-                    "name": ep.name,
-                    "provider": provided[ep.name],
-                    "target": ep.value,
-                    "status": _load_status(ep),
-                }
-            )
-    return rows
+    return [
+        {
+            "group": group,
+            "name": ep.name,
+            # Per entry point: two distributions may register the same name.
+            "provider": plugins.provider(ep),
+            "target": ep.value,
+            "status": _load_status(ep),
+        }
+        for group in LISTED_GROUPS
+        for ep in sorted(importlib.metadata.entry_points(group=group), key=lambda e: e.name)
+    ]
 
 
 @click.command("plugins")

@@ -1,8 +1,19 @@
 """What every command shares: exit codes, error translation, settings, the app and the env.
 
 This module is the API for commands that plugins add to ``sqsw`` through the
-``sqsw.commands`` entry-point group (docs/plugins.md, "sqsw.commands"): the names
-in ``__all__`` keep their meaning and signature across minor versions.
+``sqsw.commands`` entry-point group (docs/plugins.md, "Adding a CLI command"): the
+names in ``__all__`` keep their meaning and signature across minor versions; any
+other name here is internal. Built with it, a plugin's command reads the same
+configuration, loads the app the same way and exits with the same codes and
+one-line errors as ``sqsw run`` and the core's other commands:
+
+- configuration and the app: :func:`env_options`, :func:`settings_for`,
+  :func:`env_for`, :func:`load_app`, :func:`import_app`;
+- errors and exit codes: :class:`CliError`, the ``EXIT_*`` codes,
+  :data:`EXIT_CODES_HELP`, :func:`translate`, :class:`AppImportError`,
+  :class:`SqswGroup`;
+- flag values and output: :func:`bounded`, :func:`show`, :func:`console`;
+- the entry-point group itself: :data:`COMMANDS_GROUP`.
 """
 
 from __future__ import annotations
@@ -48,6 +59,7 @@ __all__ = [
     "env_for",
     "env_options",
     "import_app",
+    "load_app",
     "settings_for",
     "show",
     "translate",
@@ -58,14 +70,22 @@ logger = logging.getLogger("sqsw.cli")
 #: The entry-point group of ``sqsw`` subcommands from plugins (each names a click command).
 COMMANDS_GROUP = COMMANDS
 
-#: Exit codes of every ``sqsw`` command (``sqsw run --help`` and the README list them).
+# Exit codes of every ``sqsw`` command (``sqsw run --help`` and the README list them).
+
+#: 0: the command did its work; ``sqsw run`` stopped normally (signal or shutdown policy).
 EXIT_OK = 0
+#: 1: an unexpected error, or worker processes that crashed during ``sqsw run``.
 EXIT_ERROR = 1
+#: 2: a bad command line (click's usage errors exit with it too).
 EXIT_USAGE = 2
+#: 3: the app cannot be imported or holds no ``SQSEnv`` (:class:`AppImportError`).
 EXIT_APP = 3
+#: 4: a plugin or configuration error: unknown plugin name or key, bad value.
 EXIT_PLUGIN = 4
+#: 5: SQS unreachable, credentials or permission refused, or a queue does not exist.
 EXIT_SQS = 5
 
+#: The exit codes in one paragraph, for the ``epilog`` of a command's ``--help``.
 EXIT_CODES_HELP = (
     "Exit codes: 0 stopped normally (signal or shutdown policy); 1 unexpected error or "
     "crashed worker processes; 2 bad command line; 3 the app cannot be imported; 4 "
@@ -79,7 +99,10 @@ class AppImportError(Exception):
 
 
 class CliError(click.ClickException):
-    """An error shown as ``Error: ...`` with one of the exit codes above."""
+    """An error shown as one line, ``Error: message``, then exit with ``exit_code``.
+
+    ``exit_code`` is one of the ``EXIT_*`` codes above.
+    """
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
@@ -93,7 +116,11 @@ def _botocore_errors() -> tuple[type[BaseException], ...]:
 
 
 def translate(exc: BaseException) -> CliError | None:
-    """The CLI error for an exception a command let through, or ``None`` (a bug: re-raise)."""
+    """The CLI error for an exception a command let through, or ``None`` (a bug: re-raise).
+
+    :class:`AppImportError` exits 3; ``PluginError`` and ``ConfigurationError`` 4;
+    ``QueueNotFoundError``, ``SQSCallError`` and botocore errors 5.
+    """
     if isinstance(exc, AppImportError):
         return CliError(str(exc), EXIT_APP)
     if isinstance(exc, PluginError | ConfigurationError):
@@ -106,7 +133,11 @@ def translate(exc: BaseException) -> CliError | None:
 
 
 class SqswGroup(click.Group):
-    """A click group that turns sqsw's errors into messages and exit codes."""
+    """A click group that turns sqsw's errors into messages and exit codes (:func:`translate`).
+
+    ``sqsw`` itself is one, so the commands plugins add need not be; a plugin that
+    also ships a standalone command line can use it for the same behaviour.
+    """
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -121,7 +152,8 @@ class SqswGroup(click.Group):
 
 
 def console(stderr: bool = False) -> Console:
-    """A rich console; wide when not a terminal so piped tables don't wrap."""
+    """A rich console on stdout (results) or stderr (progress); wide when not a terminal
+    so piped tables don't wrap."""
     con = Console(stderr=stderr)
     if not con.is_terminal:
         con = Console(stderr=stderr, width=200)
@@ -130,7 +162,7 @@ def console(stderr: bool = False) -> Console:
 
 # -- settings ---------------------------------------------------------------------
 
-FLAG_NAMES = {
+_FLAG_NAMES = {
     "session": "--session",
     "codec": "--codec",
     "processor": "--processor",
@@ -146,15 +178,21 @@ FLAG_NAMES = {
 
 
 def settings_for(ctx: click.Context, **flags: Any) -> Settings:
-    """Config file (``--config`` or found), ``SQSW_*`` variables, then these flags."""
+    """The merged settings: config file (``--config`` or found), ``SQSW_*`` variables, then
+    ``flags`` (later wins; a flag given as ``None`` is not set).
+
+    ``flags`` are settings keys (``app``, ``session``, ``codec``, ``queue_prefix``, ...); an
+    unknown key or a bad value raises ``ConfigurationError`` (exit 4) naming its source.
+    """
     config = ctx.find_root().params.get("config")
     settings = load_settings(config)
-    settings.update(flags, lambda key: f"option {FLAG_NAMES.get(key, key)}")
+    settings.update(flags, lambda key: f"option {_FLAG_NAMES.get(key, key)}")
     return settings
 
 
 def env_for(ctx: click.Context, **flags: Any) -> SQSEnv:
-    """An ``SQSEnv`` from the configuration (no app imported)."""
+    """A new ``SQSEnv`` from :func:`settings_for` (no app imported): for commands that only
+    talk to SQS, like ``sqsw queue`` and ``sqsw enqueue``."""
     settings = settings_for(ctx, **flags)
     return SQSEnv(**settings.env_options())
 
@@ -189,7 +227,9 @@ def bounded(
 
 
 def env_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """``--session``, ``--codec``, ``--queue-prefix``: the options of commands that talk to SQS."""
+    """Decorator adding ``--session``, ``--codec`` and ``--queue-prefix``, the options of
+    commands that talk to SQS; pass them on as ``**flags`` to :func:`env_for` or
+    :func:`settings_for`."""
     func = click.option(
         "--queue-prefix", default=None, help="Prefix of the SQS queue names (config queue_prefix)."
     )(func)
@@ -250,7 +290,9 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
     """Import ``module[:attr]`` and return its ``SQSEnv`` (the current dir is importable).
 
     Without ``attr`` the module must hold exactly one ``SQSEnv``. ``attr`` may
-    also name a function returning one.
+    also name a function returning one. ``source`` says where ``spec`` came from in
+    the errors. Every failure is an :class:`AppImportError` (exit 3), one line saying
+    where the app's code raised; :func:`load_app` also applies the configuration.
     """
     if not spec:
         raise AppImportError(
@@ -287,3 +329,16 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
             f"({', '.join(names) or 'none'}): name one with --app {module_name}:NAME"
         )
     return unique[0]
+
+
+def load_app(settings: Settings) -> SQSEnv:
+    """The user's app as ``sqsw run`` loads it: the ``SQSEnv`` of the app the settings name
+    (``--app``, else config ``app``, else ``SQSW_APP``), with the settings applied to it
+    (plugins and options from the config file, ``SQSW_*`` variables and flags win).
+
+    Raises :class:`AppImportError` (exit 3) when there is no app or it cannot be imported,
+    ``PluginError``/``ConfigurationError`` (exit 4) for a bad plugin or option.
+    """
+    env = import_app(settings.get("app"), settings.source("app"))
+    env.reconfigure(**settings.env_options())
+    return env

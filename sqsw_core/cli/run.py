@@ -7,6 +7,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -21,11 +22,14 @@ from sqsw_core.cli.common import (
     EXIT_PLUGIN,
     CliError,
     console,
-    import_app,
+    load_app,
     settings_for,
 )
+from sqsw_core.config import Settings
 from sqsw_core.engine import POLL_END_SLACK, EngineStats
 from sqsw_core.engine_options import check_option
+from sqsw_core.env import SQSEnv
+from sqsw_core.shutdown_policies import ShutdownPolicy
 from sqsw_core.supervisor import Supervisor, held_by, release_held
 
 logger = logging.getLogger("sqsw.cli")
@@ -192,8 +196,65 @@ def run(
     )
     err = console(stderr=True)
     setup_logging(err, log_level)
-    env = import_app(settings.get("app"), settings.source("app"))
-    env.reconfigure(**settings.env_options())
+    plan = plan_run(settings, queues)
+    logger.info(
+        "sqsw run %s: %s, processor %s, %d worker process(es)",
+        " ".join(plan.names),
+        plan.env,
+        plan.env.processor_class.__name__,
+        plan.workers,
+    )
+    if plan.workers == 1:
+        with StatsReporter(plan.names, plan.engine_stats, err, stats_interval, err.is_terminal):
+            plan.run_queues()
+    else:
+        run_worker_processes(plan, err, stats_interval)
+
+
+@dataclass
+class RunPlan:
+    """What ``sqsw run`` runs: the configured app, its queues and the engine options."""
+
+    env: SQSEnv
+    names: list[str]
+    policy_maker: Callable[[], ShutdownPolicy]
+    wait: float
+    engine_options: dict[str, Any]
+    priority: str
+    workers: int
+
+    def engine_stats(self) -> list[EngineStats]:
+        """The counters of the engines running in this process."""
+        return [stats for name in self.names for stats in self.env.queue(name).engine_stats()]
+
+    def run_queues(self) -> None:
+        """Run the queues until they stop (one process): process_queue, else process_queues."""
+        if len(self.names) == 1:
+            stats = self.env.queue(self.names[0]).process_queue(
+                self.policy_maker(), self.wait, **self.engine_options
+            )
+            logger.info("Stopped %s: %s", self.names[0], stats)
+            return
+        options = dict(self.engine_options)
+        result = self.env.process_queues(
+            self.names,
+            self.policy_maker,
+            self.wait,
+            concurrency=options.pop("concurrency", 16),
+            priority=self.priority,
+            **options,
+        )
+        for name, stats in result.items():
+            logger.info("Stopped %s: %s", name, stats)
+
+
+def plan_run(settings: Settings, queues: tuple[str, ...]) -> RunPlan:
+    """Import the app, apply ``settings`` to its env and check that every queue exists.
+
+    Raises before any worker starts: the app cannot be imported (exit 3), a plugin
+    or option is wrong (exit 4), a queue is missing or SQS refuses (exit 5).
+    """
+    env = load_app(settings)
     policy_maker = settings.shutdown_policy_maker()
     names = list(queues)
     for name in names:
@@ -201,66 +262,48 @@ def run(
     engine_options: dict[str, Any] = {
         key: settings.get(key) for key in ENGINE_KEYS if settings.get(key) is not None
     }
-    n_workers = int(settings.get("workers", 1))
-    wait = float(settings.get("wait_seconds", 10))
-    logger.info(
-        "sqsw run %s: %s, processor %s, %d worker process(es)",
-        " ".join(names),
-        env,
-        env.processor_class.__name__,
-        n_workers,
+    workers = int(settings.get("workers", 1))
+    if workers > 1:  # the worker processes stop together
+        engine_options["shared_stop"] = True
+    return RunPlan(
+        env=env,
+        names=names,
+        policy_maker=policy_maker,
+        wait=float(settings.get("wait_seconds", 10)),
+        engine_options=engine_options,
+        priority=str(settings.get("priority", "strict")),
+        workers=workers,
     )
 
-    def running() -> list[EngineStats]:
-        """The counters of the engines running in this process."""
-        return [stats for name in names for stats in env.queue(name).engine_stats()]
 
-    if n_workers > 1:  # the worker processes stop together
-        engine_options["shared_stop"] = True
+def run_worker_processes(plan: RunPlan, err: Console, stats_interval: float) -> None:
+    """Run ``plan`` in ``plan.workers`` forked processes under a :class:`Supervisor`.
 
-    def run_all() -> None:
-        if len(names) == 1:
-            stats = env.queue(names[0]).process_queue(policy_maker(), wait, **engine_options)
-            logger.info("Stopped %s: %s", names[0], stats)
-            return
-        options = dict(engine_options)
-        result = env.process_queues(
-            names,
-            policy_maker,
-            wait,
-            concurrency=options.pop("concurrency", 16),
-            priority=str(settings.get("priority", "strict")),
-            **options,
-        )
-        for name, stats in result.items():
-            logger.info("Stopped %s: %s", name, stats)
-
-    if n_workers == 1:
-        with StatsReporter(names, running, err, stats_interval, err.is_terminal):
-            run_all()
-        return
+    The engines run in the children; the supervisor sums what they publish and
+    releases what a child that died held. Exit 4 if the session cannot be shared
+    by processes, exit 1 if a worker process crashed during the run.
+    """
+    env, names = plan.env, plan.names
     if getattr(env.session, "process_local", False):
         raise CliError(
-            f"--workers {n_workers}: the session {env.session!r} keeps its queues in this "
+            f"--workers {plan.workers}: the session {env.session!r} keeps its queues in this "
             "process, so worker processes cannot share them; use --concurrency instead",
             EXIT_PLUGIN,
         )
-    # The engines run in the children; the supervisor sums what they publish
-    # and releases what a child that died held.
     watched = [env.queue(name) for name in names]
     supervisor = Supervisor(
-        run_all,
-        n_workers,
+        plan.run_queues,
+        plan.workers,
         name="+".join(names),
-        stats=running,
+        stats=plan.engine_stats,
         held=lambda: held_by(watched),
         release=lambda messages: release_held(env, messages),
-        release_delay=min(20.0, max(0.0, wait)) + POLL_END_SLACK,
+        release_delay=min(20.0, max(0.0, plan.wait)) + POLL_END_SLACK,
     )
     with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, err.is_terminal):
         crashed = supervisor.run()
     logger.info(
-        "Stopped %s (%d worker processes): %s", ", ".join(names), n_workers, supervisor.totals()
+        "Stopped %s (%d worker processes): %s", ", ".join(names), plan.workers, supervisor.totals()
     )
     if crashed:  # during the run, restarted or not, even if the stop was clean
         raise CliError(f"{crashed} worker process(es) crashed during the run", EXIT_ERROR)
