@@ -9,7 +9,8 @@
 Every message is copied to the upstream queue (body, every message attribute,
 FIFO group) and deleted from the dead-letter queue only once the upstream
 queue accepted the copy. A filter selects which messages go back; the others
-stay. ``start_redrive()`` asks SQS to do the move itself (standard queues).
+stay. ``start_redrive()`` asks SQS to do the move itself (standard queues):
+that is :class:`~sqsw_deadletter.server_redrive.ServerSideRedrive`, mixed in here.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ from sqsw_core.results import BatchProcessingResult
 from sqsw_core.sending import message_size
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 from sqsw_core.worker import change_visibility, delete_messages
-from sqsw_deadletter.exceptions import NoRedriveRunningError, PushBackError
-from sqsw_deadletter.move_tasks import RedriveTask
+from sqsw_deadletter.exceptions import PushBackError
 from sqsw_deadletter.push_back import push_back_entry
 from sqsw_deadletter.selection import (
     Predicate,
@@ -40,6 +40,8 @@ from sqsw_deadletter.selection import (
     as_predicate,
     partition,
 )
+from sqsw_deadletter.server_redrive import MAX_MOVE_RATE as MAX_MOVE_RATE
+from sqsw_deadletter.server_redrive import ServerSideRedrive, queue_arn
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
@@ -48,9 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["DeadLetterQueue", "RedriveReport"]
 
 logger = logging.getLogger("sqsw.deadletter")
-
-#: SQS accepts at most 500 messages per second for a move task.
-MAX_MOVE_RATE = 500
 
 
 @dataclass
@@ -140,7 +139,7 @@ class _PushBackRun:
             self.skipped.clear()
 
 
-class DeadLetterQueue(GenericQueue):
+class DeadLetterQueue(ServerSideRedrive, GenericQueue):
     """A dead-letter queue whose processing pushes each message back upstream.
 
     Options (``DeadLetterQueue.maker(upstream, ...)`` or
@@ -242,7 +241,7 @@ class DeadLetterQueue(GenericQueue):
     def arn(self) -> str:
         """This queue's ARN (looked up once)."""
         if self._arn is None:
-            self._arn = _queue_arn(self)
+            self._arn = queue_arn(self)
         return self._arn
 
     # -- SQS calls on this queue ------------------------------------------------
@@ -458,115 +457,6 @@ class DeadLetterQueue(GenericQueue):
             self._set_visibility([(m, 0) for m in seen.values()])
         return candidates
 
-    # -- server-side redrive ------------------------------------------------------
-
-    def start_redrive(
-        self, max_messages_per_second: int | None = None, *, wait_seconds: float = 1
-    ) -> RedriveTask:
-        """Have SQS move the messages back itself (``StartMessageMoveTask``).
-
-        Messages go to the upstream queue if this queue has one, else each to
-        the queue it came from. Returns at once; see :meth:`redrive_status`,
-        :meth:`wait_for_redrive`, :meth:`cancel_redrive`. A FIFO queue, or one
-        with a filter, is pushed back by this process instead (logged): the
-        returned task is then already finished (``server_side=False``).
-        """
-        if max_messages_per_second is not None and not (
-            1 <= max_messages_per_second <= MAX_MOVE_RATE
-        ):
-            raise ValueError(
-                f"max_messages_per_second must be 1 to {MAX_MOVE_RATE}, "
-                f"got {max_messages_per_second!r}"
-            )
-        reason = None
-        if self.is_fifo:
-            reason = "it is a FIFO queue (server-side redrive is for standard queues)"
-        elif self._select is not None:
-            reason = "it has a filter (SQS moves every message)"
-        if reason is not None:
-            logger.warning(
-                "Redrive of %s: %s; pushing messages back to %s from this process instead",
-                self.name,
-                reason,
-                self.upstream.name,
-            )
-            report = self.push_back(
-                wait_seconds=wait_seconds, max_messages_per_second=max_messages_per_second
-            )
-            failure = f"{report.failed} message(s) not accepted" if report.failed else None
-            return RedriveTask(
-                status="COMPLETED",
-                source_arn=self.arn,
-                destination_arn=_queue_arn(self.upstream),
-                max_messages_per_second=max_messages_per_second,
-                moved=report.moved,
-                to_move=report.moved + report.failed,
-                failure_reason=failure,
-                server_side=False,
-            )
-        params: dict[str, Any] = {"SourceArn": self.arn}
-        destination = _queue_arn(self.upstream) if self.has_upstream else None
-        if destination is not None:
-            params["DestinationArn"] = destination
-        if max_messages_per_second is not None:
-            params["MaxNumberOfMessagesPerSecond"] = int(max_messages_per_second)
-        response = self.env.api.call("start_message_move_task", self.name, **params)
-        logger.info(
-            "Started server-side redrive of %s to %s",
-            self.name,
-            self.upstream.name if self.has_upstream else "the source queues",
-        )
-        return RedriveTask(
-            status="RUNNING",
-            source_arn=self.arn,
-            destination_arn=destination,
-            task_handle=response["TaskHandle"],
-            max_messages_per_second=max_messages_per_second,
-        )
-
-    def redrive_tasks(self, max_results: int = 10) -> list[RedriveTask]:
-        """The most recent server-side redrives of this queue, newest first."""
-        response = self.env.api.call(
-            "list_message_move_tasks", self.name, SourceArn=self.arn, MaxResults=max_results
-        )
-        return [RedriveTask.from_sqs(result) for result in response.get("Results", [])]
-
-    def redrive_status(self) -> RedriveTask | None:
-        """The latest server-side redrive of this queue, or ``None`` if there was none."""
-        tasks = self.redrive_tasks(1)
-        return tasks[0] if tasks else None
-
-    def wait_for_redrive(
-        self, timeout: float | None = None, poll_seconds: float = 1.0
-    ) -> RedriveTask | None:
-        """Poll :meth:`redrive_status` until the latest redrive is finished."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            task = self.redrive_status()
-            if task is None or task.finished:
-                return task
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"redrive of {self.name!r} still {task.status} after {timeout} s "
-                    f"({task.moved} moved)"
-                )
-            time.sleep(poll_seconds)
-
-    def cancel_redrive(self, task_handle: str | None = None) -> int:
-        """Stop the running server-side redrive; returns how many messages it had moved.
-
-        Messages already moved stay in the upstream queue.
-        """
-        if task_handle is None:
-            running = [t for t in self.redrive_tasks() if t.running and t.task_handle]
-            if not running:
-                raise NoRedriveRunningError(f"no server-side redrive of {self.name!r} is running")
-            task_handle = running[0].task_handle
-        response = self.env.api.call("cancel_message_move_task", self.name, TaskHandle=task_handle)
-        moved = int(response.get("ApproximateNumberOfMessagesMoved", 0))
-        logger.info("Cancelled the redrive of %s after %d message(s)", self.name, moved)
-        return moved
-
 
 def _ignored(worker_options: dict[str, Any]) -> None:
     if worker_options:
@@ -578,12 +468,6 @@ def _ignored(worker_options: dict[str, Any]) -> None:
 
 def _queue_name(queue: GenericQueue | str) -> str:
     return queue if isinstance(queue, str) else queue.name
-
-
-def _queue_arn(queue: GenericQueue) -> str:
-    response = queue.call("get_queue_attributes", AttributeNames=["QueueArn"])
-    arn: str = response["Attributes"]["QueueArn"]
-    return arn
 
 
 def _size_chunks(
