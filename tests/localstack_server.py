@@ -6,8 +6,8 @@ LocalStack tests with ``SKIP_REASON``):
 
 1. ``SQSW_TEST_ENDPOINT`` set (``scripts/test.sh`` does it): that server is used.
 2. else, if ``.localstack/venv`` exists: a server is started once per test
-   session (module-level singleton) and stopped at exit (atexit, plus a
-   parent-death signal in case this process is killed without cleanup).
+   session (module-level singleton) and stopped at exit (atexit; its watcher,
+   scripts/localstack.py, also stops it if this process is killed without cleanup).
 3. else None.
 
 A server that is installed but fails to start raises (the tests error with the
@@ -69,7 +69,7 @@ def localstack_endpoint() -> str | None:
         if not ls.is_installed():
             return None
         try:
-            server = ls.start_server(die_with_parent=True)
+            server = ls.start_server()
         except BaseException as e:
             _error = e
             raise
