@@ -7,14 +7,14 @@ from sqsw_core.backoff_policies import (
     ConstantBackoff,
     ExponentialBackoff,
 )
-from sqsw_core.batch_jobs import BatchJobsFailed
+from sqsw_core.bulk_jobs import BulkJobsFailed
 from sqsw_core.codecs import Codec
 from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.env import SQSEnv
 from sqsw_core.exceptions import (
     AsyncJobError,
     BadMessageError,
-    BatchReportError,
+    BulkReportError,
     ConfigurationError,
     ContentTypeRefusedError,
     DecodeError,
@@ -40,7 +40,7 @@ from sqsw_core.queue_management import (
     get_queue_attributes,
     oldest_message_age,
 )
-from sqsw_core.results import BatchProcessingResult
+from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.sessions import AWSSession
 from sqsw_core.shutdown_policies import (
     AndShutdown,
@@ -52,6 +52,10 @@ from sqsw_core.shutdown_policies import (
 from sqsw_core.tasks import AsyncTask, BakedAsyncTask
 
 __version__ = "0.1.0"
+
+#: Former names, kept for code written against them (see the README's rename table).
+BatchJobsFailed = BulkJobsFailed
+BatchReportError = BulkReportError
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -66,11 +70,14 @@ __all__ = [
     "BatchJobsFailed",
     "BatchProcessingResult",
     "BatchReportError",
+    "BulkJobsFailed",
+    "BulkReportError",
     "Codec",
     "ConfigurationError",
     "ConstantBackoff",
     "ContentTypeRefusedError",
     "DecodeError",
+    "EngineStats",
     "ExponentialBackoff",
     "GenericQueue",
     "IdleShutdown",

@@ -25,14 +25,15 @@ import math
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.engine_options import check_engine_options
 from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.heartbeat import VisibilityKeeper
-from sqsw_core.limits import MAX_BATCH_ENTRIES, chunks
-from sqsw_core.results import BatchProcessingResult
+from sqsw_core.job_runner import JobRunner
+from sqsw_core.limits import MAX_BATCH_ENTRIES
+from sqsw_core.results import BatchProcessingResult, EngineStats, Outcome
+from sqsw_core.settling import Acker, Settler, visibility_timeout
 from sqsw_core.shutdown_policies import (
     NEVER_SHUTDOWN,
     NeverShutdown,
@@ -40,11 +41,10 @@ from sqsw_core.shutdown_policies import (
     receive_wait_limit,
 )
 from sqsw_core.stop_signals import StopSignals
-from sqsw_core.worker import Acker, Worker, change_visibility
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
-    from sqsw_core.queue import GenericQueue
+    from sqsw_core.queue_handle import QueueHandle
     from sqsw_core.slots import SlotAllocator
 
 logger = logging.getLogger("sqsw.engine")
@@ -61,59 +61,7 @@ MISSING_QUEUE_ATTEMPTS = 5
 RECEIVE_RETRY_DELAYS = (1.0, 1.0, 2.0, 2.0, 5.0)
 
 
-@dataclass
-class EngineStats:
-    """Counters of one engine run, readable while it runs."""
-
-    received: int = 0
-    #: Received messages that SQS had delivered before (ApproximateReceiveCount > 1).
-    redelivered: int = 0
-    succeeded: int = 0
-    #: Jobs that raised (or could not be decoded); SQS delivers them again after the backoff.
-    failed: int = 0
-    #: Jobs that raised ``RetryJob``: not failures, run again after the backoff.
-    retried: int = 0
-    released: int = 0
-    extended: int = 0
-    in_flight: int = 0
-    #: Succeeded jobs whose delete SQS refused or never got: they may run again.
-    failed_acks: int = 0
-    started_at: float = field(default_factory=time.monotonic)
-
-    #: The counters summed across engines (``in_flight`` is derived, ``started_at`` kept).
-    COUNTERS = (
-        "received",
-        "redelivered",
-        "succeeded",
-        "failed",
-        "retried",
-        "released",
-        "extended",
-        "failed_acks",
-    )
-
-    @classmethod
-    def total(cls, parts: Iterable[EngineStats], started_at: float | None = None) -> EngineStats:
-        """The sum of several engines' counters (several queues or worker processes)."""
-        parts = list(parts)
-        total = cls(started_at=min((p.started_at for p in parts), default=time.monotonic()))
-        if started_at is not None:
-            total.started_at = started_at
-        for name in cls.COUNTERS:
-            setattr(total, name, sum(getattr(p, name) for p in parts))
-        total.in_flight = sum(p.in_flight for p in parts)
-        return total
-
-    def __str__(self) -> str:
-        elapsed = max(1e-9, time.monotonic() - self.started_at)
-        done = self.succeeded + self.failed + self.retried
-        return (
-            f"received={self.received} redelivered={self.redelivered} "
-            f"succeeded={self.succeeded} failed={self.failed} retried={self.retried} "
-            f"released={self.released} extended={self.extended} in_flight={self.in_flight} "
-            f"failed_acks={self.failed_acks} "
-            f"({done / elapsed:.1f} jobs/s)"
-        )
+__all__ = ["DEFAULT_CONCURRENCY", "EngineStats", "QueueEngine"]
 
 
 class QueueEngine:
@@ -121,7 +69,7 @@ class QueueEngine:
 
     def __init__(
         self,
-        queue: GenericQueue,
+        queue: QueueHandle,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         prefetch: int | None = None,
@@ -151,9 +99,7 @@ class QueueEngine:
         # A FIFO queue gets one poller, so batches of a group arrive in order
         # even from servers that hand out a group's messages to parallel receives.
         self.pollers = pollers or (1 if queue.is_fifo else max(4, min(8, -(-concurrency // 4))))
-        largest_batch = max(
-            (p.max_batch for p in getattr(queue, "batch_processors", {}).values()), default=0
-        )
+        largest_batch = max((p.max_jobs for p in queue.bulk_processors.values()), default=0)
         # ... and for the largest batch job to fill up.
         self.prefetch = (
             max(MAX_BATCH_ENTRIES * self.pollers, largest_batch + MAX_BATCH_ENTRIES)
@@ -183,7 +129,7 @@ class QueueEngine:
         self._buffer: collections.deque[Message | list[Message]] = collections.deque()
         # Batch jobs being gathered: job name -> (first arrival, messages).
         self._gathering: dict[str, tuple[float, list[Message]]] = {}
-        self._batch_processors: dict[str, Any] = dict(getattr(queue, "batch_processors", {}))
+        self._bulk_processors: dict[str, Any] = dict(queue.bulk_processors)
         self._held = 0  # buffered + running + receives in progress (reserved)
         self._running = 0
         self._busy_groups: set[str] = set()
@@ -229,13 +175,13 @@ class QueueEngine:
     def run(self) -> EngineStats:
         """Process the queue until stopped; returns the run's counters."""
         queue = self.queue
-        visibility = int(queue.attributes.get("VisibilityTimeout", "30"))
+        visibility = visibility_timeout(queue)
         self.keeper = VisibilityKeeper(
             queue, visibility, max_job_duration=self.max_job_duration, on_extended=self._extended
         )
         self.acker = Acker(queue, visibility_lock=self.keeper.lock)
-        self.worker = Worker(queue, acker=self.acker, keeper=self.keeper)
-        queue.engine = self
+        self.settler = Settler(queue, self.acker, self.keeper)
+        self.runner = JobRunner(queue, self.settler)
         signals = StopSignals(self.request_stop, f"queue {queue.name}")
         if self.handle_signals:
             signals.install()
@@ -259,8 +205,6 @@ class QueueEngine:
             self._shutdown(pollers)
         finally:
             signals.restore()
-            queue.engine = None
-            queue.last_engine_stats = self.stats
         logger.info("Stopped processing %s: %s", queue.name, self.stats)
         if self._fatal is not None:
             raise self._fatal
@@ -280,7 +224,7 @@ class QueueEngine:
         next_stats = time.monotonic() + self.stats_interval
         policy = self._policy
         while self._stop_requests == 0:
-            self._wake.wait(0.05 if self._batch_processors else 0.1)
+            self._wake.wait(0.05 if self._bulk_processors else 0.1)
             self._wake.clear()
             if self._gathering:
                 with self._cond:
@@ -380,11 +324,8 @@ class QueueEngine:
         long polls in progress on that queue return at once; on SQS itself they
         end within ``wait_seconds``.
         """
-        interrupt = getattr(self.queue.env.sqs_client, "interrupt_receives", None)
-        if interrupt is None:
-            return
         try:
-            interrupt(QueueUrl=self.queue.url)
+            self.queue.interrupt_receives()
         except Exception:  # only a faster stop is lost
             logger.debug("Could not interrupt the receives of %s", self.queue.name, exc_info=True)
 
@@ -393,39 +334,32 @@ class QueueEngine:
         messages = list(messages)
         if not messages:
             return
-        with self.keeper.lock:
-            for message in messages:
-                self.keeper.forget(message)
-            for chunk in chunks(messages):
-                change_visibility(self.queue, [(m, visibility_timeout) for m in chunk])
+        self.settler.release(messages, visibility_timeout)
         with self._cond:  # worker threads and the stopping thread release concurrently
             self.stats.released += len(messages)
 
     # -- threads --------------------------------------------------------------
 
     def _run_batch(self, messages: list[Message]) -> None:
-        """Worker thread: run the gathered messages of one batch job together."""
-        outcomes: list[bool | None] = [False] * len(messages)
+        """Job thread: run the gathered messages of one bulk job together."""
+        outcomes: list[Outcome] = []
         try:
-            outcomes = self.worker.process_job_batch(messages)
+            outcomes = self.runner.run_bulk(messages)
         except BaseException:
-            # The worker settles a batch before a job's SystemExit or KeyboardInterrupt
-            # goes on; what it could not settle is retried after the backoff here.
+            # The runner settles every message before a job's SystemExit or
+            # KeyboardInterrupt goes on; what it could not settle is retried here.
             for message in messages:
                 if self.keeper.is_held(message):
-                    self.worker.settle(message, False)
+                    self.settler.retry(message)
         with self._cond:
             self._running -= 1
             self._held -= len(messages)
-            ok = [m for m, good in zip(messages, outcomes, strict=False) if good]
-            failed = [m for m, good in zip(messages, outcomes, strict=False) if good is False]
-            self.stats.succeeded += len(ok)
-            if failed and self.worker.last_failure_asked():
-                self.stats.retried += len(failed)
-            else:
-                self.stats.failed += len(failed)
+            for outcome in outcomes:
+                self.stats.count(outcome)
             self.stats.in_flight = self._held
             if self._policy is not None and outcomes:
+                ok = [m for m, o in zip(messages, outcomes, strict=True) if o.ok]
+                failed = [m for m, o in zip(messages, outcomes, strict=True) if o.ok is False]
                 self._policy.update_state(BatchProcessingResult(self.queue.name, ok, failed))
                 self._check_policy()
             if self.capacity - self._held >= self._batch_room:
@@ -450,7 +384,7 @@ class QueueEngine:
                 self._held += want
                 wait = self._receive_wait()
             try:
-                messages = self.worker.receive(wait, want)
+                messages = self.runner.receive(wait, want)
             except Exception as exc:
                 with cond:
                     self._held -= want
@@ -486,7 +420,7 @@ class QueueEngine:
                     self.stats.received += len(messages)
                     self.stats.redelivered += redelivered
                     self.stats.in_flight = self._held
-                    ready = self._gather(messages, now) if self._batch_processors else messages
+                    ready = self._gather(messages, now) if self._bulk_processors else messages
                     self._buffer.extend(ready)
                     cond.notify(len(ready))
             if late:
@@ -545,13 +479,13 @@ class QueueEngine:
         ready: list[Message | list[Message]] = []
         for message in messages:
             name = message.job_name
-            processor = self._batch_processors.get(name) if name is not None else None
+            processor = self._bulk_processors.get(name) if name is not None else None
             if processor is None or name is None:
                 ready.append(message)
                 continue
             _, gathered = self._gathering.setdefault(name, (now, []))
             gathered.append(message)
-            if len(gathered) >= processor.max_batch:
+            if len(gathered) >= processor.max_jobs:
                 del self._gathering[name]
                 ready.append(gathered)
         return ready
@@ -559,7 +493,7 @@ class QueueEngine:
     def _flush_gathered(self, now: float, everything: bool = False) -> None:
         """Move batches that waited ``max_wait`` (or all) to the buffer (under the lock)."""
         for name, (since, gathered) in list(self._gathering.items()):
-            if everything or now - since >= self._batch_processors[name].max_wait:
+            if everything or now - since >= self._bulk_processors[name].max_wait:
                 del self._gathering[name]
                 self._buffer.append(gathered)
                 self._cond.notify()
@@ -571,7 +505,7 @@ class QueueEngine:
             return buffer.popleft() if buffer else None
         busy = self._busy_groups
         for index, item in enumerate(buffer):
-            assert not isinstance(item, list)  # FIFO queues have no batch processors
+            assert not isinstance(item, list)  # FIFO queues have no bulk processors
             group = item.group_id or ""
             if group not in busy:
                 del buffer[index]
@@ -607,64 +541,60 @@ class QueueEngine:
                 slots.release()
 
     def _run_item(self, message: Message | list[Message]) -> None:
-        """Worker thread: run one message (or a gathered batch) and settle it."""
-        worker = self.worker
-        cond = self._cond
+        """Job thread: run one message (or a gathered bulk job) and settle it."""
         if isinstance(message, list):
             self._run_batch(message)
             return
-        ok: bool | None = False
+        outcome = Outcome(Outcome.FAILED)
         try:
-            ok = worker.process_message(message)
-            if ok is None:  # not due yet: sent on, neither run nor counted
-                self.keeper.forget(message)
+            # A job's SystemExit or KeyboardInterrupt does not end the job thread:
+            # the runner settled its message and logged it.
+            outcome, _ = self.runner.run_message(message)
         except BaseException:
-            # A job's SystemExit or KeyboardInterrupt does not end the job thread. The
-            # worker settled the message first; if it could not, it is retried here.
             if self.keeper.is_held(message):
                 logger.exception(
                     "Settling message %s of %s failed", message.message_id, self.queue.name
                 )
-                worker.settle(message, False)
+                outcome = Outcome(Outcome.FAILED, self.settler.retry(message))
         finally:
-            dropped: list[Message] = []
-            mates_delay = 0
-            with cond:
-                self._running -= 1
-                self._held -= 1
-                if ok:
-                    self.stats.succeeded += 1
-                elif ok is False:
-                    if worker.last_failure_asked():
-                        self.stats.retried += 1
-                    else:
-                        self.stats.failed += 1
-                if self._policy is not None and ok is not None:
-                    done = [message]
-                    self._policy.update_state(
-                        BatchProcessingResult(self.queue.name, *((done, []) if ok else ([], done)))
-                    )
-                    self._check_policy()
-                self.stats.in_flight = self._held
-                if self._fifo:
-                    group = message.group_id or ""
-                    self._busy_groups.discard(group)
-                    if ok is False:
-                        # The group stops at its first failure: later messages
-                        # of it go back, to run after the failed one, in order.
-                        dropped = [
-                            m
-                            for m in self._buffer
-                            if not isinstance(m, list) and (m.group_id or "") == group
-                        ]
-                        for m in dropped:
-                            self._buffer.remove(m)
-                        self._held -= len(dropped)
-                        mates_delay = worker.last_retry_delay() + 1
-                    if self._buffer:
-                        cond.notify()  # a message of the freed group may wait
-                if self.capacity - self._held >= self._batch_room:
-                    self._room.notify()  # a poller can receive a full batch now
-            if dropped:
-                # Visible just after the failed message, so they run after it.
-                self.release(dropped, mates_delay)
+            self._job_done(message, outcome)
+
+    def _job_done(self, message: Message, outcome: Outcome) -> None:
+        """Job thread: count a settled job; a failed FIFO job's group mates go back."""
+        ok = outcome.ok
+        dropped: list[Message] = []
+        with self._cond:
+            self._running -= 1
+            self._held -= 1
+            self.stats.count(outcome)
+            if self._policy is not None and ok is not None:
+                done = [message]
+                self._policy.update_state(
+                    BatchProcessingResult(self.queue.name, *((done, []) if ok else ([], done)))
+                )
+                self._check_policy()
+            self.stats.in_flight = self._held
+            if self._fifo:
+                dropped = self._free_group(message, ok)
+            if self.capacity - self._held >= self._batch_room:
+                self._room.notify()  # a poller can receive a full batch now
+        if dropped:
+            # Visible just after the failed message, so they run after it.
+            self.release(dropped, outcome.retry_delay + 1)
+
+    def _free_group(self, message: Message, ok: bool | None) -> list[Message]:
+        """A FIFO job ended (under the lock): its group may run again; after a failure,
+        the group's buffered messages are taken out, to go back after the failed one."""
+        group = message.group_id or ""
+        self._busy_groups.discard(group)
+        dropped: list[Message] = []
+        if ok is False:
+            dropped = [
+                m for m in self._buffer if not isinstance(m, list) and (m.group_id or "") == group
+            ]
+            for m in dropped:
+                self._buffer.remove(m)
+            self._held -= len(dropped)
+        if self._buffer:
+            self._cond.notify()  # a message of the freed group may wait
+        return dropped

@@ -6,22 +6,18 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqsw_core import plugins
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
-from sqsw_core.codecs import ALWAYS_ACCEPTED, DEFAULT_CODEC, Codec, get_codec
-from sqsw_core.context import JobContext, SQSContext, is_flat_dict
+from sqsw_core.codecs import DEFAULT_CODEC, Codec, get_codec
+from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.engine_options import check_queues_options
-from sqsw_core.exceptions import (
-    ConfigurationError,
-    ContentTypeRefusedError,
-    DecodeError,
-    PluginError,
-    quote,
-)
+from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.hooks import ProcessorHooks
+from sqsw_core.job_decoding import JobDecoder
 from sqsw_core.long_delays import MAX_HOP_SECONDS, check_hop
-from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, Message
+from sqsw_core.messages import Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, compose_processors
 from sqsw_core.queue import GenericQueue, JobQueue
 from sqsw_core.queue_management import RedrivePolicy
@@ -33,13 +29,12 @@ from sqsw_core.sqs_api import SQSApi
 from sqsw_core.tasks import AsyncTask
 
 if TYPE_CHECKING:
-    from sqsw_core.engine import EngineStats
+    from sqsw_core.results import EngineStats
 
 logger = logging.getLogger("sqsw.env")
 
 Q = TypeVar("Q", bound=GenericQueue)
 QueueMaker = Callable[..., GenericQueue]
-_EMPTY: dict[str, Any] = {}
 
 
 def _is_backoff(obj: Any) -> bool:
@@ -50,23 +45,35 @@ def _is_processor_class(obj: Any) -> bool:
     return isinstance(obj, type) and issubclass(obj, Processor)
 
 
-def _processor_class_of(maker: Any) -> type[Processor]:
-    """The class behind a processor maker (a class or ``Processor.maker(...)``)."""
-    target = getattr(maker, "func", maker)
-    return target if _is_processor_class(target) else Processor
+def _resolve_session(session: Any) -> Any:
+    """A session from a plugin name or an object; refused if it has no ``client()``."""
+    resolved = (
+        plugins.resolve(plugins.SESSIONS, session, is_session)
+        if isinstance(session, str)
+        else session
+    )
+    if not is_session(resolved):
+        raise ConfigurationError(
+            f"session {session!r} has no client() method: pass a session plugin name "
+            f"(installed: {', '.join(plugins.installed_names(plugins.SESSIONS))}), a "
+            "boto3.Session or a MemorySession"
+        )
+    return resolved
 
 
-def _processor_maker(
-    processor: str | type[Processor] | list[str | type[Processor]] | None,
-    processor_maker: Callable[..., Processor] | None,
-) -> Callable[..., Processor]:
-    """The processor factory for ``processor=`` (names or classes) or ``processor_maker=``."""
-    if processor is not None and processor_maker is not None:
-        raise ConfigurationError("give either processor= or processor_maker=, not both")
-    if processor_maker is not None:
-        return processor_maker
+def _check_message_size(size: int) -> int:
+    if size < 1:
+        raise ConfigurationError(f"max_message_size must be positive, got {size}")
+    return size
+
+
+ProcessorSpec = str | type[Processor] | list[str | type[Processor]] | None
+
+
+def _processor_classes(processor: ProcessorSpec) -> list[type[Processor]]:
+    """The processor classes for ``processor=``: plugin names or classes, in order."""
     specs = processor if isinstance(processor, list) else [processor or "default"]
-    classes = [
+    return [
         plugins.resolve(
             plugins.PROCESSORS,
             spec,
@@ -76,7 +83,12 @@ def _processor_maker(
         )
         for spec in specs
     ]
-    return compose_processors(classes)
+
+
+def _processor_class_of(maker: Any) -> type[Processor]:
+    """The class behind a processor maker (a class or ``Processor.maker(...)``)."""
+    target = getattr(maker, "func", maker)
+    return target if _is_processor_class(target) else Processor
 
 
 class SQSEnv:
@@ -92,7 +104,7 @@ class SQSEnv:
         session: Any = "aws",
         queue_prefix: str = "",
         codec: str | Codec = DEFAULT_CODEC,
-        processor: str | type[Processor] | list[str | type[Processor]] | None = None,
+        processor: ProcessorSpec = None,
         backoff_policy: str | BackoffPolicy = DEFAULT_BACKOFF,
         *,
         processor_maker: Callable[..., Processor] | None = None,
@@ -103,30 +115,14 @@ class SQSEnv:
         retry: RetryPolicy | None = None,
         max_delay_hop: int = MAX_HOP_SECONDS,
     ) -> None:
-        self.session = (
-            plugins.resolve(plugins.SESSIONS, session, is_session)
-            if isinstance(session, str)
-            else session
-        )
-        if not is_session(self.session):
-            raise ConfigurationError(
-                f"session {session!r} has no client() method: pass a session plugin name "
-                f"(installed: {', '.join(plugins.installed_names(plugins.SESSIONS))}), a "
-                "boto3.Session or a MemorySession"
-            )
+        self.session = _resolve_session(session)
         self.queue_prefix = queue_prefix
-        self.codec: Codec = get_codec(codec)
+        self.decoding = JobDecoder(get_codec(codec), accept)
         self.backoff_policy: BackoffPolicy = plugins.resolve(
             plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy"
         )
-        self.processor_maker = _processor_maker(processor, processor_maker)
-        self.processor_class: type[Processor] = _processor_class_of(self.processor_maker)
-        self._accept = frozenset(accept)
-        self._set_codec(self.codec)
-        self._contexts: dict[tuple[str, str], dict[str, Any]] = {}
-        if max_message_size < 1:
-            raise ConfigurationError(f"max_message_size must be positive, got {max_message_size}")
-        self.max_message_size = max_message_size
+        self._set_processors(processor, processor_maker)
+        self.max_message_size = _check_message_size(max_message_size)
         self.context = context_maker()
         self.queues: dict[str, GenericQueue] = {}
         self._queue_urls: dict[str, str] = {}
@@ -171,7 +167,7 @@ class SQSEnv:
         session: Any = None,
         queue_prefix: str | None = None,
         codec: str | Codec | None = None,
-        processor: str | type[Processor] | list[str | type[Processor]] | None = None,
+        processor: ProcessorSpec = None,
         processor_maker: Callable[..., Processor] | None = None,
         backoff_policy: str | BackoffPolicy | None = None,
         accept: Iterable[str] | None = None,
@@ -184,80 +180,74 @@ class SQSEnv:
         (``sqsw run --processor otel``). Queue objects and tasks stay valid: a
         new processor re-creates every registered processor from its function,
         a new session or prefix drops cached clients and URLs, and queues that
-        used the environment's backoff policy get the new one.
+        used the environment's backoff policy get the new one. Every setting is
+        checked before any is changed.
         """
-        if session is not None:
-            new_session = (
-                plugins.resolve(plugins.SESSIONS, session, is_session)
-                if isinstance(session, str)
-                else session
-            )
-            if not is_session(new_session):
-                raise ConfigurationError(f"session {session!r} has no client() method")
-        if backoff_policy is not None:
-            new_policy = plugins.resolve(
-                plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy"
-            )
-        new_codec = get_codec(codec) if codec is not None else None
-        new_maker = (
-            _processor_maker(processor, processor_maker)
-            if processor is not None or processor_maker is not None
+        new_session = _resolve_session(session) if session is not None else None
+        new_policy = (
+            plugins.resolve(plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy")
+            if backoff_policy is not None
             else None
         )
-        if max_message_size is not None and max_message_size < 1:
-            raise ConfigurationError(f"max_message_size must be positive, got {max_message_size}")
+        new_codec = get_codec(codec) if codec is not None else None
+        if max_message_size is not None:
+            _check_message_size(max_message_size)
+        hop = check_hop(max_delay_hop) if max_delay_hop is not None else None
         with self._lock:
-            if session is not None or queue_prefix is not None:
-                if session is not None:
-                    self.session = new_session
-                if queue_prefix is not None:
-                    self.queue_prefix = queue_prefix
-                self._client = None
-                self._client_pid = None
-                self._api = None
-                self._queue_urls = {}
-                for queue in self.queues.values():
-                    queue.queue_url = None
-                    queue._attributes = None
-            if backoff_policy is not None:
-                old_policy, self.backoff_policy = self.backoff_policy, new_policy
-                for queue in self.queues.values():
-                    if queue.backoff_policy is old_policy:
-                        queue.backoff_policy = new_policy
-            if accept is not None:
-                self._accept = frozenset(accept)
+            if new_session is not None or queue_prefix is not None:
+                self._reconnect(new_session, queue_prefix)
+            if new_policy is not None:
+                self._set_backoff_policy(new_policy)
             if new_codec is not None or accept is not None:
-                self._set_codec(new_codec or self.codec)
+                self.decoding.set_codec(new_codec or self.codec, accept)
             if max_message_size is not None:
                 self.max_message_size = max_message_size
-            if max_delay_hop is not None:
-                self.max_delay_hop = check_hop(max_delay_hop)
-            if new_maker is not None:
-                self.processor_maker = new_maker
-                self.processor_class = _processor_class_of(new_maker)
+            if hop is not None:
+                self.max_delay_hop = hop
+            if processor is not None or processor_maker is not None:
+                self._set_processors(processor, processor_maker)
                 for queue in self.queues.values():
                     if isinstance(queue, JobQueue):
                         queue.rebuild_processors()
         return self
 
-    def _set_codec(self, codec: Codec) -> None:
-        self.codec = codec
-        # pickle and other codecs that can run code are decoded only when chosen;
-        # an exclusive codec (message signing) also turns off the always-accepted
-        # JSON, so only its own content type and explicit accept= entries run.
-        always = frozenset() if getattr(codec, "exclusive", False) else ALWAYS_ACCEPTED
-        self.accepted_content_types = frozenset({*always, self.codec.content_type, *self._accept})
-        self._decoders: dict[str, Codec] = {self.codec.content_type: self.codec}
-        #: Content types whose codec decodes whole jobs (``JobCodec.decode_job``).
-        self._job_decoders: dict[str, Callable[..., tuple[Any, Any]]] = {}
-        self._note_job_codec(codec)
-        #: ``encode_job`` of the environment's codec, if it has one.
-        self.job_encoder: Callable[..., tuple[str, str]] | None = getattr(codec, "encode_job", None)
+    def _set_processors(
+        self, processor: ProcessorSpec, processor_maker: Callable[..., Processor] | None
+    ) -> None:
+        """Set the processor factory (``processor=`` or ``processor_maker=``) and hooks."""
+        if processor is not None and processor_maker is not None:
+            raise ConfigurationError("give either processor= or processor_maker=, not both")
+        if processor_maker is not None:
+            classes = [_processor_class_of(processor_maker)]
+            self.processor_maker = processor_maker
+        else:
+            classes = _processor_classes(processor)
+            self.processor_maker = compose_processors(classes)
+        #: The processor class jobs run with (the given classes composed, first = outermost).
+        self.processor_class: type[Processor] = _processor_class_of(self.processor_maker)
+        #: The ``sending`` and ``handling`` hooks of those classes, run in order.
+        self.processor_hooks = ProcessorHooks(classes)
 
-    def _note_job_codec(self, codec: Codec) -> None:
-        decode_job = getattr(codec, "decode_job", None)
-        if decode_job is not None:
-            self._job_decoders[codec.content_type] = decode_job
+    def _reconnect(self, session: Any, queue_prefix: str | None) -> None:
+        """A new session and/or prefix: drop the client, URLs and attributes (under the lock)."""
+        if session is not None:
+            self.session = session
+        if queue_prefix is not None:
+            self.queue_prefix = queue_prefix
+        self._client = None
+        self._client_pid = None
+        self._api = None
+        self._queue_urls = {}
+        for queue in self.queues.values():
+            queue.queue_url = None
+            queue._attributes = None
+
+    def _set_backoff_policy(self, policy: BackoffPolicy) -> None:
+        """The new default policy, for queues that used the old one too (under the lock)."""
+        old_policy, self.backoff_policy = self.backoff_policy, policy
+        for queue in self.queues.values():
+            if queue.backoff_policy is old_policy:
+                queue.backoff_policy = policy
 
     # -- SQS access ----------------------------------------------------------
 
@@ -302,118 +292,31 @@ class SQSEnv:
         if queue is not None:
             queue.queue_url = None
 
-    # -- codecs --------------------------------------------------------------
+    # -- codecs ------------------------------------------------------------
+
+    @property
+    def codec(self) -> Codec:
+        """The codec jobs are sent with."""
+        return self.decoding.codec
+
+    @property
+    def job_encoder(self) -> Callable[..., tuple[str, str]] | None:
+        """``encode_job`` of the environment's codec, if it has one."""
+        return self.decoding.job_encoder
+
+    @property
+    def accepted_content_types(self) -> frozenset[str]:
+        """The content types this environment's workers decode."""
+        return self.decoding.accepted_content_types
 
     def get_codec(self, spec: str | Codec) -> Codec:
         """A codec by name (content type) or object."""
-        if isinstance(spec, str) and spec in self._decoders:
-            return self._decoders[spec]
-        return get_codec(spec)
-
-    def decoder(self, content_type: str, message: Message) -> Codec:
-        """The codec for a received message, if this worker accepts its content type."""
-        codec = self._decoders.get(content_type)
-        if codec is not None:
-            return codec
-        if content_type not in self.accepted_content_types:
-            advice = ""
-            if len(content_type) <= 40:  # advice that quotes a long name is no advice
-                advice = (
-                    f" Enable it with SQSEnv(codec={content_type!r}) or "
-                    f"SQSEnv(accept=[{content_type!r}]) only if you trust every producer of "
-                    "this queue."
-                )
-            raise ContentTypeRefusedError(
-                f"message {message.message_id} on queue {message.queue_name!r} (job "
-                f"{quote(message.job_name)!r}) has content type {quote(content_type)!r}, which "
-                f"this worker does not accept (accepted: "
-                f"{', '.join(sorted(self.accepted_content_types))}).{advice}"
-            )
-        try:
-            codec = get_codec(content_type)
-        except PluginError as exc:
-            raise DecodeError(
-                f"cannot decode message {message.message_id}: {quote(str(exc))}"
-            ) from None
-        self._decoders[content_type] = codec
-        self._note_job_codec(codec)
-        return codec
-
-    #: Cached in place of a nested context: decode it afresh for every job.
-    _DECODE_AGAIN: ClassVar[dict[str, Any]] = {}
+        return self.decoding.get_codec(spec)
 
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
-        """Decode a job message into its keyword arguments and context.
-
-        Each call returns a context of its own: a job that changes its context
-        (nested values included) changes nothing another job sees.
-        """
-        attributes = message.message_attributes
-        content_type = (attributes.get(CONTENT_TYPE_ATTR) or _EMPTY).get("StringValue")
-        if content_type is None:
-            content_type = self.codec.content_type
-        codec = self._decoders.get(content_type) or self.decoder(content_type, message)
-        context_text = (attributes.get(JOB_CONTEXT_ATTR) or _EMPTY).get("StringValue")
-        job_decoder = self._job_decoders.get(content_type) if self._job_decoders else None
-        context: Any
-        if job_decoder is not None:  # a JobCodec: body and context checked together
-            try:
-                job_kwargs, context = job_decoder(message.job_name, message.body, context_text)
-            except Exception as exc:
-                raise self._decode_error(message, content_type, exc) from exc
-            if context is None:
-                context = {}
-        else:
-            try:
-                job_kwargs = codec.deserialize(message.body)
-            except Exception as exc:
-                raise self._decode_error(message, content_type, exc) from exc
-            if not context_text:
-                context = {}
-            else:
-                # Producers send the same few contexts over and over: decode each
-                # once. Only flat ones are kept: the copy each job gets below is
-                # then all its own; a nested context is decoded afresh every time.
-                key = (content_type, context_text)
-                cached = self._contexts.get(key)
-                if cached is not None and cached is not self._DECODE_AGAIN:
-                    context = cached
-                else:
-                    try:
-                        context = codec.deserialize(context_text)
-                    except Exception as exc:
-                        raise DecodeError(
-                            f"bad {JOB_CONTEXT_ATTR} attribute of message {message.message_id} "
-                            f"on queue {message.queue_name!r} (job {quote(message.job_name)!r}"
-                            f"): cannot decode it as {quote(content_type)!r}: "
-                            f"{type(exc).__name__}: {quote(str(exc))}"
-                        ) from exc
-                    if cached is None and len(context_text) <= 1024:
-                        if len(self._contexts) >= 512:
-                            self._contexts.clear()
-                        flat = is_flat_dict(context)
-                        self._contexts[key] = context if flat else self._DECODE_AGAIN
-        if type(job_kwargs) is not dict:
-            raise DecodeError(
-                f"the arguments of message {message.message_id} on queue "
-                f"{message.queue_name!r} (job {quote(message.job_name)!r}) decoded to "
-                f"{type(job_kwargs).__name__}, not a dict of keyword arguments"
-            )
-        if not isinstance(context, dict):
-            raise DecodeError(
-                f"bad {JOB_CONTEXT_ATTR} attribute of message {message.message_id} on queue "
-                f"{message.queue_name!r} (job {quote(message.job_name)!r}): it decoded to "
-                f"{type(context).__name__}, not a dict"
-            )
-        return job_kwargs, JobContext(context)
-
-    @staticmethod
-    def _decode_error(message: Message, content_type: str, exc: Exception) -> DecodeError:
-        return DecodeError(
-            f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
-            f"(job {quote(message.job_name)!r}) as {quote(content_type)!r}: "
-            f"{type(exc).__name__}: {quote(str(exc))}"
-        )
+        """Decode a job message into its keyword arguments and context (see
+        :meth:`sqsw_core.job_decoding.JobDecoder.decode_job`)."""
+        return self.decoding.decode_job(message)
 
     # -- queues --------------------------------------------------------------
 
@@ -543,55 +446,19 @@ class SQSEnv:
         second or more later (or SIGQUIT) cold.
         Returns each queue's counters.
         """
-        from sqsw_core.engine import QueueEngine
-        from sqsw_core.slots import SlotAllocator
-        from sqsw_core.stop_signals import StopSignals
+        from sqsw_core.multi_queue import process_queues
 
         names = list(queue_names) if queue_names is not None else self.get_all_known_queues()
         check_queues_options(names, concurrency=concurrency, priority=priority, weights=weights)
-        slots = SlotAllocator(concurrency, names, priority, weights)
-        engines = {
-            name: QueueEngine(
-                self.queue(name),
-                concurrency=concurrency,
-                shutdown_policy=shutdown_policy_maker(),
-                wait_seconds=wait_seconds,
-                handle_signals=False,
-                slots=slots,
-                **engine_options,
-            )
-            for name in names
-        }
-        errors: list[BaseException] = []
-
-        def run(engine: QueueEngine) -> None:
-            try:
-                engine.run()
-            except BaseException as exc:  # reported after every queue stopped
-                logger.exception("Worker of queue %s stopped with an error", engine.queue.name)
-                errors.append(exc)
-                for other in engines.values():
-                    other.request_stop()
-
-        def on_stop(cold: bool) -> None:
-            for engine in engines.values():
-                engine.request_stop(cold=cold)
-
-        threads = [
-            threading.Thread(target=run, args=(engine,), name=f"sqsw-queue-{name}")
-            for name, engine in engines.items()
-        ]
-        # One reader of stop signals for all the queues (installed from the main
-        # thread only): the first is a warm stop of every queue, a later one cold.
-        with StopSignals(on_stop, f"{len(engines)} queue(s)"):
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                while thread.is_alive():  # a timed join lets signal handlers run
-                    thread.join(0.2)
-        if errors:
-            raise errors[0]
-        return {name: engine.stats for name, engine in engines.items()}
+        return process_queues(
+            [self.queue(name) for name in names],
+            shutdown_policy_maker,
+            wait_seconds,
+            concurrency=concurrency,
+            priority=priority,
+            weights=weights,
+            **engine_options,
+        )
 
     def get_all_known_queues(self) -> list[str]:
         """Names (without prefix) of the SQS queues that start with ``queue_prefix``."""

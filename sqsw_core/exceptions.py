@@ -140,8 +140,8 @@ class AsyncJobError(JobError, TypeError):
     """
 
 
-class BatchReportError(SQSError, TypeError):
-    """A batch processor's failure report cannot be read as "these jobs failed".
+class BulkReportError(SQSError, TypeError):
+    """A bulk processor's failure report cannot be read as "these jobs failed".
 
     The whole batch fails and is retried: sqsw never acks a job it cannot tell
     succeeded. The message names the queue, the job, what was returned and

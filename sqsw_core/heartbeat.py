@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING
 from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.limits import MAX_VISIBILITY_TIMEOUT, chunks
 from sqsw_core.log_text import shorten
+from sqsw_core.sqs_calls import change_visibility_batch, log_refused
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
-    from sqsw_core.queue import GenericQueue
+    from sqsw_core.queue_handle import QueueHandle
 
 logger = logging.getLogger("sqsw.heartbeat")
 
@@ -45,7 +46,7 @@ class VisibilityKeeper:
 
     def __init__(
         self,
-        queue: GenericQueue,
+        queue: QueueHandle,
         visibility_timeout: int,
         *,
         max_job_duration: float = MAX_VISIBILITY_TIMEOUT,
@@ -142,22 +143,11 @@ class VisibilityKeeper:
 
     def _extend(self, chunk: list[_Held], now: float) -> None:
         timeout = self.visibility_timeout
-        entries = [
-            {"Id": str(i), "ReceiptHandle": h.message.receipt_handle, "VisibilityTimeout": timeout}
-            for i, h in enumerate(chunk)
-        ]
-        response = self.queue.call("change_message_visibility_batch", Entries=entries)
-        failed = {f["Id"]: f for f in response.get("Failed", [])}
+        refused = change_visibility_batch(self.queue, [(h.message, timeout) for h in chunk])
         for i, held in enumerate(chunk):
-            failure = failed.get(str(i))
+            failure = refused.get(i)
             if failure is None:
                 held.deadline = now + timeout
             else:
-                logger.warning(
-                    "Could not extend the visibility of message %s on %s: %s (%s)",
-                    held.message.message_id,
-                    self.queue.name,
-                    failure.get("Code"),
-                    failure.get("Message"),
-                )
+                log_refused(self.queue, held.message, failure, "extend the visibility of")
                 self._held.pop(held.message.receipt_handle, None)

@@ -11,21 +11,13 @@ the original; such a message is neither run nor counted in the batch's
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqsw_core.exceptions import BadMessageError, ConfigurationError, quote
 from sqsw_core.limits import MAX_DELAY_SECONDS, MAX_MESSAGE_ATTRIBUTES, MAX_RETENTION_SECONDS
-from sqsw_core.log_text import shorten
 from sqsw_core.messages import Message
-
-if TYPE_CHECKING:
-    from sqsw_core.queue import GenericQueue
-    from sqsw_core.worker import Worker
-
-logger = logging.getLogger("sqsw.long_delays")
 
 #: The message attribute holding the due time (epoch milliseconds, as a String).
 DUE_AT_ATTR = "SqswDueAt"
@@ -48,30 +40,34 @@ def check_hop(seconds: int) -> int:
 
 
 def defer(
-    queue: GenericQueue, attributes: dict[str, dict[str, Any]], delay_seconds: float
+    queue_name: str,
+    is_fifo: bool,
+    attributes: dict[str, dict[str, Any]],
+    delay_seconds: float,
+    hop: int,
 ) -> tuple[dict[str, dict[str, Any]], int]:
-    """The attributes and first-hop delay of a message due in ``delay_seconds`` (> one hop)."""
+    """The attributes and first-hop delay of a message due in ``delay_seconds`` (> ``hop``)."""
     if delay_seconds > MAX_LONG_DELAY_SECONDS:
         raise ValueError(
-            f"_delay_seconds={delay_seconds!r} for queue {queue.name!r}: sqsw delays jobs by "
+            f"_delay_seconds={delay_seconds!r} for queue {queue_name!r}: sqsw delays jobs by "
             f"at most {MAX_LONG_DELAY_SECONDS} seconds (14 days, the longest SQS keeps a "
             "message); schedule jobs further ahead outside SQS"
         )
-    if queue.is_fifo:
+    if is_fifo:
         raise ValueError(
-            f"_delay_seconds={delay_seconds!r} for queue {queue.name!r}: the queue is FIFO, "
+            f"_delay_seconds={delay_seconds!r} for queue {queue_name!r}: the queue is FIFO, "
             "and delays over one hop are made of per-message delays, which FIFO queues do "
             "not have; use a standard queue for delayed jobs"
         )
     if DUE_AT_ATTR not in attributes and len(attributes) >= MAX_MESSAGE_ATTRIBUTES:
         raise ValueError(
-            f"a job delayed by {delay_seconds!r} s on queue {queue.name!r} needs the "
+            f"a job delayed by {delay_seconds!r} s on queue {queue_name!r} needs the "
             f"{DUE_AT_ATTR} message attribute, but it already has {len(attributes)} and SQS "
             f"accepts at most {MAX_MESSAGE_ATTRIBUTES}"
         )
     due_at_ms = math.ceil((time.time() + delay_seconds) * 1000)
     due = {"DataType": "String", "StringValue": str(due_at_ms)}
-    return {**attributes, DUE_AT_ATTR: due}, queue.env.max_delay_hop
+    return {**attributes, DUE_AT_ATTR: due}, hop
 
 
 #: How far past the longest delay a due time may lie (clocks of producers and
@@ -121,105 +117,26 @@ def seconds_until_due(message: Message, now: float) -> float:
     return (due_ms - now * 1000) / 1000
 
 
-def hold_back_early(worker: Worker, messages: list[Message]) -> list[Message]:
-    """The messages of a batch that are due; the others are sent on to their due time.
-
-    Never raises: a message whose due time is bad (or that cannot be held
-    back) is passed on as due, and the worker's ``process_message`` fails it
-    alone, with the backoff delay; the rest of the batch runs.
-    """
-    if not any(DUE_AT_ATTR in m.message_attributes for m in messages):
-        return messages
-    now = time.time()
-    due: list[Message] = []
-    held_groups: set[str | None] = set()
-    fifo = worker.queue.is_fifo
-    for message in messages:
-        try:
-            if fifo and message.group_id in held_groups:
-                _release(worker, message, 0)  # keep the group's order behind the held one
-                continue
-            if hold_back_if_early(worker, message, now):
-                held_groups.add(message.group_id)
-                continue
-        except BadMessageError:
-            pass  # process_message fails it and logs why
-        except Exception:
-            logger.exception(
-                "Could not check the due time of message %s on %s; it is processed now",
-                message.message_id,
-                worker.queue.name,
-            )
-        due.append(message)
-    return due
+def next_hop(remaining: float, hop: int) -> int:
+    """The delay of the next hop of a message due in ``remaining`` seconds (> 0)."""
+    return min(hop, math.ceil(remaining))
 
 
-def hold_back_if_early(worker: Worker, message: Message, now: float | None = None) -> bool:
-    """Hide ``message`` until its due time, without running it, if it is not due yet.
-
-    On a standard queue a copy is sent delayed by the rest (at most one hop)
-    and the original is deleted, so the receive count starts afresh at every
-    hop. FIFO queues take no per-message delay (a copy would come straight
-    back): there the message itself is hidden, keeping its place at the head
-    of its group. Only foreign producers can put such a message on a FIFO
-    queue; sqsw refuses to.
-
-    Raises :class:`~sqsw_core.exceptions.BadMessageError` when the due time
-    is bad (see :func:`seconds_until_due`): the caller fails the message.
-    """
-    remaining = seconds_until_due(message, time.time() if now is None else now)
-    if remaining <= 0:
-        return False
-    queue = worker.queue
-    delay = min(queue.env.max_delay_hop, math.ceil(remaining))
-    logger.info(
-        "Message %s (%s.%s) is due in %.1f s: hidden for another %d s",
-        message.message_id,
-        queue.name,
-        shorten(message.job_name),
-        remaining,
-        delay,
-    )
-    if queue.is_fifo:
-        _release(worker, message, delay)
-        return True
+def resend_entry(message: Message, delay: int) -> dict[str, Any]:
+    """The ``SendMessage`` parameters of the copy of ``message`` sent ``delay`` s on."""
     entry: dict[str, Any] = {
         "MessageBody": message.body,
         "MessageAttributes": {
-            name: _sendable(attr) for name, attr in message.message_attributes.items()
+            name: sendable_attribute(attr) for name, attr in message.message_attributes.items()
         },
         "DelaySeconds": delay,
     }
     if message.group_id is not None:  # a fair queue's tenant
         entry["MessageGroupId"] = message.group_id
-    try:
-        queue.call("send_message", **entry)
-    except Exception:
-        logger.exception(
-            "Could not send delayed message %s on %s on to its due time; it is retried later",
-            message.message_id,
-            queue.name,
-        )
-        retry_in = worker.retry_delay(message, None)
-        if retry_in is not None:
-            _release(worker, message, retry_in)
-        elif worker.keeper is not None:  # the policy failed: hidden until its visibility timeout
-            worker.keeper.forget(message)
-        return True
-    if worker.keeper is not None:
-        worker.keeper.forget(message)
-    worker.acker.ack(message)
-    return True
+    return entry
 
 
-def _release(worker: Worker, message: Message, visibility_timeout: int) -> None:
-    """Give ``message`` back to the queue, visible again after ``visibility_timeout`` s."""
-    if worker.keeper is not None:
-        worker.keeper.forget(message)
-    worker.acker.retry(message, visibility_timeout)
-
-
-def _sendable(attribute: dict[str, Any]) -> dict[str, Any]:
+def sendable_attribute(attribute: dict[str, Any]) -> dict[str, Any]:
     """A received message attribute as ``SendMessage`` takes it (no empty list fields)."""
     sendable = {"DataType": attribute["DataType"]}
     for key in ("StringValue", "BinaryValue"):

@@ -3,7 +3,9 @@
 A processor plugin (group ``sqsw.processors``) is a :class:`Processor`
 subclass. Subclasses override :meth:`Processor.process` and call ``super()``;
 the one-argument form ``process(self, job_kwargs)`` of sqs-workers works too.
-Several processor classes compose by inheritance, first given = outermost.
+Several processor classes compose by inheritance for ``process``, first given
+= outermost; their ``sending`` and ``handling`` hooks run as an ordered list,
+each on its own (:mod:`sqsw_core.hooks`).
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class HandlerCall:
     """One call of a handler that takes messages directly, seen by :meth:`Processor.handling`.
 
     ``failed`` is filled in after the call: the indices (into ``messages``) of
-    those the handler reported as failed without raising (batch processors).
+    those the handler reported as failed without raising (bulk processors).
     """
 
     __slots__ = ("failed", "job_name", "messages", "queue")
@@ -276,7 +278,7 @@ class Processor:
     def handling(cls, call: HandlerCall) -> Iterator[HandlerCall]:
         """Consumer hook around a handler that does not go through :meth:`process`.
 
-        Raw queues call their handler with one message, batch processors with
+        Raw queues call their handler with one message, bulk processors with
         the messages of one batch; the handler's exception passes through the
         hook, and ``call.failed`` holds the per-message failures it reported.
         Override like :meth:`sending`: ``with super().handling(call): yield call``.
@@ -287,15 +289,6 @@ class Processor:
         return f"<{type(self).__name__} {self.queue_name}.{self.job_name}>"
 
 
-def overrides_handling(cls: type[Processor]) -> bool:
-    """Whether ``cls`` has a :meth:`Processor.handling` of its own (a plugin's).
-
-    Handlers check this first and skip the base no-op hook: entering it costs
-    about 1 us per message on the raw queue path.
-    """
-    return cls is not Processor and cls.handling.__func__ is not _BASE_HANDLING  # type: ignore[attr-defined]
-
-
 def compose_processors(classes: list[type[Processor]]) -> type[Processor]:
     """One processor class that applies ``classes`` in order (first = outermost)."""
     if len(classes) == 1:
@@ -303,6 +296,3 @@ def compose_processors(classes: list[type[Processor]]) -> type[Processor]:
     unique = list(dict.fromkeys(classes))
     name = "+".join(cls.__name__ for cls in unique)
     return type(name, tuple(unique), {})
-
-
-_BASE_HANDLING = Processor.handling.__func__  # type: ignore[attr-defined]

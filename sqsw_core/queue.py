@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import ParamSpec
 
-from sqsw_core.batch_jobs import BatchJobsFailed, BatchProcessor
+from sqsw_core.bulk_jobs import BulkJobsFailed, BulkProcessor
+from sqsw_core.engine import POLL_END_SLACK, QueueEngine
 from sqsw_core.engine_options import check_options
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
+from sqsw_core.job_runner import JobRunner
 from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, refuse_async
-from sqsw_core.results import BatchProcessingResult
+from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.sending import (
     MAX_DELAY_SECONDS,
     SendBatch,
@@ -30,13 +32,14 @@ from sqsw_core.sending import (
     message_size,
 )
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
+from sqsw_core.sqs_calls import delete_messages, receive_messages
 from sqsw_core.tasks import AsyncTask
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
-    from sqsw_core.engine import EngineStats, QueueEngine
+    from sqsw_core.context import JobContext
     from sqsw_core.env import SQSEnv
-    from sqsw_core.worker import Worker
+    from sqsw_core.hooks import ProcessorHooks
 
 logger = logging.getLogger("sqsw.queue")
 
@@ -72,7 +75,9 @@ class GenericQueue:
         self.backoff_policy: BackoffPolicy = backoff_policy or env.backoff_policy
         self.queue_url = queue_url
         self._batches = threading.local()
-        self._worker: Worker | None = None
+        self._runner: JobRunner | None = None
+        #: Job name -> the processor running many jobs of that name in one call.
+        self.bulk_processors: dict[str, BulkProcessor] = {}
         self._attributes: dict[str, str] | None = None
         #: The engine processing this queue in this process, while one runs:
         #: processors and plugins read its counters as ``queue.engine.stats``.
@@ -120,6 +125,33 @@ class GenericQueue:
         """Call an SQS operation on this queue (``QueueUrl`` is filled in)."""
         return self.env.api.call(operation, self.name, QueueUrl=self.url, **params)
 
+    # -- what the runtime needs (sqsw_core.queue_handle.QueueHandle) -----------
+
+    @property
+    def max_delay_hop(self) -> int:
+        """The longest delay of one hop of a long-delayed job: the environment's."""
+        return self.env.max_delay_hop
+
+    @property
+    def processor_hooks(self) -> ProcessorHooks:
+        """The environment's processor hooks (``sending``, ``handling``)."""
+        return self.env.processor_hooks
+
+    def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
+        """A job message's keyword arguments and context, by the environment's codecs."""
+        return self.env.decode_job(message)
+
+    def interrupt_receives(self) -> None:
+        """End this queue's receives in progress now, where the session can.
+
+        A session whose client has ``interrupt_receives(QueueUrl=...)`` (the
+        in-memory SQS) makes them return at once; on SQS itself they end
+        within their wait time.
+        """
+        interrupt = getattr(self.env.sqs_client, "interrupt_receives", None)
+        if interrupt is not None:
+            interrupt(QueueUrl=self.url)
+
     # -- sending -------------------------------------------------------------
 
     def build_entry(
@@ -131,8 +163,11 @@ class GenericQueue:
         group_id: Any,
     ) -> dict[str, Any]:
         """The ``SendMessage`` parameters for one message."""
-        if delay_seconds is not None and delay_seconds > self.env.max_delay_hop:
-            attributes, delay_seconds = defer(self, attributes, delay_seconds)
+        hop = self.env.max_delay_hop
+        if delay_seconds is not None and delay_seconds > hop:
+            attributes, delay_seconds = defer(
+                self.name, self.is_fifo, attributes, delay_seconds, hop
+            )
         entry: dict[str, Any] = {"MessageBody": body, "MessageAttributes": attributes}
         if delay_seconds is not None:
             delay = int(delay_seconds)
@@ -176,16 +211,23 @@ class GenericQueue:
         if batch is not None:
             batch.add(entry, job_name, size)
             return None
-        with self.env.processor_class.sending(self, [entry]) as entries:
-            response = self.call("send_message", **entries[0])
+        hooks = self.env.processor_hooks
+        if hooks.sending_hooks:
+            with hooks.sending(self, [entry]):
+                response = self.call("send_message", **entry)
+        else:
+            response = self.call("send_message", **entry)
         message_id: str = response["MessageId"]
         return message_id
 
     def send_entries(self, entries: list[dict[str, Any]]) -> dict[str, Any]:
         """One ``SendMessageBatch`` call (entries carry their ``Id``)."""
+        hooks = self.env.processor_hooks
+        if not hooks.sending_hooks:
+            return self.call("send_message_batch", Entries=entries)
         batch = SendEntries(entries)
-        with self.env.processor_class.sending(self, batch) as sent:
-            response = self.call("send_message_batch", Entries=list(sent))
+        with hooks.sending(self, batch):
+            response = self.call("send_message_batch", Entries=list(batch))
             batch.failed = response.get("Failed", [])
             return response
 
@@ -215,12 +257,11 @@ class GenericQueue:
     # -- receiving and processing ---------------------------------------------
 
     @property
-    def worker(self) -> Worker:
-        if self._worker is None:
-            from sqsw_core.worker import Worker
-
-            self._worker = Worker(self)
-        return self._worker
+    def runner(self) -> JobRunner:
+        """The job runner of ``process_batch`` and ``get_raw_messages`` in this process."""
+        if self._runner is None:
+            self._runner = JobRunner(self)
+        return self._runner
 
     def handle_message(self, message: Message) -> None:
         """Run one received message; raise to fail it (it is then retried)."""
@@ -231,7 +272,7 @@ class GenericQueue:
         messages: list[Message] = []
         while len(messages) < max_messages:
             wanted = min(10, max_messages - len(messages))
-            got = self.worker.receive(wait_seconds, wanted)
+            got = self.runner.receive(wait_seconds, wanted)
             messages.extend(got)
             if len(got) < wanted:
                 break
@@ -239,7 +280,7 @@ class GenericQueue:
 
     def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
         """Receive up to 10 messages, run them, ack the successes, retry the failures."""
-        return self.worker.process_batch(wait_seconds)
+        return self.runner.process_batch(wait_seconds)
 
     def process_queue(
         self,
@@ -259,8 +300,6 @@ class GenericQueue:
         a process that died held and restarts it; the counters returned are
         then those of all of them (an error is logged for each crash).
         """
-        from sqsw_core.engine import QueueEngine
-
         # Refused here, once, before any worker process starts.
         check_options({"workers": workers, "wait_seconds": wait_seconds, **engine_options})
 
@@ -271,7 +310,7 @@ class GenericQueue:
             engine = QueueEngine(
                 self, shutdown_policy=shutdown_policy, wait_seconds=wait_seconds, **options
             )
-            return engine.run()
+            return self.run_engine(engine)
 
         if workers == 1:
             return run()
@@ -281,7 +320,6 @@ class GenericQueue:
                 "process, so other processes cannot share them; use concurrency= (threads) "
                 "instead, or a session on a real SQS endpoint"
             )
-        from sqsw_core.engine import POLL_END_SLACK
         from sqsw_core.supervisor import Supervisor, held_by, release_held
 
         supervisor = Supervisor(
@@ -295,6 +333,16 @@ class GenericQueue:
         )
         supervisor.run()  # crashes: logged, and in supervisor.crashed
         return supervisor.totals()
+
+    def run_engine(self, engine: QueueEngine) -> EngineStats:
+        """Run ``engine`` (an engine of this queue) in this thread until it stops;
+        ``queue.engine`` is that engine meanwhile. Returns its counters."""
+        self.engine = engine
+        try:
+            return engine.run()
+        finally:
+            self.engine = None
+            self.last_engine_stats = engine.stats
 
     def engine_stats(self) -> list[EngineStats]:
         """The counters of the engine running this queue in this process, else of the
@@ -310,11 +358,9 @@ class GenericQueue:
         Messages SQS refuses to delete are logged and not counted; they are
         delivered again after their visibility timeout.
         """
-        from sqsw_core.worker import delete_messages
-
         deleted = 0
         while True:
-            messages = self.worker.receive(wait_seconds)
+            messages = receive_messages(self, wait_seconds)
             if not messages:
                 return deleted
             deleted += len(messages) - delete_messages(self, messages, "it was not drained")
@@ -334,7 +380,6 @@ class JobQueue(GenericQueue):
     ) -> None:
         super().__init__(env, name, backoff_policy, queue_url=queue_url, **options)
         self.processors: dict[str, Processor] = {}
-        self.batch_processors: dict[str, BatchProcessor] = {}
 
     def processor(
         self,
@@ -374,7 +419,7 @@ class JobQueue(GenericQueue):
     ) -> AsyncTask[P, R]:
         """Register ``fn`` as the processor of ``job_name``; returns its task."""
         refuse_async(fn, f"job {job_name!r} on queue {self.name!r}")
-        self.batch_processors.pop(job_name, None)
+        self.bulk_processors.pop(job_name, None)
         self.processors[job_name] = self.env.processor_maker(
             queue=self,
             fn=fn,
@@ -396,10 +441,10 @@ class JobQueue(GenericQueue):
                 context_var=old.context_var,
             )
 
-    def batch_processor(
+    def bulk_processor(
         self,
         job_name: str,
-        max_batch: int = 10,
+        max_jobs: int = 10,
         max_wait: float = 1.0,
         *,
         pass_context: bool = False,
@@ -409,25 +454,31 @@ class JobQueue(GenericQueue):
 
         The function takes a list of jobs (dicts of keyword arguments, with the
         context under ``context_var`` when ``pass_context``); the engine gathers
-        up to ``max_batch`` messages, waiting at most ``max_wait`` seconds after
+        up to ``max_jobs`` messages, waiting at most ``max_wait`` seconds after
         the first. It returns ``None`` when every job succeeded, or the indices
-        of the jobs that failed (or raises ``BatchJobsFailed``): only those are
+        of the jobs that failed (or raises ``BulkJobsFailed``): only those are
         retried. ``delay(**kwargs)`` sends one job, as for any processor.
         """
         if self.is_fifo:
             raise ConfigurationError(
-                f"queue {self.name!r} is FIFO: batch processors would break the order "
+                f"queue {self.name!r} is FIFO: bulk processors would break the order "
                 "within message groups; register a @queue.processor instead"
             )
 
         def register(fn: Callable[[list[dict[str, Any]]], Any]) -> AsyncTask[..., Any]:
-            self.batch_processors[job_name] = BatchProcessor(
-                self, fn, job_name, max_batch, max_wait, pass_context, context_var
+            self.bulk_processors[job_name] = BulkProcessor(
+                self, fn, job_name, max_jobs, max_wait, pass_context, context_var
             )
             self.processors.pop(job_name, None)
             return AsyncTask(self, job_name, fn, takes_job_list=True)
 
         return register
+
+    def batch_processor(
+        self, job_name: str, max_batch: int = 10, max_wait: float = 1.0, **options: Any
+    ) -> Callable[[Callable[[list[dict[str, Any]]], Any]], AsyncTask[..., Any]]:
+        """The former name of :meth:`bulk_processor` (``max_batch`` is its ``max_jobs``)."""
+        return self.bulk_processor(job_name, max_batch, max_wait, **options)
 
     def get_processor(self, job_name: str) -> Processor | None:
         return self.processors.get(job_name)
@@ -505,13 +556,13 @@ class JobQueue(GenericQueue):
             )
         processor = self.processors.get(job_name)
         if processor is None:
-            batch = self.batch_processors.get(job_name)
+            batch = self.bulk_processors.get(job_name)
             if batch is not None:  # one message of a batch job, on its own
-                # An unclear report raises BatchReportError: the job fails, never acked.
-                if batch.run([self.env.decode_job(message)]):
-                    raise BatchJobsFailed([0])
+                # An unclear report raises BulkReportError: the job fails, never acked.
+                if batch.run([self.decode_job(message)]):
+                    raise BulkJobsFailed([0])
                 return
-            known = ", ".join(sorted([*self.processors, *self.batch_processors])) or "none"
+            known = ", ".join(sorted([*self.processors, *self.bulk_processors])) or "none"
             raise UnknownJobError(
                 f"no processor for job {quote(job_name)!r} on queue {self.name!r} "
                 f"(registered: {quote(known)}); register it with @queue.processor(...) in "

@@ -49,10 +49,10 @@ from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqsw_core.engine import EngineStats
 from sqsw_core.limits import chunks
+from sqsw_core.results import EngineStats
+from sqsw_core.sqs_calls import change_visibility
 from sqsw_core.stop_signals import COLD_SIGNAL, STOP_SIGNALS, StopSignals
-from sqsw_core.worker import change_visibility
 
 if TYPE_CHECKING:
     from sqsw_core.env import SQSEnv

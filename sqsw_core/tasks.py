@@ -27,7 +27,7 @@ class AsyncTask(Generic[P, R]):
         self,
         queue: JobQueue,
         job_name: str,
-        processor: Callable[P, R],
+        fn: Callable[P, R],
         pass_context: bool = False,
         context_var: str = "context",
         *,
@@ -35,13 +35,14 @@ class AsyncTask(Generic[P, R]):
     ) -> None:
         self.queue = queue
         self.job_name = job_name
-        self.processor = processor
-        self.__doc__ = processor.__doc__
-        self.__wrapped__ = processor
+        #: The job function.
+        self.fn = fn
+        self.__doc__ = fn.__doc__
+        self.__wrapped__ = fn
         signature: inspect.Signature | None = None
-        if not takes_job_list:  # a batch function's signature says nothing of one job
+        if not takes_job_list:  # a bulk job's signature says nothing of one job
             try:
-                signature = inspect.signature(processor)
+                signature = inspect.signature(fn)
             except (TypeError, ValueError):
                 pass
         if signature is not None and pass_context:
@@ -55,6 +56,11 @@ class AsyncTask(Generic[P, R]):
             "(probably by mistake). Use .run(...) to run it here and now, or "
             ".delay(...) to add it to the queue."
         )
+
+    @property
+    def processor(self) -> Callable[P, R]:
+        """The former name of :attr:`fn`, the job function."""
+        return self.fn
 
     def __repr__(self) -> str:
         return f"<AsyncTask {self.queue.name}.{self.job_name}>"
@@ -99,7 +105,7 @@ class AsyncTask(Generic[P, R]):
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the job function in this process, synchronously."""
-        return self.processor(*args, **kwargs)
+        return self.fn(*args, **kwargs)
 
     def bake(self, *args: P.args, **kwargs: P.kwargs) -> BakedAsyncTask:
         """Freeze arguments now, ``delay()`` later (a light Celery signature)."""

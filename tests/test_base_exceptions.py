@@ -90,7 +90,7 @@ def test_process_batch_settles_then_lets_keyboard_interrupt_through(sqs: SQSEnv)
     messages = queue.get_raw_messages(wait_seconds=1, max_messages=10)
     assert len(messages) == 5
     with pytest.raises(KeyboardInterrupt):
-        queue.worker.process_messages(messages)
+        queue.runner.process_messages(messages)
     interrupted_at = ran.index(2)
     never_ran = 5 - len(ran)
     assert never_ran == 4 - interrupted_at

@@ -23,7 +23,7 @@ import pytest
 
 from sqsw_cloudwatch import CloudWatchEvent
 from sqsw_core import (
-    BatchJobsFailed,
+    BulkJobsFailed,
     ConfigurationError,
     ConstantBackoff,
     JobQueue,
@@ -191,7 +191,7 @@ REGISTRATIONS: dict[str, Callable[[SQSEnv, Callable[..., Any]], Any]] = {
     "queue.processor": lambda sqs, fn: sqs.queue("jobs").processor("x")(fn),
     "sqs.processor": lambda sqs, fn: sqs.processor("jobs", "x")(fn),
     "connect_processor": lambda sqs, fn: sqs.queue("jobs").connect_processor("x", fn),
-    "batch_processor": lambda sqs, fn: sqs.queue("jobs").batch_processor("x")(fn),
+    "bulk_processor": lambda sqs, fn: sqs.queue("jobs").bulk_processor("x")(fn),
     "raw_processor": lambda sqs, fn: sqs.queue("cron", "raw").raw_processor()(fn),
 }
 
@@ -208,7 +208,7 @@ def test_async_functions_are_refused_at_registration(
     assert " is an async" in text or "an object with an async __call__" in text
     assert "sqsw runs sync functions only" in text and "asyncio.run" in text
     jobs = sqs.queue("jobs")
-    assert "x" not in jobs.processors and "x" not in jobs.batch_processors
+    assert "x" not in jobs.processors and "x" not in jobs.bulk_processors
     assert getattr(sqs.queue("cron", "raw"), "processor", None) is None
 
 
@@ -245,7 +245,7 @@ def test_a_job_that_returns_a_coroutine_fails_with_backoff(
     if handler == "job":
         queue.processor("job")(lambda n: work())
     elif handler == "batch job":
-        queue.batch_processor("job")(lambda jobs: work())
+        queue.bulk_processor("job")(lambda jobs: work())
     else:
         queue.raw_processor()(lambda message: work())  # type: ignore[attr-defined]
     send_job(sqs, queue, '{"n": 1}')
@@ -260,7 +260,7 @@ def test_a_job_that_returns_a_coroutine_fails_with_backoff(
     assert_retried_after_backoff(sqs, queue, 1, failed_at)
 
 
-# -- batch processors: unclear failure reports -------------------------------------
+# -- bulk processors: unclear failure reports -------------------------------------
 
 
 def report(value: Any) -> Callable[[list[dict[str, Any]]], Any]:
@@ -272,7 +272,7 @@ def report(value: Any) -> Callable[[list[dict[str, Any]]], Any]:
 
 def raise_failed(failed: Any) -> Callable[[list[dict[str, Any]]], Any]:
     def index(jobs: list[dict[str, Any]]) -> Any:
-        raise BatchJobsFailed(failed)
+        raise BulkJobsFailed(failed)
 
     return index
 
@@ -285,11 +285,11 @@ UNCLEAR_REPORTS: dict[str, tuple[Callable[[list[dict[str, Any]]], Any], str]] = 
     "not a list": (report(7), "returned 7 for a batch of"),
     "a string": (report("0"), "returned '0' for a batch of"),
     "False": (report(False), "returned False for a batch of"),
-    "BatchJobsFailed out of range": (
+    "BulkJobsFailed out of range": (
         raise_failed({5: ValueError("five")}),
-        "raised BatchJobsFailed([5]), where [5] are not job indices",
+        "raised BulkJobsFailed([5]), where [5] are not job indices",
     ),
-    "BatchJobsFailed naming no job": (raise_failed([]), "raised BatchJobsFailed naming no job"),
+    "BulkJobsFailed naming no job": (raise_failed([]), "raised BulkJobsFailed naming no job"),
 }
 
 
@@ -301,14 +301,14 @@ def test_an_unclear_batch_report_retries_the_whole_batch(
     jobs = 3 * len(UNCLEAR_REPORTS)
     with queue.add_batch():
         for case, (fn, _) in UNCLEAR_REPORTS.items():
-            task = queue.batch_processor(f"index {case}")(fn)
+            task = queue.bulk_processor(f"index {case}")(fn)
             for n in range(3):
                 task.delay(n=n)
     succeeded, failed, failed_at = process(queue, jobs)
     assert (succeeded, failed) == (0, jobs)
     assert "the whole batch is retried" in errors.text
     for case, (_, shown) in UNCLEAR_REPORTS.items():
-        assert f"batch processor of job 'index {case}' on queue 'jobs'" in errors.text, case
+        assert f"bulk processor of job 'index {case}' on queue 'jobs'" in errors.text, case
         assert shown in errors.text, case
     back = assert_retried_after_backoff(sqs, queue, jobs, failed_at)
     by_job: dict[str | None, list[int]] = {}
@@ -323,11 +323,11 @@ def test_an_unclear_batch_report_retries_the_whole_batch(
 def test_a_clear_batch_report_retries_only_the_jobs_it_names(sqs: SQSEnv, how: str) -> None:
     queue = make_queue(sqs)
 
-    @queue.batch_processor("index")
+    @queue.bulk_processor("index")
     def index(jobs: list[dict[str, Any]]) -> list[int]:
         failed = [i for i, job in enumerate(jobs) if job["n"] == 1] * 2  # duplicates are fine
         if how == "raised" and failed:
-            raise BatchJobsFailed({i: ValueError("one") for i in failed})
+            raise BulkJobsFailed({i: ValueError("one") for i in failed})
         return failed
 
     with queue.add_batch():
@@ -342,11 +342,11 @@ def test_a_clear_batch_report_retries_only_the_jobs_it_names(sqs: SQSEnv, how: s
 def test_a_single_message_of_a_batch_job_with_an_unclear_report_fails(sqs: SQSEnv) -> None:
     """The one-message path (a batch job's message run on its own) fails it too."""
     queue = make_queue(sqs)
-    task = queue.batch_processor("index")(report([3]))
+    task = queue.bulk_processor("index")(report([3]))
     task.delay(n=0)
     (message,) = receive_again(queue, 1)
-    assert queue.worker.process_message(message) is False
-    queue.worker.acker.flush()
+    assert queue.runner.process_message(message) is False
+    queue.runner.acker.flush()
     assert_retried_after_backoff(sqs, queue, 1, time.monotonic())
 
 

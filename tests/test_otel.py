@@ -300,14 +300,14 @@ def test_raw_queue_messages_get_consumer_spans(make_env: Callable[..., SQSEnv]) 
     assert bodies == ["tick", "bad"]
 
 
-def test_batch_processor_gets_one_span_linked_to_each_producer(
+def test_bulk_processor_gets_one_span_linked_to_each_producer(
     make_env: Callable[..., SQSEnv],
 ) -> None:
     queue = make_queue(make_env)
     sqs_name = queue.get_sqs_queue_name()
     seen: list[int] = []
 
-    @queue.batch_processor("index", max_batch=10, max_wait=0.2)
+    @queue.bulk_processor("index", max_jobs=10, max_wait=0.2)
     def index(jobs: list[dict[str, Any]]) -> list[int]:
         seen.extend(job["n"] for job in jobs)
         # The second job of the first batch fails (reported, not raised).
@@ -329,7 +329,7 @@ def test_batch_processor_gets_one_span_linked_to_each_producer(
     assert attributes["messaging.batch.message_count"] == 3
     assert attributes["messaging.sqsw.job_name"] == "index"
     assert attributes["messaging.sqsw.failed_count"] == 1
-    assert attributes["error.type"] == "sqsw_core.batch_jobs.BatchJobsFailed"
+    assert attributes["error.type"] == "sqsw_core.bulk_jobs.BulkJobsFailed"
     assert "messaging.message.id" not in attributes
     assert batch.status.status_code is StatusCode.ERROR
     (consumed,) = metric_points("messaging.client.consumed.messages", sqs_name)
@@ -626,8 +626,8 @@ try:
     job.delay(i=1)
     (message,) = queue.get_raw_messages(wait_seconds=1)
     attributes = sorted(message.message_attributes)
-    queue.worker.process_message(message)
-    queue.worker.acker.flush()
+    queue.runner.process_message(message)
+    queue.runner.acker.flush()
     process_until_idle(queue)
 finally:
     env.sqs_client.delete_queue(QueueUrl=queue.url)

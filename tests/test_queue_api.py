@@ -92,7 +92,7 @@ def test_get_processor_returns_the_registered_processor_or_none(sqs: SQSEnv) -> 
     processor = queue.get_processor("known")
     assert processor is not None
     assert processor is queue.processors["known"]
-    assert processor.fn is known.processor
+    assert processor.fn is known.fn
     assert processor.job_name == "known"
     assert processor.queue is queue
     assert queue.get_processor("unknown") is None

@@ -90,7 +90,7 @@ def test_raw_queue_by_name_and_env_decorator(sqs: SQSEnv) -> None:
     def processor(message: Message) -> None:
         bodies.append(message.body)
 
-    assert cron.processor is processor
+    assert cron.fn is processor
     cron.add_raw_job("by name")
     process_until_idle(cron)
     assert bodies == ["by name"]
@@ -379,7 +379,7 @@ def test_second_registration_replaces_the_first_with_a_warning(
 
     assert "replaces" in caplog.text
     assert "first" in caplog.text
-    assert cron.processor is second
+    assert cron.fn is second
     cron.add_raw_job("x")
     process_until_idle(cron)
     assert calls == ["second"]
@@ -392,7 +392,7 @@ def test_handler_parameters_are_checked_at_registration(sqs: SQSEnv) -> None:
 
     with pytest.raises(ConfigurationError, match="cannot fill parameter 'customer_id'"):
         cron.connect_raw_processor(needs_more)
-    assert cron.processor is None
+    assert cron.fn is None
 
     def with_default(message: Message, retries: int = 3) -> None: ...
 

@@ -732,7 +732,7 @@ def test_poison_messages_are_dead_lettered_and_good_jobs_run_once(
     dead_ids = {m["MessageId"] for m in dead}
     assert dead_ids == set(ids.values())
     assert all(int(m["Attributes"]["ApproximateReceiveCount"]) >= 2 for m in dead)
-    errors = [r for r in caplog.records if r.name == "sqsw.worker" and r.levelno >= logging.ERROR]
+    errors = [r for r in caplog.records if r.name == "sqsw.jobs" and r.levelno >= logging.ERROR]
     for name, message_id in ids.items():
         expected = poison[name][2]
         lines = [r.getMessage() for r in errors if message_id in r.getMessage()]
@@ -913,7 +913,7 @@ def test_signed_worker_refuses_unsigned_and_tampered_messages(
         lines = [
             r.getMessage()
             for r in caplog.records
-            if r.name == "sqsw.worker" and message_id in r.getMessage()
+            if r.name == "sqsw.jobs" and message_id in r.getMessage()
         ]
         assert len(lines) >= 2 and all(
             f"as 'signed': SignatureError: {reason}" in x for x in lines

@@ -192,7 +192,7 @@ def test_dropped_connections_are_retried(
     assert seen == [1]
     assert injector.count("send_message") == 2
     assert injector.count("delete_message_batch") == 2  # the ack was retried, not lost
-    assert queue.worker.acker.failed_acks == 0
+    assert queue.runner.acker.failed_acks == 0
     logs = _retry_logs(caplog)
     assert any("send_message" in m and error.__name__ in m for m in logs)
     assert any("delete_message_batch" in m and "ServiceUnavailable" in m for m in logs)

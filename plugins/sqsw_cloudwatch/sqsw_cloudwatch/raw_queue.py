@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqsw_cloudwatch.exceptions import NoRawProcessorError
 from sqsw_cloudwatch.handlers import RawHandler
 from sqsw_core.messages import Message
-from sqsw_core.processors import HandlerCall, overrides_handling
+from sqsw_core.processors import HandlerCall
 from sqsw_core.queue import GenericQueue
 
 if TYPE_CHECKING:
@@ -82,8 +82,13 @@ class RawQueue(GenericQueue):
     ) -> None:
         super().__init__(env, name, backoff_policy, queue_url=queue_url, **options)
         #: The registered function, as given (``None`` until one is registered).
-        self.processor: Callable[..., Any] | None = None
+        self.fn: Callable[..., Any] | None = None
         self.handler: RawHandler | None = None
+
+    @property
+    def processor(self) -> Callable[..., Any] | None:
+        """The former name of :attr:`fn`, the registered function."""
+        return self.fn
 
     # -- registering the processor --------------------------------------------
 
@@ -103,7 +108,7 @@ class RawQueue(GenericQueue):
     def connect_raw_processor(self, processor: F) -> F:
         """Register ``processor``, replacing (with a warning) any earlier one."""
         handler = RawHandler(processor, self.name)
-        previous = self.processor
+        previous = self.fn
         if previous is not None and previous is not processor:
             logger.warning(
                 "Raw queue %s: processor %s replaces %s (a raw queue has one processor)",
@@ -112,7 +117,7 @@ class RawQueue(GenericQueue):
                 getattr(previous, "__qualname__", previous),
             )
         self.handler = handler
-        self.processor = processor
+        self.fn = processor
         logger.debug("Registered raw processor %r", handler)
         return processor
 
@@ -173,9 +178,9 @@ class RawQueue(GenericQueue):
                 f"one with @queue.raw_processor() (queue = sqs.queue({self.name!r}, 'raw')) "
                 "in the worker's code before processing the queue."
             )
-        processor_class = self.env.processor_class
-        if overrides_handling(processor_class):
-            with processor_class.handling(HandlerCall(self, [message])):
+        hooks = self.env.processor_hooks
+        if hooks.handling_hooks:
+            with hooks.handling(HandlerCall(self, [message])):
                 handler(message)
         else:
             handler(message)

@@ -30,7 +30,7 @@ from sqsw_core.queue import GenericQueue
 from sqsw_core.results import BatchProcessingResult
 from sqsw_core.sending import message_size
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
-from sqsw_core.worker import change_visibility, delete_messages
+from sqsw_core.sqs_calls import change_visibility, delete_messages
 from sqsw_deadletter.exceptions import PushBackError
 from sqsw_deadletter.push_back import push_back_entry
 from sqsw_deadletter.selection import (

@@ -31,6 +31,7 @@ from sqsw_otel.attributes import (
     QUEUE_URL,
     RECEIVE_COUNT,
 )
+from sqsw_otel.attributes import BULK_JOBS_FAILED as BULK_JOBS_FAILED
 from sqsw_otel.attributes import SYSTEM_AWS_SQS as SYSTEM_AWS_SQS
 from sqsw_otel.processor import OtelProcessor
 from sqsw_otel.propagation import AWS_TRACE_HEADER as AWS_TRACE_HEADER

@@ -10,6 +10,7 @@ __all__ = [
     "BATCH_ENTRIES_REFUSED",
     "BATCH_JOBS_FAILED",
     "BATCH_MESSAGE_COUNT",
+    "BULK_JOBS_FAILED",
     "DESTINATION_NAME",
     "ERROR_TYPE",
     "FAILED_COUNT",
@@ -37,11 +38,13 @@ SYSTEM_AWS_SQS = "aws_sqs"
 # sqsw's own attributes: the conventions define no SQS receive count nor job name.
 JOB_NAME = "messaging.sqsw.job_name"
 RECEIVE_COUNT = "messaging.sqsw.receive_count"
-#: How many jobs of a batch processor's batch failed (without the handler raising), or
+#: How many jobs of a bulk job's call failed (without the handler raising), or
 #: how many messages of a batch send SQS refused.
 FAILED_COUNT = "messaging.sqsw.failed_count"
-#: ``error.type`` of a batch span when some of its jobs failed.
-BATCH_JOBS_FAILED = "sqsw_core.batch_jobs.BatchJobsFailed"
+#: ``error.type`` of a bulk job's span when some of its jobs failed.
+BULK_JOBS_FAILED = "sqsw_core.bulk_jobs.BulkJobsFailed"
+#: The former name of ``BULK_JOBS_FAILED``.
+BATCH_JOBS_FAILED = BULK_JOBS_FAILED
 #: ``error.type`` of a batch send span when SQS refused some of its entries
 #: (what ``add_batch()`` then raises).
 BATCH_ENTRIES_REFUSED = "sqsw_core.exceptions.SQSBatchError"

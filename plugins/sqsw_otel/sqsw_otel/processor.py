@@ -13,8 +13,8 @@ from sqsw_core.exceptions import RetryJob
 from sqsw_core.processors import HandlerCall, Processor
 from sqsw_otel.attributes import (
     BATCH_ENTRIES_REFUSED,
-    BATCH_JOBS_FAILED,
     BATCH_MESSAGE_COUNT,
+    BULK_JOBS_FAILED,
     DESTINATION_NAME,
     ERROR_TYPE,
     FAILED_COUNT,
@@ -128,7 +128,7 @@ class OtelProcessor(Processor):
         One message: the span continues the producer's trace, as for jobs. A
         batch: one span linked to each message's producer context, with
         ``messaging.batch.message_count``; jobs the handler reported failed
-        make its status ERROR (``error.type`` ``BatchJobsFailed``).
+        make its status ERROR (``error.type`` ``BulkJobsFailed``).
         """
         if cls.telemetry_off():
             with super().handling(call):
@@ -159,7 +159,7 @@ class OtelProcessor(Processor):
                 retrying(span, retry)
                 raise
             if call.failed:
-                span.set_attribute(ERROR_TYPE, BATCH_JOBS_FAILED)
+                span.set_attribute(ERROR_TYPE, BULK_JOBS_FAILED)
                 span.set_attribute(FAILED_COUNT, len(call.failed))
                 span.set_status(
                     Status(

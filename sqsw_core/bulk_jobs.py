@@ -1,13 +1,13 @@
-"""Batch processors: one call of a job function for many messages of one job.
+"""Bulk processors: one call of a job function for many messages of one job.
 
-``@queue.batch_processor("index", max_batch=50, max_wait=0.5)`` registers a
+``@queue.bulk_processor("index", max_jobs=50, max_wait=0.5)`` registers a
 function that takes a list of jobs (each a dict of keyword arguments). The
-engine gathers messages of that job across receives until ``max_batch`` are
+engine gathers messages of that job across receives until ``max_jobs`` are
 there or the first has waited ``max_wait`` seconds. The function reports
 per-job failures by returning the indices that failed, or by raising
-:class:`BatchJobsFailed`; only those jobs are retried, the rest are acked.
+:class:`BulkJobsFailed`; only those jobs are retried, the rest are acked.
 Any other exception fails the whole batch, and so does a report sqsw cannot
-read (:class:`~sqsw_core.exceptions.BatchReportError`).
+read (:class:`~sqsw_core.exceptions.BulkReportError`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import operator
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqsw_core.exceptions import BatchReportError, SQSError, quote
+from sqsw_core.exceptions import BulkReportError, SQSError, quote
 from sqsw_core.processors import refuse_async, refuse_awaitable
 
 if TYPE_CHECKING:
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from sqsw_core.queue import GenericQueue
 
 
-class BatchJobsFailed(SQSError):
-    """Raised by a batch processor: these jobs of the batch failed (by index).
+class BulkJobsFailed(SQSError):
+    """Raised by a bulk processor: these jobs of the batch failed (by index).
 
     ``failed`` maps each failed index to its exception (or is an iterable of
     indices); the other jobs of the batch succeeded and are acked.
@@ -38,7 +38,7 @@ class BatchJobsFailed(SQSError):
         super().__init__(f"{len(self.failed)} job(s) of the batch failed: {sorted(self.failed)}")
 
 
-class BatchProcessor:
+class BulkProcessor:
     """Calls ``fn(jobs)`` with a list of decoded jobs of ``job_name``."""
 
     def __init__(
@@ -46,20 +46,20 @@ class BatchProcessor:
         queue: GenericQueue,
         fn: Callable[[list[dict[str, Any]]], Any],
         job_name: str,
-        max_batch: int = 10,
+        max_jobs: int = 10,
         max_wait: float = 1.0,
         pass_context: bool = False,
         context_var: str = "context",
     ) -> None:
-        if max_batch < 1:
-            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if max_jobs < 1:
+            raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
         if max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait}")
         refuse_async(fn, f"batch job {job_name!r} on queue {queue.name!r}")
         self.queue = queue
         self.fn = fn
         self.job_name = job_name
-        self.max_batch = max_batch
+        self.max_jobs = max_jobs
         self.max_wait = max_wait
         self.pass_context = pass_context
         self.context_var = context_var
@@ -67,10 +67,10 @@ class BatchProcessor:
     def run(self, jobs: list[tuple[dict[str, Any], JobContext]]) -> set[int]:
         """Call the function; the indices of the jobs that failed (empty: all ok).
 
-        Raises when the whole batch failed, and :class:`BatchReportError` when
+        Raises when the whole batch failed, and :class:`BulkReportError` when
         the function's report of which jobs failed cannot be read: an index
         out of range, an item that is not an int (``True`` included), a
-        ``BatchJobsFailed`` naming no job, or a return value that is neither
+        ``BulkJobsFailed`` naming no job, or a return value that is neither
         ``None`` nor a list of indices. sqsw cannot tell which jobs of such a
         batch succeeded, so none of them is acked.
         """
@@ -80,11 +80,11 @@ class BatchProcessor:
             arguments = [kwargs for kwargs, _ in jobs]
         try:
             result = self.fn(arguments)
-        except BatchJobsFailed as failed:
+        except BulkJobsFailed as failed:
             if not failed.failed:
-                raise self._unclear(len(jobs), "raised BatchJobsFailed naming no job") from failed
+                raise self._unclear(len(jobs), "raised BulkJobsFailed naming no job") from failed
             items = list(failed.failed)
-            return self._indices(items, len(jobs), f"raised BatchJobsFailed({quote(items)})")
+            return self._indices(items, len(jobs), f"raised BulkJobsFailed({quote(items)})")
         if result is None or result is True:
             return set()
         refuse_awaitable(result, self.queue.name, self.job_name)
@@ -94,7 +94,7 @@ class BatchProcessor:
         return self._indices(items, len(jobs), f"returned {quote(items)}")
 
     def _indices(self, items: list[Any], count: int, shown: str) -> set[int]:
-        """``items`` as indices of failed jobs; :class:`BatchReportError` if any is unclear."""
+        """``items`` as indices of failed jobs; :class:`BulkReportError` if any is unclear."""
         indices: set[int] = set()
         bad: list[Any] = []
         for item in items:
@@ -112,17 +112,17 @@ class BatchProcessor:
             raise self._unclear(count, f"{shown}, where {quote(bad)} are not job indices")
         return indices
 
-    def _unclear(self, count: int, what: str) -> BatchReportError:
-        return BatchReportError(
-            f"batch processor of job {quote(self.job_name)!r} on queue {self.queue.name!r} "
+    def _unclear(self, count: int, what: str) -> BulkReportError:
+        return BulkReportError(
+            f"bulk processor of job {quote(self.job_name)!r} on queue {self.queue.name!r} "
             f"{what} for a batch of {count} job(s): return None (all succeeded) or the "
             f"indices of the jobs that failed (ints 0 to {count - 1}), or raise "
-            "BatchJobsFailed({index: error}); sqsw cannot tell which jobs succeeded, so the "
+            "BulkJobsFailed({index: error}); sqsw cannot tell which jobs succeeded, so the "
             "whole batch is retried"
         )
 
     def __repr__(self) -> str:
         return (
-            f"<BatchProcessor {self.queue.name}.{self.job_name} max_batch={self.max_batch} "
+            f"<BulkProcessor {self.queue.name}.{self.job_name} max_jobs={self.max_jobs} "
             f"max_wait={self.max_wait}>"
         )

@@ -1,4 +1,4 @@
-"""Batch processors: many jobs in one call, per-job failures retried alone."""
+"""Bulk processors: many jobs in one call, per-job failures retried alone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from sqsw_core import (
     IMMEDIATE_RETURN,
-    BatchJobsFailed,
+    BulkJobsFailed,
     ConfigurationError,
     SQSEnv,
     create_fifo_queue,
@@ -30,7 +30,7 @@ def test_jobs_are_gathered_across_receives_into_batches(queue: Any) -> None:
     calls: list[list[int]] = []
     lock = threading.Lock()
 
-    @queue.batch_processor("index", max_batch=25, max_wait=2)
+    @queue.bulk_processor("index", max_jobs=25, max_wait=2)
     def index(jobs: list[dict[str, Any]]) -> None:
         with lock:
             calls.append([job["n"] for job in jobs])
@@ -46,7 +46,7 @@ def test_jobs_are_gathered_across_receives_into_batches(queue: Any) -> None:
 def test_a_partial_batch_runs_after_max_wait(queue: Any) -> None:
     calls: list[tuple[float, int]] = []
 
-    @queue.batch_processor("index", max_batch=100, max_wait=0.5)
+    @queue.bulk_processor("index", max_jobs=100, max_wait=0.5)
     def index(jobs: list[dict[str, Any]]) -> None:
         calls.append((time.monotonic(), len(jobs)))
 
@@ -59,7 +59,7 @@ def test_a_partial_batch_runs_after_max_wait(queue: Any) -> None:
 def test_only_the_failed_jobs_of_a_batch_are_retried(queue: Any) -> None:
     runs: Counter[int] = Counter()
 
-    @queue.batch_processor("index", max_batch=10, max_wait=0.3)
+    @queue.bulk_processor("index", max_jobs=10, max_wait=0.3)
     def index(jobs: list[dict[str, Any]]) -> list[int]:
         failed = []
         for i, job in enumerate(jobs):
@@ -79,13 +79,13 @@ def test_only_the_failed_jobs_of_a_batch_are_retried(queue: Any) -> None:
 def test_batch_jobs_failed_and_whole_batch_failures(queue: Any) -> None:
     attempts: list[list[int]] = []
 
-    @queue.batch_processor("index", max_batch=5, max_wait=0.3)
+    @queue.bulk_processor("index", max_jobs=5, max_wait=0.3)
     def index(jobs: list[dict[str, Any]]) -> None:
         attempts.append(sorted(job["n"] for job in jobs))
         if len(attempts) == 1:
             raise RuntimeError("search cluster down")  # the whole batch fails
         if len(attempts) == 2:
-            raise BatchJobsFailed({0: ValueError("bad document")})
+            raise BulkJobsFailed({0: ValueError("bad document")})
 
     with queue.add_batch():
         for n in range(5):
@@ -102,7 +102,7 @@ def test_process_batch_groups_batch_jobs_and_undecodable_fail_alone(
     got: list[list[int]] = []
     singles: list[int] = []
 
-    @queue.batch_processor("index", max_batch=10)
+    @queue.bulk_processor("index", max_jobs=10)
     def index(jobs: list[dict[str, Any]]) -> None:
         got.append(sorted(job["n"] for job in jobs))
 
@@ -127,7 +127,7 @@ def test_process_batch_groups_batch_jobs_and_undecodable_fail_alone(
     assert (result.succeeded_count(), result.failed_count()) == (4, 1)
 
 
-def test_batch_processors_are_refused_on_fifo_queues(sqs: SQSEnv) -> None:
+def test_bulk_processors_are_refused_on_fifo_queues(sqs: SQSEnv) -> None:
     create_fifo_queue(sqs, "ordered.fifo", content_based_deduplication=True)
     with pytest.raises(ConfigurationError, match="FIFO"):
-        sqs.queue("ordered.fifo").batch_processor("index")
+        sqs.queue("ordered.fifo").bulk_processor("index")

@@ -1,0 +1,301 @@
+"""Running received messages' jobs: the :class:`JobRunner`.
+
+``process_batch`` uses a JobRunner directly; the engine's job threads share
+one. Every run ends in :meth:`JobRunner.settle` (from a ``finally``), which
+hands the message to the :class:`~sqsw_core.settling.Settler`: ack on
+success, retry after the backoff on anything raised, ``BaseException``
+included.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.early_messages import hold_back_early, hold_back_if_early
+from sqsw_core.exceptions import JobError, RetryJob
+from sqsw_core.log_text import shorten
+from sqsw_core.long_delays import DUE_AT_ATTR
+from sqsw_core.processors import HandlerCall
+from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
+from sqsw_core.settling import Settler
+from sqsw_core.sqs_calls import receive_messages
+
+if TYPE_CHECKING:
+    from sqsw_core.backoff_policies import BackoffPolicy
+    from sqsw_core.bulk_jobs import BulkProcessor
+    from sqsw_core.messages import Message
+    from sqsw_core.queue_handle import QueueHandle
+
+logger = logging.getLogger("sqsw.jobs")
+
+
+def log_extra(queue: QueueHandle, message: Message) -> dict[str, Any]:
+    """The ``extra`` of a log record about one message (for structured logs)."""
+    return {"queue_name": queue.name, "message_id": message.message_id}
+
+
+def log_job_failure(queue: QueueHandle, message: Message, exc: BaseException) -> None:
+    """Log why the job of ``message`` did not succeed (it is retried after the backoff)."""
+    job = shorten(message.job_name)
+    extra = log_extra(queue, message)
+    if isinstance(exc, RetryJob):
+        logger.info(
+            "Retrying %s.%s (message %s) as the job asked",
+            queue.name,
+            job,
+            message.message_id,
+            extra=extra,
+        )
+    elif isinstance(exc, JobError):
+        logger.error(
+            "Cannot run message %s from %s: %s", message.message_id, queue.name, exc, extra=extra
+        )
+    elif isinstance(exc, Exception):
+        logger.exception(
+            "Error while processing %s.%s (message %s, delivery %d)",
+            queue.name,
+            job,
+            message.message_id,
+            message.receive_count,
+            extra=extra,
+        )
+    else:
+        logger.error(
+            "Job %s.%s (message %s, delivery %d) raised %s; it is retried after its backoff",
+            queue.name,
+            job,
+            message.message_id,
+            message.receive_count,
+            type(exc).__name__,
+            exc_info=True,
+            extra=extra,
+        )
+
+
+class JobRunner:
+    """Receives, runs and settles the messages of one queue (thread-safe)."""
+
+    def __init__(self, queue: QueueHandle, settler: Settler | None = None) -> None:
+        self.queue = queue
+        self.settler = settler or Settler(queue)
+
+    @property
+    def acker(self) -> Any:
+        """The settler's batched acker (``flush()``, ``failed_acks``)."""
+        return self.settler.acker
+
+    def receive(self, wait_seconds: float = 0, max_messages: int = 10) -> list[Message]:
+        """Receive up to ``max_messages`` (at most 10) messages."""
+        return receive_messages(self.queue, wait_seconds, max_messages)
+
+    # -- one message -------------------------------------------------------------
+
+    def run_message(self, message: Message) -> tuple[Outcome, BaseException | None]:
+        """Run one message's job and settle it: ack on success, else retry after the backoff.
+
+        Never raises. Returns the outcome, and the ``KeyboardInterrupt`` or
+        ``SystemExit`` the job raised (else ``None``) for the caller to raise
+        again when it means to stop: the message is settled as a failure first,
+        like anything else a job raises. ``NOT_DUE``: not due yet (``SqswDueAt``),
+        sent on to its due time, neither run nor counted.
+        """
+        failure: BaseException | None = None
+        try:
+            if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(
+                self.settler, message
+            ):
+                return NOT_DUE, None
+            self.queue.handle_message(message)
+        except BaseException as exc:
+            failure = exc
+            log_job_failure(self.queue, message, exc)
+        outcome = self.settle(message, failure)
+        interrupt = failure if isinstance(failure, KeyboardInterrupt | SystemExit) else None
+        return outcome, interrupt
+
+    def process_message(self, message: Message) -> bool | None:
+        """Run and settle one message: ``True`` (succeeded), ``False`` or ``None`` (not
+        due yet). A job's ``KeyboardInterrupt`` or ``SystemExit`` goes on once settled."""
+        outcome, interrupt = self.run_message(message)
+        if interrupt is not None:
+            raise interrupt
+        return outcome.ok
+
+    def settle(self, message: Message, failure: BaseException | None) -> Outcome:
+        """Settle a message whose job ran: ack it (``failure`` None) or retry it after
+        the backoff (``RetryJob``'s own policy, if it gave one)."""
+        if failure is None:
+            self.settler.ack(message)
+            return SUCCEEDED
+        policy: BackoffPolicy | None = None
+        status = Outcome.FAILED
+        if isinstance(failure, RetryJob):
+            policy, status = failure.backoff_policy, Outcome.RETRIED
+        return Outcome(status, self.settler.retry(message, policy))
+
+    # -- a received batch --------------------------------------------------------
+
+    def process_messages(self, messages: list[Message]) -> BatchProcessingResult:
+        """Run and settle received messages in order (FIFO groups stop at a failure).
+
+        If a job raises ``KeyboardInterrupt`` or ``SystemExit`` (settled itself),
+        the messages after it go back to the queue unrun before it propagates.
+        """
+        messages = hold_back_early(self.settler, messages)  # not due: neither run nor counted
+        result = BatchProcessingResult(self.queue.name)
+        fifo = self.queue.is_fifo
+        blocked_groups: dict[str | None, int] = {}
+        bulk_jobs = self.queue.bulk_processors if not fifo else {}
+        gathered: dict[str, list[Message]] = {}
+        for position, message in enumerate(messages):
+            name = message.job_name if bulk_jobs else None
+            if name is not None and name in bulk_jobs:
+                gathered.setdefault(name, []).append(message)
+                continue
+            group = message.group_id
+            if fifo and group in blocked_groups:
+                # A FIFO group stops at its first failure: later messages of the
+                # group go back untouched, visible just after the failed one so
+                # they run after it, in order (servers that requeue a message at
+                # the end of its group when it becomes visible agree too).
+                self.settler.delay(message, blocked_groups[group] + 1)
+                continue
+            outcome, interrupt = self.run_message(message)
+            if outcome.ok is False and fifo:
+                blocked_groups[group] = outcome.retry_delay
+            result_add(result, message, outcome)
+            if interrupt is not None:
+                rest = messages[position + 1 :] + [m for g in gathered.values() for m in g]
+                self._give_back(rest, interrupt, outcome.retry_delay + 1 if fifo else 0)
+                raise interrupt
+        groups = list(gathered.values())
+        for index, group_messages in enumerate(groups):
+            try:
+                outcomes = self.run_bulk(group_messages)
+            except BaseException as exc:
+                self._give_back([m for rest in groups[index + 1 :] for m in rest], exc, 0)
+                raise
+            for message, outcome in zip(group_messages, outcomes, strict=True):
+                result_add(result, message, outcome)
+        return result
+
+    def _give_back(self, messages: list[Message], exc: BaseException, delay: int) -> None:
+        """Return messages that never ran, visible after ``delay`` (FIFO: after the failed one)."""
+        if not messages:
+            return
+        logger.warning(
+            "%s stopped a batch of %s: %d message(s) that did not run go back to the queue",
+            type(exc).__name__,
+            self.queue.name,
+            len(messages),
+        )
+        for message in messages:
+            self.settler.delay(message, delay)
+        self.settler.flush()
+
+    def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
+        """Receive one batch (up to 10 messages), run it, and settle every message."""
+        result = self.process_messages(self.receive(wait_seconds))
+        self.settler.flush()
+        return result
+
+    # -- bulk jobs ---------------------------------------------------------------
+
+    def run_bulk(self, messages: list[Message]) -> list[Outcome]:
+        """Run messages of one bulk job in one call; settle each; one outcome each.
+
+        A message that cannot be decoded, or whose due time is bad, fails alone;
+        the others still run. A ``KeyboardInterrupt`` or ``SystemExit`` from the
+        function goes on after every message is settled.
+        """
+        processor = self.queue.bulk_processors[messages[0].job_name or ""]
+        outcomes: dict[int, Outcome] = {}
+        runnable: list[int] = []
+        jobs = []
+        for index, message in enumerate(messages):
+            try:
+                if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(
+                    self.settler, message
+                ):
+                    outcomes[index] = NOT_DUE
+                    continue
+                jobs.append(self.queue.decode_job(message))
+                runnable.append(index)
+            except JobError as exc:
+                log_job_failure(self.queue, message, exc)
+                outcomes[index] = self.settle(message, exc)
+        failure, failed_jobs = self._call_bulk(processor, [messages[i] for i in runnable], jobs)
+        for position, index in enumerate(runnable):
+            error = failure if position in failed_jobs else None
+            outcomes[index] = self.settle(messages[index], error)
+        if isinstance(failure, KeyboardInterrupt | SystemExit):
+            raise failure
+        return [outcomes[i] for i in range(len(messages))]
+
+    def _call_bulk(
+        self, processor: BulkProcessor, messages: list[Message], jobs: list[Any]
+    ) -> tuple[BaseException | None, set[int]]:
+        """Call a bulk job's function; what failed it (if anything) and the failed indices."""
+        if not jobs:
+            return None, set()
+        queue = self.queue
+        job_name = shorten(processor.job_name)
+        call = HandlerCall(queue, messages, processor.job_name)  # type: ignore[arg-type]
+        try:
+            hooks = queue.processor_hooks
+            if hooks.handling_hooks:
+                with hooks.handling(call):
+                    call.failed = processor.run(jobs)
+            else:
+                call.failed = processor.run(jobs)
+        except RetryJob as retry:
+            logger.info(
+                "Retrying a batch of %d %s.%s jobs as asked", len(jobs), queue.name, job_name
+            )
+            return retry, set(range(len(jobs)))
+        except BaseException as exc:
+            self._log_bulk_failure(len(jobs), job_name, exc)
+            return exc, set(range(len(jobs)))
+        if call.failed and len(call.failed) < len(jobs):
+            logger.error(
+                "%d of %d %s.%s jobs of a batch failed; retrying those only",
+                len(call.failed),
+                len(jobs),
+                queue.name,
+                job_name,
+            )
+        if call.failed:
+            return BulkJobFailure(), call.failed
+        return None, set()
+
+    def _log_bulk_failure(self, count: int, job_name: str, exc: BaseException) -> None:
+        if isinstance(exc, Exception):
+            logger.exception(
+                "Error while processing a batch of %d %s.%s jobs; retrying all of them",
+                count,
+                self.queue.name,
+                job_name,
+            )
+        else:
+            logger.error(
+                "A batch of %d %s.%s jobs raised %s; retrying all of them after the backoff",
+                count,
+                self.queue.name,
+                job_name,
+                type(exc).__name__,
+                exc_info=True,
+            )
+
+
+def result_add(result: BatchProcessingResult, message: Message, outcome: Outcome) -> None:
+    """Count a settled message in a batch's result (not-due messages are not counted)."""
+    ok = outcome.ok
+    if ok:
+        result.succeeded.append(message)
+    elif ok is False:
+        result.failed.append(message)
+
+
+class BulkJobFailure(Exception):
+    """Stands for the jobs a bulk job's function reported as failed without raising."""

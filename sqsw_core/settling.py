@@ -1,0 +1,244 @@
+"""Settling received messages: ack, retry after a delay, release. The only place it happens.
+
+Every path that finishes with a message, the job runner, bulk jobs, long
+delays, the engine's stops and FIFO ordering, goes through a
+:class:`Settler`: it stops the visibility heartbeat keeping the message
+(``forget``) and then
+
+* **acks** it (deletes it: the job succeeded),
+* **retries** it: visible again after the backoff policy's delay (the job failed),
+* **delays** it: visible again after a given number of seconds (a FIFO group
+  mate of a failed job, a message given back unrun, a long delay's next hop), or
+* **releases** it: visible again at once, without running (a stop).
+
+Acks and delays are batched by the :class:`Acker` (10 per SQS call, sent at
+the latest ``max_delay`` seconds after the first); releases go out at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from sqsw_core.backoff_policies import clamp_visibility
+from sqsw_core.limits import MAX_BATCH_ENTRIES, chunks
+from sqsw_core.sqs_calls import change_visibility, delete_messages
+
+if TYPE_CHECKING:
+    from sqsw_core.backoff_policies import BackoffPolicy
+    from sqsw_core.heartbeat import VisibilityKeeper
+    from sqsw_core.messages import Message
+    from sqsw_core.queue_handle import QueueHandle
+
+logger = logging.getLogger("sqsw.settling")
+
+
+def visibility_timeout(queue: QueueHandle) -> int:
+    """The queue's visibility timeout in seconds (SQS's default, 30, if unknown)."""
+    return int(queue.attributes.get("VisibilityTimeout", "30"))
+
+
+def retry_delay(queue: QueueHandle, message: Message, policy: BackoffPolicy | None) -> int | None:
+    """Seconds until a failed ``message`` is delivered again, from the backoff policy.
+
+    ``policy`` defaults to the queue's. ``None`` when the policy itself
+    failed: the message is then left hidden until its visibility timeout runs
+    out, never made visible at once by mistake.
+    """
+    policy = policy or queue.backoff_policy
+    try:
+        return clamp_visibility(policy.get_visibility_timeout(message))
+    except Exception:
+        logger.exception(
+            "Backoff policy %r failed for message %s on %s; it is delivered again when "
+            "its visibility timeout runs out",
+            policy,
+            message.message_id,
+            queue.name,
+        )
+        return None
+
+
+class Acker:
+    """Deletes succeeded messages and delays failed ones, 10 per SQS call.
+
+    Entries are flushed when 10 are pending or when the oldest has waited
+    ``max_delay`` seconds (a background thread sees to that), so a finished
+    job is never held back by the jobs after it.
+    """
+
+    def __init__(
+        self,
+        queue: QueueHandle,
+        max_delay: float = 0.1,
+        visibility_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
+        self.queue = queue
+        self.max_delay = max_delay
+        # Held while visibility changes are sent, shared with the heartbeat.
+        self.visibility_lock = visibility_lock or threading.Lock()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._deletes: list[Message] = []
+        self._changes: list[tuple[Message, int]] = []
+        self._oldest: float | None = None
+        self._thread: threading.Thread | None = None
+        self._idle = False
+        self._closed = False
+        self.failed_acks = 0
+
+    def ack(self, message: Message) -> None:
+        self._add(self._deletes, message)
+
+    def retry(self, message: Message, visibility_timeout: int) -> None:
+        self._add(self._changes, (message, visibility_timeout))
+
+    def _add(self, pending: list[Any], item: Any) -> None:
+        # The plain lock, not the Condition: this runs once per message.
+        # (flush() empties the pending lists in place, never replaces them.)
+        with self._lock:
+            pending.append(item)
+            if self._oldest is None:
+                self._oldest = time.monotonic()
+                if self._thread is None:
+                    self._start_thread()
+                elif self._idle:
+                    # Wake the flusher only from its untimed wait: a thread
+                    # switch per batch would cost more than the batching saves.
+                    self._cond.notify()
+            full = len(pending) >= MAX_BATCH_ENTRIES
+        if full:
+            self.flush(full_only=True)
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self._run, name=f"sqsw-acker-{self.queue.name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._oldest is None and not self._closed:
+                    self._idle = True
+                    self._cond.wait()
+                    self._idle = False
+                if self._closed:
+                    return
+                assert self._oldest is not None
+                wait = self._oldest + self.max_delay - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+            self.flush()
+
+    def flush(self, full_only: bool = False) -> None:
+        """Send pending deletes and visibility changes now.
+
+        ``full_only`` sends only complete batches of 10 and leaves the rest for
+        the timer, so concurrent job threads do not cause many small requests.
+        """
+        at_least = MAX_BATCH_ENTRIES if full_only else 1
+        while True:
+            with self._cond:
+                deletes = self._take(self._deletes, at_least)
+                changes = self._take(self._changes, at_least)
+                if not self._deletes and not self._changes:
+                    self._oldest = None
+            if not deletes and not changes:
+                return
+            if deletes:
+                self._send_deletes(deletes)
+            if changes:
+                with self.visibility_lock:
+                    change_visibility(self.queue, changes)
+
+    @staticmethod
+    def _take(pending: list[Any], at_least: int) -> list[Any]:
+        """Remove and return up to 10 entries of ``pending``, if it holds ``at_least``."""
+        if len(pending) < at_least:
+            return []
+        taken = pending[:MAX_BATCH_ENTRIES]
+        del pending[:MAX_BATCH_ENTRIES]
+        return taken
+
+    def _send_deletes(self, messages: list[Message]) -> None:
+        # Not ``self.failed_acks += delete_messages(...)``: that reads the counter
+        # before the (slow) call, and concurrent flushes would overwrite each other.
+        failed = delete_messages(self.queue, messages)
+        if failed:
+            with self._lock:
+                self.failed_acks += failed
+
+    def close(self) -> None:
+        """Flush and stop the background thread."""
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Settler:
+    """Settles the messages of one queue (thread-safe); see the module's docstring."""
+
+    def __init__(
+        self,
+        queue: QueueHandle,
+        acker: Acker | None = None,
+        keeper: VisibilityKeeper | None = None,
+    ) -> None:
+        self.queue = queue
+        self.acker = acker or Acker(queue)
+        self.keeper = keeper
+
+    def forget(self, message: Message) -> None:
+        """Stop keeping ``message`` invisible: it is being settled, or left to its timeout."""
+        if self.keeper is not None:
+            self.keeper.forget(message)
+
+    def ack(self, message: Message) -> None:
+        """The job succeeded: delete the message."""
+        self.forget(message)
+        self.acker.ack(message)
+
+    def retry(self, message: Message, policy: BackoffPolicy | None = None) -> int:
+        """The job failed: deliver the message again after the backoff (``policy``, else
+        the queue's). Returns the delay; a failing policy leaves the message hidden
+        until its visibility timeout runs out, and that timeout is returned."""
+        self.forget(message)
+        delay = retry_delay(self.queue, message, policy)
+        if delay is None:
+            return visibility_timeout(self.queue)
+        self.acker.retry(message, delay)
+        return delay
+
+    def delay(self, message: Message, seconds: int) -> None:
+        """Deliver the message again after ``seconds``, unrun (batched with the acks)."""
+        self.forget(message)
+        self.acker.retry(message, seconds)
+
+    def release(self, messages: Iterable[Message], visibility_timeout: int = 0) -> int:
+        """Make messages visible again now (after ``visibility_timeout`` s), unrun; how
+        many SQS accepted. Sent at once, under the heartbeat's lock, so no extension
+        of the same messages can come after it."""
+        messages = list(messages)
+        released = 0
+        lock = self.keeper.lock if self.keeper is not None else self.acker.visibility_lock
+        with lock:
+            for message in messages:
+                self.forget(message)
+            for chunk in chunks(messages):
+                released += change_visibility(self.queue, [(m, visibility_timeout) for m in chunk])
+        return released
+
+    def flush(self) -> None:
+        """Send the batched acks and delays now."""
+        self.acker.flush()
+
+    def close(self) -> None:
+        """Send what is batched and stop the acker's thread."""
+        self.acker.close()
