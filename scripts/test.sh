@@ -3,8 +3,8 @@
 #
 #  1. scripts/setup-dev.sh: .venv with sqsw (core + all plugins, editable) + dev tools
 #  2. LocalStack in its own venv (.localstack/venv), installed if needed
-#  3. ruff + mypy, only for a whole-suite run (no arguments); SQSW_LINT=0 skips, =1 forces
-#     (.ci/run always sets SQSW_LINT=1 and fails unless "ruff + mypy ok" is logged)
+#  3. ruff + mypy + import contracts (lint-imports), only for a whole-suite run (no arguments); SQSW_LINT=0 skips, =1 forces
+#     (.ci/run always sets SQSW_LINT=1 and fails unless "ruff + mypy ok, import contracts kept" is logged)
 #  4. LocalStack started on a free 127.0.0.1 port; SQSW_TEST_ENDPOINT exported
 #  5. .venv/bin/python -m pytest "$@"; a whole-suite run (no arguments) runs the tests in
 #     SQSW_TEST_WORKERS processes (default 2, pytest-xdist): most tests wait on SQS
@@ -42,10 +42,12 @@ if [ "${SQSW_LINT:-auto}" = 1 ] || { [ "${SQSW_LINT:-auto}" = auto ] && [ $# -eq
     t0=$SECONDS
     .venv/bin/ruff check . || lint_rc=1
     .venv/bin/mypy || lint_rc=1
+    # The core's layers and "the core never imports a plugin" ([tool.importlinter]).
+    .venv/bin/lint-imports --no-cache || lint_rc=1
     if [ "$lint_rc" -ne 0 ]; then
-        log "ruff/mypy FAILED ($((SECONDS - t0)) s); running the tests anyway"
+        log "ruff/mypy/import contracts FAILED ($((SECONDS - t0)) s); running the tests anyway"
     else
-        log "ruff + mypy ok ($((SECONDS - t0)) s)"
+        log "ruff + mypy ok, import contracts kept ($((SECONDS - t0)) s)"
     fi
 else
     log "ruff + mypy skipped (SQSW_LINT=${SQSW_LINT:-auto}, pytest arguments: $#)"

@@ -7,7 +7,7 @@ Policies are plugins (group ``sqsw.backoff``): ``exponential`` (the default),
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from sqsw_core.limits import MAX_VISIBILITY_TIMEOUT as MAX_VISIBILITY_TIMEOUT
 
@@ -22,6 +22,11 @@ class BackoffPolicy(Protocol):
     def get_visibility_timeout(self, message: Message) -> float:
         """Seconds until the failed ``message`` is delivered again."""
         ...
+
+
+def is_backoff_policy(obj: Any) -> bool:
+    """Whether ``obj`` can serve as a backoff policy (has ``get_visibility_timeout``)."""
+    return callable(getattr(obj, "get_visibility_timeout", None))
 
 
 def clamp_visibility(seconds: float) -> int:

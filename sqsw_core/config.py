@@ -238,14 +238,14 @@ class Settings:
 
     def env_options(self) -> dict[str, Any]:
         """Keyword arguments for ``SQSEnv(...)`` (or ``reconfigure``) for the keys set here."""
+        from sqsw_core.backoff_policies import is_backoff_policy
         from sqsw_core.codecs import _is_codec
-        from sqsw_core.env import _is_backoff
         from sqsw_core.sessions import is_session
 
         checks: dict[str, tuple[Callable[[Any], bool], str]] = {
             "session": (is_session, "a session"),
             "codec": (_is_codec, "a codec"),
-            "backoff_policy": (_is_backoff, "a backoff policy"),
+            "backoff_policy": (is_backoff_policy, "a backoff policy"),
         }
         out: dict[str, Any] = {}
         for key in ENV_KEYS:

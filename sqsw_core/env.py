@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from sqsw_core import plugins
-from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy
+from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy, is_backoff_policy
 from sqsw_core.codecs import DEFAULT_CODEC, Codec, get_codec
 from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.engine_options import check_queues_options
@@ -35,10 +35,6 @@ logger = logging.getLogger("sqsw.env")
 
 Q = TypeVar("Q", bound=GenericQueue)
 QueueMaker = Callable[..., GenericQueue]
-
-
-def _is_backoff(obj: Any) -> bool:
-    return callable(getattr(obj, "get_visibility_timeout", None))
 
 
 def _is_processor_class(obj: Any) -> bool:
@@ -119,7 +115,7 @@ class SQSEnv:
         self.queue_prefix = queue_prefix
         self.decoding = JobDecoder(get_codec(codec), accept)
         self.backoff_policy: BackoffPolicy = plugins.resolve(
-            plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy"
+            plugins.BACKOFF, backoff_policy, is_backoff_policy, what="a backoff policy"
         )
         self._set_processors(processor, processor_maker)
         self.max_message_size = _check_message_size(max_message_size)
@@ -185,7 +181,9 @@ class SQSEnv:
         """
         new_session = _resolve_session(session) if session is not None else None
         new_policy = (
-            plugins.resolve(plugins.BACKOFF, backoff_policy, _is_backoff, what="a backoff policy")
+            plugins.resolve(
+                plugins.BACKOFF, backoff_policy, is_backoff_policy, what="a backoff policy"
+            )
             if backoff_policy is not None
             else None
         )
@@ -368,7 +366,7 @@ class SQSEnv:
                 plugins.QUEUE_TYPES, queue_maker, callable, instantiate=False, what="a queue class"
             )
             policy = (
-                plugins.resolve(plugins.BACKOFF, backoff_policy, _is_backoff)
+                plugins.resolve(plugins.BACKOFF, backoff_policy, is_backoff_policy)
                 if backoff_policy is not None
                 else None
             )
