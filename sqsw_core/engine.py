@@ -1,9 +1,11 @@
-"""The concurrent worker engine behind ``process_queue``.
+"""The engine behind ``process_queue``: one queue, run by threads until stopped.
 
-One engine serves one queue: poller threads long-poll SQS (10 messages per
-call) into a bounded prefetch buffer; ``concurrency`` worker threads run the
-jobs; acks and retry delays go out in batches; a visibility heartbeat keeps
-every held message invisible until it is settled.
+One engine serves one queue: pollers (poller.py) long-poll SQS (10 messages
+per call) into the scheduler's bounded buffer (scheduler.py); ``concurrency``
+job threads (job_threads.py) run the jobs through the job runner; acks and
+retry delays go out in batches (settling.py); a visibility heartbeat
+(heartbeat.py) keeps every held message invisible until it is settled. This
+module builds those parts, runs them, and stops them.
 
 A warm stop (the first SIGTERM/SIGINT/SIGHUP, or the shutdown policy) starts
 no new receive and no new job. Receives already in progress are waited for
@@ -19,27 +21,22 @@ left in flight when the process exits.
 
 from __future__ import annotations
 
-import collections
 import logging
-import math
 import threading
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from sqsw_core.engine_options import check_engine_options
-from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.job_runner import JobRunner
+from sqsw_core.job_threads import JobThread
 from sqsw_core.limits import MAX_BATCH_ENTRIES
-from sqsw_core.results import BatchProcessingResult, EngineStats, Outcome
+from sqsw_core.poller import MISSING_QUEUE_ATTEMPTS, RECEIVE_RETRY_DELAYS, Poller
+from sqsw_core.results import BatchProcessingResult, EngineStats
+from sqsw_core.scheduler import JobScheduler
 from sqsw_core.settling import Acker, Settler, visibility_timeout
-from sqsw_core.shutdown_policies import (
-    NEVER_SHUTDOWN,
-    NeverShutdown,
-    ShutdownPolicy,
-    receive_wait_limit,
-)
+from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, NeverShutdown, ShutdownPolicy
 from sqsw_core.stop_signals import StopSignals
 
 if TYPE_CHECKING:
@@ -54,14 +51,34 @@ DEFAULT_CONCURRENCY = 16
 #: Seconds a stop waits beyond ``wait_seconds`` for receives in progress to end
 #: (SQS servers answer a long poll up to about a second late).
 POLL_END_SLACK = 3.0
-#: Consecutive receives that may find the queue gone before the engine gives up.
-MISSING_QUEUE_ATTEMPTS = 5
-#: Seconds between receives after a failed one: the n-th consecutive failure waits
-#: the n-th value (the last one repeats).
-RECEIVE_RETRY_DELAYS = (1.0, 1.0, 2.0, 2.0, 5.0)
 
 
-__all__ = ["DEFAULT_CONCURRENCY", "EngineStats", "QueueEngine"]
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "MISSING_QUEUE_ATTEMPTS",
+    "POLL_END_SLACK",
+    "RECEIVE_RETRY_DELAYS",
+    "EngineStats",
+    "QueueEngine",
+]
+
+
+def _pollers_and_prefetch(
+    queue: QueueHandle, concurrency: int, pollers: int | None, prefetch: int | None
+) -> tuple[int, int]:
+    """The number of pollers and the prefetch, where not given.
+
+    Enough pollers to keep the job threads fed while a receive is in flight,
+    and room for each to have a full batch of 10 on its way, and for the
+    largest bulk job to fill up. A FIFO queue gets one poller, so batches of a
+    group arrive in order even from servers that hand out a group's messages to
+    parallel receives.
+    """
+    pollers = pollers or (1 if queue.is_fifo else max(4, min(8, -(-concurrency // 4))))
+    if prefetch is None:
+        largest_bulk = max((p.max_jobs for p in queue.bulk_processors.values()), default=0)
+        prefetch = max(MAX_BATCH_ENTRIES * pollers, largest_bulk + MAX_BATCH_ENTRIES)
+    return pollers, prefetch
 
 
 class QueueEngine:
@@ -94,21 +111,8 @@ class QueueEngine:
         )
         self.queue = queue
         self.concurrency = concurrency
-        # Enough pollers to keep the workers fed while a receive is in flight,
-        # and room for each to have a full batch of 10 on its way.
-        # A FIFO queue gets one poller, so batches of a group arrive in order
-        # even from servers that hand out a group's messages to parallel receives.
-        self.pollers = pollers or (1 if queue.is_fifo else max(4, min(8, -(-concurrency // 4))))
-        largest_batch = max((p.max_jobs for p in queue.bulk_processors.values()), default=0)
-        # ... and for the largest batch job to fill up.
-        self.prefetch = (
-            max(MAX_BATCH_ENTRIES * self.pollers, largest_batch + MAX_BATCH_ENTRIES)
-            if prefetch is None
-            else prefetch
-        )
+        self.pollers, self.prefetch = _pollers_and_prefetch(queue, concurrency, pollers, prefetch)
         self.capacity = concurrency + self.prefetch
-        # Pollers receive full batches: they wait for this much room.
-        self._batch_room = min(MAX_BATCH_ENTRIES, self.capacity)
         self.wait_seconds = int(wait_seconds)  # SQS takes whole seconds
         self.shutdown_policy = shutdown_policy
         self.grace_period = grace_period
@@ -122,32 +126,15 @@ class QueueEngine:
         self.slots = slots
         self.stats = EngineStats()
 
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)  # workers wait here for messages
-        self._room = threading.Condition(lock)  # pollers wait here for buffer room
-        # Messages to run, or lists of messages of one batch job to run together.
-        self._buffer: collections.deque[Message | list[Message]] = collections.deque()
-        # Batch jobs being gathered: job name -> (first arrival, messages).
-        self._gathering: dict[str, tuple[float, list[Message]]] = {}
-        self._bulk_processors: dict[str, Any] = dict(queue.bulk_processors)
-        self._held = 0  # buffered + running + receives in progress (reserved)
-        self._running = 0
-        self._busy_groups: set[str] = set()
-        self._fifo = queue.is_fifo
+        self.scheduler = JobScheduler(self.capacity, queue.is_fifo, queue.bulk_processors)
         # A policy that never stops needs no per-job bookkeeping.
-        self._policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
-        self._last_poll_empty = False
-        self._receive_failures = 0  # in a row, across pollers
-        self._stopping = False
-        self._stop_requests = 0  # 1: warm stop asked, 2: cold stop asked
-        self._stopped = threading.Event()  # set with the first stop request
-        # Messages that will not run, kept until the receives in progress have
-        # ended, then released together (_release_unrun).
-        self._unrun: list[Message] = []
-        self._unrun_released = False
+        self.policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
+        self.stop_requests = 0  # 1: warm stop asked, 2: cold stop asked
+        self.stopped = threading.Event()  # set with the first stop request
+        #: Wakes the main thread (a stop, an empty receive).
+        self.wake = threading.Event()
         #: Why the engine gave up (a queue that no longer exists), raised by run().
         self._fatal: BaseException | None = None
-        self._wake = threading.Event()
         self._threads: list[threading.Thread] = []
 
     # -- control --------------------------------------------------------------
@@ -155,9 +142,14 @@ class QueueEngine:
     def request_stop(self, cold: bool = False) -> None:
         """Ask the engine to stop, warm (the default) or cold; asking again changes
         nothing unless it asks for a cold stop."""
-        self._stop_requests = max(self._stop_requests, 2 if cold else 1)
-        self._stopped.set()
-        self._wake.set()
+        self.stop_requests = max(self.stop_requests, 2 if cold else 1)
+        self.stopped.set()
+        self.wake.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Give up (a queue that no longer exists): stop, and have ``run`` raise ``error``."""
+        self._fatal = error
+        self.request_stop()
 
     def held(self) -> list[Message]:
         """Every message this engine holds now: prefetched, running or being released."""
@@ -165,10 +157,8 @@ class QueueEngine:
 
     def waiting(self) -> list[Message]:
         """The held messages whose job has not started (prefetched or being gathered)."""
-        with self._cond:
-            items = [*self._buffer, *(gathered for _, gathered in self._gathering.values())]
-            items.extend(self._unrun)
-        return [m for item in items for m in (item if isinstance(item, list) else [item])]
+        with self.scheduler.jobs:
+            return self.scheduler.waiting()
 
     # -- running --------------------------------------------------------------
 
@@ -196,9 +186,9 @@ class QueueEngine:
         try:
             self.keeper.start()
             for i in range(self.concurrency):
-                self._spawn(self._work, f"sqsw-job-{queue.name}-{i}")
+                self._spawn(JobThread(self).run, f"sqsw-job-{queue.name}-{i}")
             pollers = [
-                self._spawn(lambda i=i: self._poll(i), f"sqsw-poll-{queue.name}-{i}")
+                self._spawn(Poller(self, i).run, f"sqsw-poll-{queue.name}-{i}")
                 for i in range(self.pollers)
             ]
             self._supervise()
@@ -210,7 +200,7 @@ class QueueEngine:
             raise self._fatal
         return self.stats
 
-    def _spawn(self, target: Any, name: str) -> threading.Thread:
+    def _spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
         thread = threading.Thread(target=target, name=name, daemon=True)
         thread.start()
         self._threads.append(thread)
@@ -220,110 +210,116 @@ class QueueEngine:
         self.stats.extended += count
 
     def _supervise(self) -> None:
-        """Main thread: feed the shutdown policy, log counters, wait for a stop."""
+        """Main thread: flush gathered bulk jobs, feed the shutdown policy, log counters,
+        wait for a stop."""
         next_stats = time.monotonic() + self.stats_interval
-        policy = self._policy
-        while self._stop_requests == 0:
-            self._wake.wait(0.05 if self._bulk_processors else 0.1)
-            self._wake.clear()
-            if self._gathering:
-                with self._cond:
-                    self._flush_gathered(time.monotonic())
-            if policy is not None:
-                with self._cond:
-                    self._note_idle()
+        scheduler = self.scheduler
+        while self.stop_requests == 0:
+            self.wake.wait(0.05 if scheduler.bulk_processors else 0.1)
+            self.wake.clear()
+            if scheduler.gathering:
+                with scheduler.jobs:
+                    scheduler.flush_gathered(time.monotonic())
+            if self.policy is not None:
+                with scheduler.jobs:
+                    self.note_idle()
             self.stats.failed_acks = self.acker.failed_acks
             now = time.monotonic()
             if now >= next_stats:
                 logger.info("%s: %s", self.queue.name, self.stats)
                 next_stats = now + self.stats_interval
 
-    def _note_idle(self) -> None:
-        """Tell the shutdown policy the queue is idle, if it is (under the lock)."""
-        if self._last_poll_empty and not self._buffer and self._running == 0:
-            assert self._policy is not None
-            self._policy.update_state(BatchProcessingResult(self.queue.name))
-            self._check_policy()
+    def note_idle(self) -> None:
+        """Tell the shutdown policy the queue is idle, if it is (under the scheduler's lock)."""
+        scheduler = self.scheduler
+        if scheduler.last_poll_empty and not scheduler.buffer and scheduler.running == 0:
+            assert self.policy is not None
+            self.policy.update_state(BatchProcessingResult(self.queue.name))
+            self.check_policy()
 
-    def _check_policy(self) -> None:
-        """Ask the shutdown policy (under the lock); a stop ends job intake at once."""
-        assert self._policy is not None
-        if self._stop_requests == 0 and self._policy.need_shutdown():
-            logger.info("Shutdown policy %r: stopping %s", self._policy, self.queue.name)
+    def check_policy(self) -> None:
+        """Ask the shutdown policy (under the scheduler's lock); a stop ends job intake."""
+        assert self.policy is not None
+        if self.stop_requests == 0 and self.policy.need_shutdown():
+            logger.info("Shutdown policy %r: stopping %s", self.policy, self.queue.name)
             self.request_stop()
 
+    # -- stopping -------------------------------------------------------------
+
     def _shutdown(self, pollers: list[threading.Thread]) -> None:
-        with self._cond:
-            self._stopping = True  # no new receive, no new job
-            self._flush_gathered(0, everything=True)
-            unrun: list[Message] = []
-            for item in self._buffer:
-                unrun.extend(item if isinstance(item, list) else [item])
-            self._buffer.clear()
-            self._held -= len(unrun)
-            self._unrun.extend(unrun)
-            self._cond.notify_all()
-            self._room.notify_all()
+        scheduler = self.scheduler
+        with scheduler.jobs:
+            scheduler.stop_intake()
         self._interrupt_receives()
-        started = time.monotonic()
-        grace_deadline = started + self.grace_period
-        # Receives started before the stop end within their wait (plus the server's slack).
-        receives_deadline = started + self.wait_seconds + POLL_END_SLACK
-        while True:
-            now = time.monotonic()
-            if not self._unrun_released:
-                receiving = any(p.is_alive() for p in pollers)
-                if self.shared_stop and self._unrun and now < receives_deadline:
-                    receiving = True  # the other processes' receives, ended by the deadline
-                elif receiving and now >= receives_deadline:
-                    logger.warning(
-                        "A receive from %s has not returned %.0f s after the stop; releasing "
-                        "the unrun messages now (that receive releases its own when it ends)",
-                        self.queue.name,
-                        now - started,
-                    )
-                    receiving = False
-                if not receiving:
-                    # Only now: released earlier, they could come straight back to one
-                    # of these receives and gain a second receive from one stop.
-                    self._release_unrun()
-            with self._cond:
-                running = self._running
-            cold = self._stop_requests >= 2
-            if self._unrun_released and (running == 0 or cold or now >= grace_deadline):
-                break
-            self._wake.wait(0.05)
-            self._wake.clear()
-        if self._running:
+        self._wait_for_stop(pollers)
+        with scheduler.jobs:
+            running = scheduler.running
+        if running:
             abandoned = self.keeper.held()
             if abandoned:
                 logger.warning(
                     "Releasing %d unfinished message(s) of %s (%s)",
                     len(abandoned),
                     self.queue.name,
-                    "cold stop" if self._stop_requests >= 2 else "grace period over",
+                    "cold stop" if self.stop_requests >= 2 else "grace period over",
                 )
                 self.release(abandoned)
         self.acker.close()
         self.keeper.stop()
         self.stats.failed_acks = self.acker.failed_acks
-        with self._cond:
+        with scheduler.jobs:
             self.stats.in_flight = len(self.keeper)  # abandoned jobs' messages were released
+
+    def _wait_for_stop(self, pollers: list[threading.Thread]) -> None:
+        """Release the unrun messages once the receives in progress have ended; wait for
+        the running jobs (not after a cold stop, nor past the grace period)."""
+        scheduler = self.scheduler
+        started = time.monotonic()
+        grace_deadline = started + self.grace_period
+        # Receives started before the stop end within their wait (plus the server's slack).
+        receives_deadline = started + self.wait_seconds + POLL_END_SLACK
+        while True:
+            now = time.monotonic()
+            if not scheduler.unrun_released and not self._receiving(
+                pollers, now, started, receives_deadline
+            ):
+                # Only now: released earlier, they could come straight back to one
+                # of these receives and gain a second receive from one stop.
+                self._release_unrun()
+            with scheduler.jobs:
+                running = scheduler.running
+            cold = self.stop_requests >= 2
+            if scheduler.unrun_released and (running == 0 or cold or now >= grace_deadline):
+                return
+            self.wake.wait(0.05)
+            self.wake.clear()
+
+    def _receiving(
+        self, pollers: list[threading.Thread], now: float, started: float, deadline: float
+    ) -> bool:
+        """Whether receives started before the stop may still return messages."""
+        receiving = any(p.is_alive() for p in pollers)
+        if self.shared_stop and self.scheduler.unrun and now < deadline:
+            return True  # the other processes' receives, ended by the deadline
+        if receiving and now >= deadline:
+            logger.warning(
+                "A receive from %s has not returned %.0f s after the stop; releasing "
+                "the unrun messages now (that receive releases its own when it ends)",
+                self.queue.name,
+                now - started,
+            )
+            return False
+        return receiving
 
     def _release_unrun(self) -> None:
         """Release the messages of the stop that did not run, once (receives have ended)."""
-        with self._cond:
-            unrun, self._unrun = self._unrun, []
-            self._unrun_released = True
+        with self.scheduler.jobs:
+            unrun = self.scheduler.take_unrun()
         self.release(unrun)
 
     def _interrupt_receives(self) -> None:
-        """End this queue's receives in progress now, where the session can (in-memory SQS).
-
-        A session whose client has ``interrupt_receives(QueueUrl=...)`` makes the
-        long polls in progress on that queue return at once; on SQS itself they
-        end within ``wait_seconds``.
-        """
+        """End this queue's receives in progress now, where the session can (in-memory SQS);
+        on SQS itself they end within ``wait_seconds``."""
         try:
             self.queue.interrupt_receives()
         except Exception:  # only a faster stop is lost
@@ -335,266 +331,5 @@ class QueueEngine:
         if not messages:
             return
         self.settler.release(messages, visibility_timeout)
-        with self._cond:  # worker threads and the stopping thread release concurrently
+        with self.scheduler.jobs:  # job threads and the stopping thread release concurrently
             self.stats.released += len(messages)
-
-    # -- threads --------------------------------------------------------------
-
-    def _run_batch(self, messages: list[Message]) -> None:
-        """Job thread: run the gathered messages of one bulk job together."""
-        outcomes: list[Outcome] = []
-        try:
-            outcomes = self.runner.run_bulk(messages)
-        except BaseException:
-            # The runner settles every message before a job's SystemExit or
-            # KeyboardInterrupt goes on; what it could not settle is retried here.
-            for message in messages:
-                if self.keeper.is_held(message):
-                    self.settler.retry(message)
-        with self._cond:
-            self._running -= 1
-            self._held -= len(messages)
-            for outcome in outcomes:
-                self.stats.count(outcome)
-            self.stats.in_flight = self._held
-            if self._policy is not None and outcomes:
-                ok = [m for m, o in zip(messages, outcomes, strict=True) if o.ok]
-                failed = [m for m, o in zip(messages, outcomes, strict=True) if o.ok is False]
-                self._policy.update_state(BatchProcessingResult(self.queue.name, ok, failed))
-                self._check_policy()
-            if self.capacity - self._held >= self._batch_room:
-                self._room.notify()
-
-    def _poll(self, index: int = 0) -> None:
-        cond = self._cond
-        while True:
-            with cond:
-                # Only full batches: fewer requests, and SQS answers a small
-                # MaxNumberOfMessages with a small batch even from a deep queue.
-                # While the queue is found empty, or receives fail, only the first
-                # poller polls.
-                want = self._batch_room
-                while not self._stopping and (
-                    self.capacity - self._held < want
-                    or (index and (self._last_poll_empty or self._receive_failures))
-                ):
-                    self._room.wait()
-                if self._stopping or self._stop_requests:
-                    return  # no new receive once a stop is asked for
-                self._held += want
-                wait = self._receive_wait()
-            try:
-                messages = self.runner.receive(wait, want)
-            except Exception as exc:
-                with cond:
-                    self._held -= want
-                    self._receive_failures += 1
-                    failures = self._receive_failures
-                if not self._receive_failed(exc, failures):
-                    return
-                continue
-            now = time.monotonic()
-            redelivered = 0
-            for message in messages:
-                self.keeper.hold(message, now)
-                if message.attributes.get("ApproximateReceiveCount", "1") != "1":
-                    redelivered += 1
-            late: list[Message] = []
-            with cond:
-                self._held -= want - len(messages)
-                if (self._last_poll_empty and messages) or self._receive_failures:
-                    self._room.notify_all()  # wake the paused pollers
-                self._receive_failures = 0
-                self._last_poll_empty = not messages
-                if not messages and self._policy is not None:
-                    # Now, before this poller's next receive: its wait depends on it.
-                    self._note_idle()
-                if self._stopping:
-                    # Received after the stop began: never run, released with the rest.
-                    self._held -= len(messages)
-                    if self._unrun_released:
-                        late = messages
-                    else:
-                        self._unrun.extend(messages)
-                elif messages:
-                    self.stats.received += len(messages)
-                    self.stats.redelivered += redelivered
-                    self.stats.in_flight = self._held
-                    ready = self._gather(messages, now) if self._bulk_processors else messages
-                    self._buffer.extend(ready)
-                    cond.notify(len(ready))
-            if late:
-                self.release(late)
-            if not messages:
-                self._wake.set()
-                if not wait:
-                    self._stopped.wait(0.05)  # short polls of an empty queue: no hot loop
-
-    def _receive_wait(self) -> int:
-        """Seconds the next receive may wait (under the lock): ``wait_seconds``, but never
-        past the moment the shutdown policy could stop the engine."""
-        if self._policy is None:
-            return self.wait_seconds
-        limit = receive_wait_limit(self._policy)
-        if limit is None:
-            return self.wait_seconds
-        return max(0, min(self.wait_seconds, math.ceil(limit)))
-
-    def _receive_failed(self, exc: Exception, failures: int) -> bool:
-        """Log a failed receive and wait before the next; False: the engine gives up."""
-        name = self.queue.name
-        if isinstance(exc, QueueNotFoundError):
-            if failures >= MISSING_QUEUE_ATTEMPTS:
-                logger.error(
-                    "Queue %s no longer exists (%d receives in a row found it gone); stopping",
-                    name,
-                    failures,
-                )
-                self._fatal = exc
-                self.request_stop()
-                return False
-            logger.warning(
-                "Queue %s does not exist (receive %d of %d before the worker stops): %s",
-                name,
-                failures,
-                MISSING_QUEUE_ATTEMPTS,
-                exc,
-            )
-        else:
-            # The traceback once per outage, not once per second.
-            logger.error(
-                "Receiving from %s failed (%d in a row): %s: %s",
-                name,
-                failures,
-                type(exc).__name__,
-                exc,
-                exc_info=failures == 1,
-            )
-        delay = RECEIVE_RETRY_DELAYS[min(failures, len(RECEIVE_RETRY_DELAYS)) - 1]
-        self._stopped.wait(delay)
-        return True
-
-    def _gather(self, messages: list[Message], now: float) -> list[Message | list[Message]]:
-        """Set aside messages of batch jobs (under the lock); the rest run one by one."""
-        ready: list[Message | list[Message]] = []
-        for message in messages:
-            name = message.job_name
-            processor = self._bulk_processors.get(name) if name is not None else None
-            if processor is None or name is None:
-                ready.append(message)
-                continue
-            _, gathered = self._gathering.setdefault(name, (now, []))
-            gathered.append(message)
-            if len(gathered) >= processor.max_jobs:
-                del self._gathering[name]
-                ready.append(gathered)
-        return ready
-
-    def _flush_gathered(self, now: float, everything: bool = False) -> None:
-        """Move batches that waited ``max_wait`` (or all) to the buffer (under the lock)."""
-        for name, (since, gathered) in list(self._gathering.items()):
-            if everything or now - since >= self._bulk_processors[name].max_wait:
-                del self._gathering[name]
-                self._buffer.append(gathered)
-                self._cond.notify()
-
-    def _next_message(self) -> Message | list[Message] | None:
-        """The next runnable message (under the lock); FIFO groups run one at a time."""
-        buffer = self._buffer
-        if not self._fifo:
-            return buffer.popleft() if buffer else None
-        busy = self._busy_groups
-        for index, item in enumerate(buffer):
-            assert not isinstance(item, list)  # FIFO queues have no bulk processors
-            group = item.group_id or ""
-            if group not in busy:
-                del buffer[index]
-                busy.add(group)
-                return item
-        return None
-
-    def _work(self) -> None:
-        cond = self._cond
-        slots = self.slots
-        holding = False  # a shared job slot, kept from one job to the next
-        try:
-            while True:
-                with cond:
-                    message = None if self._stop_requests else self._next_message()
-                    while message is None:
-                        if holding:
-                            assert slots is not None
-                            slots.release()
-                            holding = False
-                        if self._stopping:
-                            return
-                        cond.wait()
-                        message = None if self._stop_requests else self._next_message()
-                    self._running += 1
-                if slots is not None:
-                    slots.acquire(self.queue.name, handing_back=holding)
-                    holding = True
-                self._run_item(message)
-        finally:
-            if holding:
-                assert slots is not None
-                slots.release()
-
-    def _run_item(self, message: Message | list[Message]) -> None:
-        """Job thread: run one message (or a gathered bulk job) and settle it."""
-        if isinstance(message, list):
-            self._run_batch(message)
-            return
-        outcome = Outcome(Outcome.FAILED)
-        try:
-            # A job's SystemExit or KeyboardInterrupt does not end the job thread:
-            # the runner settled its message and logged it.
-            outcome, _ = self.runner.run_message(message)
-        except BaseException:
-            if self.keeper.is_held(message):
-                logger.exception(
-                    "Settling message %s of %s failed", message.message_id, self.queue.name
-                )
-                outcome = Outcome(Outcome.FAILED, self.settler.retry(message))
-        finally:
-            self._job_done(message, outcome)
-
-    def _job_done(self, message: Message, outcome: Outcome) -> None:
-        """Job thread: count a settled job; a failed FIFO job's group mates go back."""
-        ok = outcome.ok
-        dropped: list[Message] = []
-        with self._cond:
-            self._running -= 1
-            self._held -= 1
-            self.stats.count(outcome)
-            if self._policy is not None and ok is not None:
-                done = [message]
-                self._policy.update_state(
-                    BatchProcessingResult(self.queue.name, *((done, []) if ok else ([], done)))
-                )
-                self._check_policy()
-            self.stats.in_flight = self._held
-            if self._fifo:
-                dropped = self._free_group(message, ok)
-            if self.capacity - self._held >= self._batch_room:
-                self._room.notify()  # a poller can receive a full batch now
-        if dropped:
-            # Visible just after the failed message, so they run after it.
-            self.release(dropped, outcome.retry_delay + 1)
-
-    def _free_group(self, message: Message, ok: bool | None) -> list[Message]:
-        """A FIFO job ended (under the lock): its group may run again; after a failure,
-        the group's buffered messages are taken out, to go back after the failed one."""
-        group = message.group_id or ""
-        self._busy_groups.discard(group)
-        dropped: list[Message] = []
-        if ok is False:
-            dropped = [
-                m for m in self._buffer if not isinstance(m, list) and (m.group_id or "") == group
-            ]
-            for m in dropped:
-                self._buffer.remove(m)
-            self._held -= len(dropped)
-        if self._buffer:
-            self._cond.notify()  # a message of the freed group may wait
-        return dropped

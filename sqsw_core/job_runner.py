@@ -171,13 +171,12 @@ class JobRunner:
                 raise interrupt
         groups = list(gathered.values())
         for index, group_messages in enumerate(groups):
-            try:
-                outcomes = self.run_bulk(group_messages)
-            except BaseException as exc:
-                self._give_back([m for rest in groups[index + 1 :] for m in rest], exc, 0)
-                raise
+            outcomes, interrupt = self.run_bulk(group_messages)
             for message, outcome in zip(group_messages, outcomes, strict=True):
                 result_add(result, message, outcome)
+            if interrupt is not None:
+                self._give_back([m for rest in groups[index + 1 :] for m in rest], interrupt, 0)
+                raise interrupt
         return result
 
     def _give_back(self, messages: list[Message], exc: BaseException, delay: int) -> None:
@@ -202,12 +201,13 @@ class JobRunner:
 
     # -- bulk jobs ---------------------------------------------------------------
 
-    def run_bulk(self, messages: list[Message]) -> list[Outcome]:
+    def run_bulk(self, messages: list[Message]) -> tuple[list[Outcome], BaseException | None]:
         """Run messages of one bulk job in one call; settle each; one outcome each.
 
         A message that cannot be decoded, or whose due time is bad, fails alone;
-        the others still run. A ``KeyboardInterrupt`` or ``SystemExit`` from the
-        function goes on after every message is settled.
+        the others still run. Never raises: a ``KeyboardInterrupt`` or
+        ``SystemExit`` from the function is returned, once every message is
+        settled, for the caller to raise again (as :meth:`run_message` does).
         """
         processor = self.queue.bulk_processors[messages[0].job_name or ""]
         outcomes: dict[int, Outcome] = {}
@@ -229,9 +229,8 @@ class JobRunner:
         for position, index in enumerate(runnable):
             error = failure if position in failed_jobs else None
             outcomes[index] = self.settle(messages[index], error)
-        if isinstance(failure, KeyboardInterrupt | SystemExit):
-            raise failure
-        return [outcomes[i] for i in range(len(messages))]
+        interrupt = failure if isinstance(failure, KeyboardInterrupt | SystemExit) else None
+        return [outcomes[i] for i in range(len(messages))], interrupt
 
     def _call_bulk(
         self, processor: BulkProcessor, messages: list[Message], jobs: list[Any]

@@ -360,36 +360,8 @@ class Supervisor:
                         del due[slot]
                         self._spawn(slot)
                 for slot, process in list(self._processes.items()):
-                    if process.is_alive():
-                        continue
-                    process.join()
-                    del self._processes[slot]
-                    self._retire(slot)
-                    code = process.exitcode
-                    if code == 0:
-                        crashes.pop(slot, None)
-                        continue
-                    self.crashed += 1
-                    self._release_dead(slot, process)
-                    if self._stopping:
-                        logger.error(
-                            "Worker process %d (%s) exited with %s while stopping",
-                            process.pid,
-                            process.name,
-                            _exit_text(code),
-                        )
-                        continue
-                    count = crashes.get(slot, 0)
-                    crashes[slot] = count + 1
-                    delay = RESTART_DELAYS[min(count, len(RESTART_DELAYS) - 1)]
-                    logger.error(
-                        "Worker process %d (%s) exited with %s; restarting in %.0f s",
-                        process.pid,
-                        process.name,
-                        _exit_text(code),
-                        delay,
-                    )
-                    due[slot] = time.monotonic() + delay
+                    if not process.is_alive():
+                        self._ended(slot, process, crashes, due)
                 self._release_due()
                 time.sleep(0.05)
             self._release_due(everything=True)
@@ -401,6 +373,39 @@ class Supervisor:
                 "%d worker process(es) of %s crashed during the run", self.crashed, self.name
             )
         return self.crashed
+
+    def _ended(
+        self, slot: int, process: BaseProcess, crashes: dict[int, int], due: dict[int, float]
+    ) -> None:
+        """A child ended: count a crash, release what it held, schedule its restart."""
+        process.join()
+        del self._processes[slot]
+        self._retire(slot)
+        code = process.exitcode
+        if code == 0:
+            crashes.pop(slot, None)
+            return
+        self.crashed += 1
+        self._release_dead(slot, process)
+        if self._stopping:
+            logger.error(
+                "Worker process %d (%s) exited with %s while stopping",
+                process.pid,
+                process.name,
+                _exit_text(code),
+            )
+            return
+        count = crashes.get(slot, 0)
+        crashes[slot] = count + 1
+        delay = RESTART_DELAYS[min(count, len(RESTART_DELAYS) - 1)]
+        logger.error(
+            "Worker process %d (%s) exited with %s; restarting in %.0f s",
+            process.pid,
+            process.name,
+            _exit_text(code),
+            delay,
+        )
+        due[slot] = time.monotonic() + delay
 
 
 def _exit_text(code: int | None) -> str:

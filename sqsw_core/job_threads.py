@@ -1,0 +1,115 @@
+"""The engine's job threads: take the next job from the scheduler, run it, count it.
+
+The job runner settles every message (ack, or retry after the backoff); a
+job thread then counts the outcome, tells the shutdown policy, frees the
+message's FIFO group (after a failure, the group's buffered messages go back
+to run after the failed one) and wakes a poller when there is room for a
+full batch. A job's ``SystemExit`` or ``KeyboardInterrupt`` does not end the
+job thread: its message is settled and logged like any failure.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from sqsw_core.results import BatchProcessingResult, Outcome
+
+if TYPE_CHECKING:
+    from sqsw_core.engine import QueueEngine
+    from sqsw_core.messages import Message
+
+logger = logging.getLogger("sqsw.engine")
+
+
+class JobThread:
+    """One job thread's loop (``run``) for an engine."""
+
+    def __init__(self, engine: QueueEngine) -> None:
+        self.engine = engine
+        self.scheduler = engine.scheduler
+
+    def run(self) -> None:
+        """Run jobs until the engine stops taking new ones and none is left to run."""
+        engine, scheduler = self.engine, self.scheduler
+        slots = engine.slots
+        holding = False  # a shared job slot, kept from one job to the next
+        try:
+            while True:
+                with scheduler.jobs:
+                    job = None if engine.stop_requests else scheduler.next_job()
+                    while job is None:
+                        if holding:
+                            assert slots is not None
+                            slots.release()
+                            holding = False
+                        if scheduler.stopping:
+                            return
+                        scheduler.jobs.wait()
+                        job = None if engine.stop_requests else scheduler.next_job()
+                    scheduler.running += 1
+                if slots is not None:
+                    slots.acquire(engine.queue.name, handing_back=holding)
+                    holding = True
+                if isinstance(job, list):
+                    self._run_bulk(job)
+                else:
+                    self._run_one(job)
+        finally:
+            if holding:
+                assert slots is not None
+                slots.release()
+
+    def _run_one(self, message: Message) -> None:
+        """Run one message's job; count it."""
+        engine = self.engine
+        outcome = Outcome(Outcome.FAILED)
+        try:
+            outcome, _ = engine.runner.run_message(message)
+        except BaseException:  # the runner never raises; if settling did, retry here
+            if engine.keeper.is_held(message):
+                logger.exception(
+                    "Settling message %s of %s failed", message.message_id, engine.queue.name
+                )
+                outcome = Outcome(Outcome.FAILED, engine.settler.retry(message))
+        finally:
+            self._done([message], [outcome])
+
+    def _run_bulk(self, messages: list[Message]) -> None:
+        """Run the gathered messages of one bulk job together; count them."""
+        engine = self.engine
+        outcomes = [Outcome(Outcome.FAILED)] * len(messages)
+        try:
+            outcomes, _ = engine.runner.run_bulk(messages)
+        except BaseException:  # the runner never raises; if settling did, retry here
+            logger.exception("Settling a bulk job of %s failed", engine.queue.name)
+            for message in messages:
+                if engine.keeper.is_held(message):
+                    engine.settler.retry(message)
+        finally:
+            self._done(messages, outcomes)
+
+    def _done(self, messages: list[Message], outcomes: list[Outcome]) -> None:
+        """Count settled jobs; a failed FIFO job's group mates go back after it."""
+        engine, scheduler = self.engine, self.scheduler
+        dropped: list[Message] = []
+        with scheduler.jobs:
+            scheduler.running -= 1
+            scheduler.held -= len(messages)
+            for outcome in outcomes:
+                engine.stats.count(outcome)
+            policy = engine.policy
+            if policy is not None:
+                ok = [m for m, o in zip(messages, outcomes, strict=True) if o.ok]
+                failed = [m for m, o in zip(messages, outcomes, strict=True) if o.ok is False]
+                if ok or failed:
+                    policy.update_state(BatchProcessingResult(engine.queue.name, ok, failed))
+                    engine.check_policy()
+            engine.stats.in_flight = scheduler.held
+            if scheduler.fifo:
+                dropped = scheduler.free_group(messages[0], outcomes[0].ok)
+            if scheduler.has_room():
+                scheduler.room.notify()  # a poller can receive a full batch now
+        if dropped:
+            # Visible just after the failed message, so they run after it.
+            engine.release(dropped, outcomes[0].retry_delay + 1)

@@ -1,0 +1,158 @@
+"""The engine's pollers: each long-polls SQS for full batches while the scheduler has room.
+
+A poller receives only full batches (10, or what the buffer can take): fewer
+requests, and SQS answers a small ``MaxNumberOfMessages`` with a small batch
+even from a deep queue. While the queue is found empty, or receives fail,
+only the first poller polls. A stop starts no new receive; what a receive in
+progress returns after the stop began is released with the other unrun
+messages, never run.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import TYPE_CHECKING
+
+from sqsw_core.exceptions import QueueNotFoundError
+from sqsw_core.shutdown_policies import receive_wait_limit
+
+if TYPE_CHECKING:
+    from sqsw_core.engine import QueueEngine
+    from sqsw_core.messages import Message
+
+logger = logging.getLogger("sqsw.engine")
+
+#: Consecutive receives that may find the queue gone before the engine gives up.
+MISSING_QUEUE_ATTEMPTS = 5
+#: Seconds between receives after a failed one: the n-th consecutive failure waits
+#: the n-th value (the last one repeats).
+RECEIVE_RETRY_DELAYS = (1.0, 1.0, 2.0, 2.0, 5.0)
+
+
+class Poller:
+    """One poller thread's loop (``run``) for an engine."""
+
+    def __init__(self, engine: QueueEngine, index: int) -> None:
+        self.engine = engine
+        self.scheduler = engine.scheduler
+        self.index = index
+
+    def run(self) -> None:
+        """Receive until the engine stops (or gives up on a queue that is gone)."""
+        engine = self.engine
+        while True:
+            reserved = self._reserve()
+            if reserved is None:
+                return  # no new receive once a stop is asked for
+            want, wait = reserved
+            try:
+                messages = engine.runner.receive(wait, want)
+            except Exception as exc:
+                with self.scheduler.jobs:
+                    self.scheduler.held -= want
+                    self.scheduler.receive_failures += 1
+                    failures = self.scheduler.receive_failures
+                if not self._receive_failed(exc, failures):
+                    return
+                continue
+            self._received(messages, want)
+            if not messages:
+                engine.wake.set()
+                if not wait:
+                    engine.stopped.wait(0.05)  # short polls of an empty queue: no hot loop
+
+    def _reserve(self) -> tuple[int, int] | None:
+        """Wait for room for a full batch and reserve it; (batch size, seconds to wait),
+        or ``None`` once the engine stops."""
+        scheduler = self.scheduler
+        with scheduler.jobs:
+            want = scheduler.batch_room
+            while not scheduler.stopping and (
+                scheduler.capacity - scheduler.held < want
+                or (self.index and (scheduler.last_poll_empty or scheduler.receive_failures))
+            ):
+                scheduler.room.wait()
+            if scheduler.stopping or self.engine.stop_requests:
+                return None
+            scheduler.held += want
+            return want, self._receive_wait()
+
+    def _received(self, messages: list[Message], want: int) -> None:
+        """Hold what a receive returned and hand it to the scheduler (or the stop)."""
+        engine, scheduler = self.engine, self.scheduler
+        now = time.monotonic()
+        redelivered = 0
+        for message in messages:
+            engine.keeper.hold(message, now)
+            if message.attributes.get("ApproximateReceiveCount", "1") != "1":
+                redelivered += 1
+        late: list[Message] = []
+        with scheduler.jobs:
+            scheduler.held -= want - len(messages)
+            if (scheduler.last_poll_empty and messages) or scheduler.receive_failures:
+                scheduler.room.notify_all()  # wake the paused pollers
+            scheduler.receive_failures = 0
+            scheduler.last_poll_empty = not messages
+            if not messages and engine.policy is not None:
+                # Now, before this poller's next receive: its wait depends on it.
+                engine.note_idle()
+            if scheduler.stopping:
+                # Received after the stop began: never run, released with the rest.
+                scheduler.held -= len(messages)
+                if scheduler.unrun_released:
+                    late = messages
+                else:
+                    scheduler.unrun.extend(messages)
+            elif messages:
+                engine.stats.received += len(messages)
+                engine.stats.redelivered += redelivered
+                engine.stats.in_flight = scheduler.held
+                scheduler.add(messages, now)
+        if late:
+            engine.release(late)
+
+    def _receive_wait(self) -> int:
+        """Seconds the next receive may wait (under the lock): ``wait_seconds``, but never
+        past the moment the shutdown policy could stop the engine."""
+        engine = self.engine
+        if engine.policy is None:
+            return engine.wait_seconds
+        limit = receive_wait_limit(engine.policy)
+        if limit is None:
+            return engine.wait_seconds
+        return max(0, min(engine.wait_seconds, math.ceil(limit)))
+
+    def _receive_failed(self, exc: Exception, failures: int) -> bool:
+        """Log a failed receive and wait before the next; False: the engine gives up."""
+        name = self.engine.queue.name
+        if isinstance(exc, QueueNotFoundError):
+            if failures >= MISSING_QUEUE_ATTEMPTS:
+                logger.error(
+                    "Queue %s no longer exists (%d receives in a row found it gone); stopping",
+                    name,
+                    failures,
+                )
+                self.engine.fail(exc)
+                return False
+            logger.warning(
+                "Queue %s does not exist (receive %d of %d before the worker stops): %s",
+                name,
+                failures,
+                MISSING_QUEUE_ATTEMPTS,
+                exc,
+            )
+        else:
+            # The traceback once per outage, not once per second.
+            logger.error(
+                "Receiving from %s failed (%d in a row): %s: %s",
+                name,
+                failures,
+                type(exc).__name__,
+                exc,
+                exc_info=failures == 1,
+            )
+        delay = RECEIVE_RETRY_DELAYS[min(failures, len(RECEIVE_RETRY_DELAYS)) - 1]
+        self.engine.stopped.wait(delay)
+        return True
