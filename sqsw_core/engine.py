@@ -31,7 +31,7 @@ from sqsw_core.engine_options import check_engine_options
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.job_runner import JobRunner
 from sqsw_core.job_threads import JobThread
-from sqsw_core.limits import MAX_BATCH_ENTRIES
+from sqsw_core.limits import MAX_BATCH_ENTRIES, POLL_END_SLACK
 from sqsw_core.poller import MISSING_QUEUE_ATTEMPTS, RECEIVE_RETRY_DELAYS, Poller
 from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.scheduler import JobScheduler
@@ -48,9 +48,6 @@ logger = logging.getLogger("sqsw.engine")
 
 #: Threads running jobs when none is asked for: sized for I/O-bound jobs.
 DEFAULT_CONCURRENCY = 16
-#: Seconds a stop waits beyond ``wait_seconds`` for receives in progress to end
-#: (SQS servers answer a long poll up to about a second late).
-POLL_END_SLACK = 3.0
 
 
 __all__ = [

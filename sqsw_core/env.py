@@ -415,7 +415,7 @@ class SQSEnv:
         *,
         workers: int = 1,
         **engine_options: Any,
-    ) -> EngineStats | None:
+    ) -> EngineStats:
         """Process ``queue_name`` until stopped: ``sqs.queue(queue_name).process_queue``
         with the same options, returning the same counters."""
         return self.queue(queue_name).process_queue(

@@ -28,6 +28,7 @@ from sqsw_core.sqs_calls import change_visibility_batch, log_refused
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
     from sqsw_core.queue_handle import QueueHandle
+    from sqsw_core.sqs_calls import ReceivedMessage
 
 logger = logging.getLogger("sqsw.heartbeat")
 
@@ -70,7 +71,7 @@ class VisibilityKeeper:
         with self.lock:
             self._held[message.receipt_handle] = held
 
-    def forget(self, message: Message) -> None:
+    def forget(self, message: ReceivedMessage) -> None:
         """Stop extending ``message`` (it is being settled)."""
         with self.lock:
             self._held.pop(message.receipt_handle, None)

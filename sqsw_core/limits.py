@@ -24,6 +24,12 @@ MAX_WAIT_SECONDS: Final = 20
 MIN_RETENTION_SECONDS: Final = 60
 MAX_RETENTION_SECONDS: Final = 14 * 24 * 3600
 
+#: Seconds a long poll may outlast its WaitTimeSeconds: SQS servers answer up to
+#: about a second late. A stop waits this much beyond the wait for receives in
+#: progress; a dead worker process's messages are released this much after its
+#: last long poll could have ended.
+POLL_END_SLACK: Final = 3.0
+
 
 def chunks(items: Sequence[T], size: int = MAX_BATCH_ENTRIES) -> Iterator[list[T]]:
     """``items`` in consecutive lists of at most ``size`` (one batch call each)."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from typing_extensions import ParamSpec
 
 from sqsw_core.bulk_jobs import BulkJobsFailed, BulkProcessor
-from sqsw_core.engine import POLL_END_SLACK, QueueEngine
+from sqsw_core.engine import QueueEngine
 from sqsw_core.engine_options import check_options
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.job_runner import JobRunner
@@ -31,8 +31,9 @@ from sqsw_core.sending import (
     check_size,
     message_size,
 )
+from sqsw_core.sessions import is_process_local
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
-from sqsw_core.sqs_calls import delete_messages, receive_messages
+from sqsw_core.sqs_calls import receive_messages
 from sqsw_core.tasks import AsyncTask
 
 if TYPE_CHECKING:
@@ -246,7 +247,7 @@ class GenericQueue:
             finally:
                 batch.level -= 1
             return
-        batch = SendBatch(self)
+        batch = SendBatch(self, self.env.max_message_size)
         self._batches.current = batch
         try:
             yield batch
@@ -289,7 +290,7 @@ class GenericQueue:
         *,
         workers: int = 1,
         **engine_options: Any,
-    ) -> EngineStats | None:
+    ) -> EngineStats:
         """Process this queue until ``shutdown_policy`` or a signal stops it.
 
         Runs :class:`~sqsw_core.engine.QueueEngine`: ``concurrency`` job
@@ -314,22 +315,22 @@ class GenericQueue:
 
         if workers == 1:
             return run()
-        if getattr(self.env.session, "process_local", False):
+        if is_process_local(self.env.session):
             raise ConfigurationError(
                 f"workers={workers}: the session {self.env.session!r} keeps its queues in this "
                 "process, so other processes cannot share them; use concurrency= (threads) "
                 "instead, or a session on a real SQS endpoint"
             )
-        from sqsw_core.supervisor import Supervisor, held_by, release_held
+        from sqsw_core.supervisor import for_queues
 
-        supervisor = Supervisor(
+        supervisor = for_queues(
+            self.env,
+            [self],
             run,
             workers,
             name=self.name,
             stats=self.engine_stats,
-            held=lambda: held_by([self]),
-            release=lambda messages: release_held(self.env, messages),
-            release_delay=min(20.0, max(0.0, wait_seconds)) + POLL_END_SLACK,
+            wait_seconds=wait_seconds,
         )
         supervisor.run()  # crashes: logged, and in supervisor.crashed
         return supervisor.totals()
@@ -363,7 +364,7 @@ class GenericQueue:
             messages = receive_messages(self, wait_seconds)
             if not messages:
                 return deleted
-            deleted += len(messages) - delete_messages(self, messages, "it was not drained")
+            deleted += len(messages) - self.runner.settler.discard(messages, "it was not drained")
 
 
 class JobQueue(GenericQueue):

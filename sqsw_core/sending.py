@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Protocol, TypeVar
 
 from sqsw_core.exceptions import MessageTooLargeError, SQSBatchError
 from sqsw_core.limits import DEFAULT_MAX_MESSAGE_SIZE as DEFAULT_MAX_MESSAGE_SIZE
 from sqsw_core.limits import MAX_BATCH_ENTRIES as MAX_BATCH_ENTRIES
 from sqsw_core.limits import MAX_DELAY_SECONDS as MAX_DELAY_SECONDS
 
-if TYPE_CHECKING:
-    from sqsw_core.queue import GenericQueue
+T = TypeVar("T")
+
+
+class BatchSender(Protocol):
+    """What a :class:`SendBatch` sends through: a queue's name and ``send_entries``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def send_entries(self, entries: list[dict[str, Any]]) -> dict[str, Any]: ...
 
 
 class SendEntries(list[dict[str, Any]]):
@@ -49,6 +57,30 @@ def check_size(queue_name: str, job_name: str | None, size: int, limit: int) -> 
         )
 
 
+def starts_new_batch(count: int, size: int, item_size: int, max_bytes: int) -> bool:
+    """Whether an entry of ``item_size`` bytes must go in the next ``SendMessageBatch``
+    call, after ``count`` entries of ``size`` bytes: 10 entries, or ``max_bytes``, per
+    call (an entry larger than that alone still goes, in a call of its own)."""
+    return count > 0 and (count >= MAX_BATCH_ENTRIES or size + item_size > max_bytes)
+
+
+def size_chunks(
+    items: Iterable[T], size_of: Callable[[T], int], max_bytes: int
+) -> Iterator[list[T]]:
+    """``items`` in ``SendMessageBatch``-sized chunks (see :func:`starts_new_batch`)."""
+    chunk: list[T] = []
+    size = 0
+    for item in items:
+        item_size = size_of(item)
+        if starts_new_batch(len(chunk), size, item_size, max_bytes):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(item)
+        size += item_size
+    if chunk:
+        yield chunk
+
+
 class SendBatch:
     """Messages buffered by ``queue.add_batch()``; sent 10 (or fewer, by size) at a time.
 
@@ -56,8 +88,9 @@ class SendBatch:
     entries raise :class:`SQSBatchError` at the end of the block, never dropped.
     """
 
-    def __init__(self, queue: GenericQueue) -> None:
+    def __init__(self, queue: BatchSender, max_bytes: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         self.queue = queue
+        self.max_bytes = max_bytes
         self.level = 0
         self.entries: list[tuple[dict[str, Any], str | None, int]] = []
         self.pending_bytes = 0
@@ -65,8 +98,7 @@ class SendBatch:
         self.errors: list[dict[str, Any]] = []
 
     def add(self, entry: dict[str, Any], job_name: str | None, size: int) -> None:
-        limit = self.queue.env.max_message_size
-        if self.entries and self.pending_bytes + size > limit:
+        if starts_new_batch(len(self.entries), self.pending_bytes, size, self.max_bytes):
             self.flush()
         self.entries.append((entry, job_name, size))
         self.pending_bytes += size

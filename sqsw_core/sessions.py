@@ -28,6 +28,12 @@ def is_session(obj: Any) -> bool:
     return callable(getattr(obj, "client", None))
 
 
+def is_process_local(session: Any) -> bool:
+    """Whether ``session`` keeps its queues in this process (the in-memory SQS), so that
+    other processes (``workers=N``) cannot share them."""
+    return bool(getattr(session, "process_local", False))
+
+
 class AWSSession:
     """SQS clients from boto3, for AWS or any SQS-compatible endpoint.
 

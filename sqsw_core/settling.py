@@ -9,7 +9,10 @@ delays, the engine's stops and FIFO ordering, goes through a
 * **retries** it: visible again after the backoff policy's delay (the job failed),
 * **delays** it: visible again after a given number of seconds (a FIFO group
   mate of a failed job, a message given back unrun, a long delay's next hop), or
-* **releases** it: visible again at once, without running (a stop).
+* **releases** it: visible again at once, without running (a stop, a dead
+  worker process's messages, messages a dead-letter push-back passes over), or
+* **discards** it: deletes it without running (a drain; a push-back, whose copy
+  is already upstream).
 
 Acks and delays are batched by the :class:`Acker` (10 per SQS call, sent at
 the latest ``max_delay`` seconds after the first); releases go out at once.
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqsw_core.backoff_policies import clamp_visibility
 from sqsw_core.limits import MAX_BATCH_ENTRIES, chunks
-from sqsw_core.sqs_calls import change_visibility, delete_messages
+from sqsw_core.sqs_calls import ReceivedMessage, change_visibility, delete_messages
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
@@ -195,7 +198,7 @@ class Settler:
         self.acker = acker or Acker(queue)
         self.keeper = keeper
 
-    def forget(self, message: Message) -> None:
+    def forget(self, message: ReceivedMessage) -> None:
         """Stop keeping ``message`` invisible: it is being settled, or left to its timeout."""
         if self.keeper is not None:
             self.keeper.forget(message)
@@ -221,10 +224,16 @@ class Settler:
         self.forget(message)
         self.acker.retry(message, seconds)
 
-    def release(self, messages: Iterable[Message], visibility_timeout: int = 0) -> int:
+    def release(
+        self,
+        messages: Iterable[ReceivedMessage],
+        visibility_timeout: int = 0,
+        refused_level: int = logging.WARNING,
+    ) -> int:
         """Make messages visible again now (after ``visibility_timeout`` s), unrun; how
         many SQS accepted. Sent at once, under the heartbeat's lock, so no extension
-        of the same messages can come after it."""
+        of the same messages can come after it. Entries SQS refuses (a handle no
+        longer valid) are logged at ``refused_level``."""
         messages = list(messages)
         released = 0
         lock = self.keeper.lock if self.keeper is not None else self.acker.visibility_lock
@@ -232,8 +241,22 @@ class Settler:
             for message in messages:
                 self.forget(message)
             for chunk in chunks(messages):
-                released += change_visibility(self.queue, [(m, visibility_timeout) for m in chunk])
+                released += change_visibility(
+                    self.queue, [(m, visibility_timeout) for m in chunk], refused_level
+                )
         return released
+
+    def discard(self, messages: Iterable[ReceivedMessage], if_left: str) -> int:
+        """Delete messages at once without running them (a drain, a push-back: their job
+        is done elsewhere); how many SQS did not delete, logged with ``if_left`` saying
+        what one left in the queue means."""
+        messages = list(messages)
+        left = 0
+        for message in messages:
+            self.forget(message)
+        for chunk in chunks(messages):
+            left += delete_messages(self.queue, chunk, if_left)
+        return left
 
     def flush(self) -> None:
         """Send the batched acks and delays now."""

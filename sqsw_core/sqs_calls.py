@@ -41,16 +41,22 @@ class ReceivedMessage(Protocol):
 
 
 def receive_messages(
-    queue: QueueHandle, wait_seconds: float = 0, max_messages: int = MAX_BATCH_ENTRIES
+    queue: QueueHandle,
+    wait_seconds: float = 0,
+    max_messages: int = MAX_BATCH_ENTRIES,
+    visibility_timeout: int | None = None,
 ) -> list[Message]:
-    """One ``ReceiveMessage`` call: up to ``max_messages`` (at most 10), with all attributes."""
-    response = queue.call(
-        "receive_message",
-        MaxNumberOfMessages=max(1, min(max_messages, MAX_BATCH_ENTRIES)),
-        WaitTimeSeconds=int(wait_seconds),
-        AttributeNames=["All"],
-        MessageAttributeNames=["All"],
-    )
+    """One ``ReceiveMessage`` call: up to ``max_messages`` (at most 10), with all attributes;
+    hidden for ``visibility_timeout`` seconds if given, else the queue's timeout."""
+    params: dict[str, Any] = {
+        "MaxNumberOfMessages": max(1, min(max_messages, MAX_BATCH_ENTRIES)),
+        "WaitTimeSeconds": int(wait_seconds),
+        "AttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+    if visibility_timeout is not None:
+        params["VisibilityTimeout"] = visibility_timeout
+    response = queue.call("receive_message", **params)
     now = time.monotonic()
     name = queue.name
     return [Message.from_sqs(name, raw, now) for raw in response.get("Messages", ())]

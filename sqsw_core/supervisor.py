@@ -49,9 +49,9 @@ from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from sqsw_core.limits import chunks
+from sqsw_core.limits import POLL_END_SLACK
 from sqsw_core.results import EngineStats
-from sqsw_core.sqs_calls import change_visibility
+from sqsw_core.settling import Settler
 from sqsw_core.stop_signals import COLD_SIGNAL, STOP_SIGNALS, StopSignals
 
 if TYPE_CHECKING:
@@ -94,11 +94,33 @@ def release_held(env: SQSEnv, messages: Iterable[HeldMessage]) -> int:
         by_queue.setdefault(message.queue_name, []).append(message)
     released = 0
     for name, held in by_queue.items():
-        queue = env.queue(name)
-        for chunk in chunks(held):
-            # A refused handle: settled after the process last published what it held.
-            released += change_visibility(queue, [(m, 0) for m in chunk], logging.INFO)
+        # A refused handle: settled after the process last published what it held.
+        released += Settler(env.queue(name)).release(held, 0, refused_level=logging.INFO)
     return released
+
+
+def for_queues(
+    env: SQSEnv,
+    queues: list[Any],
+    target: Callable[[], Any],
+    workers: int,
+    *,
+    name: str,
+    stats: Callable[[], Iterable[EngineStats]],
+    wait_seconds: float,
+) -> Supervisor:
+    """A supervisor of ``workers`` processes running ``target`` (engines of ``queues``):
+    each publishes what its engines hold; what a dead one held is released once its
+    last long poll (``wait_seconds``, at most 20, plus the server's slack) has ended."""
+    return Supervisor(
+        target,
+        workers,
+        name=name,
+        stats=stats,
+        held=lambda: held_by(queues),
+        release=lambda messages: release_held(env, messages),
+        release_delay=min(20.0, max(0.0, wait_seconds)) + POLL_END_SLACK,
+    )
 
 
 def held_by(queues: Iterable[Any]) -> list[HeldMessage]:

@@ -26,11 +26,12 @@ from sqsw_core.cli.common import (
     settings_for,
 )
 from sqsw_core.config import Settings
-from sqsw_core.engine import POLL_END_SLACK, EngineStats
 from sqsw_core.engine_options import check_option
 from sqsw_core.env import SQSEnv
+from sqsw_core.results import EngineStats
+from sqsw_core.sessions import is_process_local
 from sqsw_core.shutdown_policies import ShutdownPolicy
-from sqsw_core.supervisor import Supervisor, held_by, release_held
+from sqsw_core.supervisor import for_queues
 
 logger = logging.getLogger("sqsw.cli")
 
@@ -284,21 +285,20 @@ def run_worker_processes(plan: RunPlan, err: Console, stats_interval: float) -> 
     by processes, exit 1 if a worker process crashed during the run.
     """
     env, names = plan.env, plan.names
-    if getattr(env.session, "process_local", False):
+    if is_process_local(env.session):
         raise CliError(
             f"--workers {plan.workers}: the session {env.session!r} keeps its queues in this "
             "process, so worker processes cannot share them; use --concurrency instead",
             EXIT_PLUGIN,
         )
-    watched = [env.queue(name) for name in names]
-    supervisor = Supervisor(
+    supervisor = for_queues(
+        env,
+        [env.queue(name) for name in names],
         plan.run_queues,
         plan.workers,
         name="+".join(names),
         stats=plan.engine_stats,
-        held=lambda: held_by(watched),
-        release=lambda messages: release_held(env, messages),
-        release_delay=min(20.0, max(0.0, plan.wait)) + POLL_END_SLACK,
+        wait_seconds=plan.wait,
     )
     with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, err.is_terminal):
         crashed = supervisor.run()

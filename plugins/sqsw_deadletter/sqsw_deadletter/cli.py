@@ -16,6 +16,7 @@ from rich.table import Table
 from sqsw_core.cli.common import EXIT_PLUGIN, CliError, bounded, console, env_for, env_options, show
 from sqsw_core.env import SQSEnv
 from sqsw_core.queue_management import get_queue_attributes
+from sqsw_core.sessions import is_process_local
 from sqsw_deadletter.deadletter_queue import DeadLetterQueue
 from sqsw_deadletter.selection import RedriveFilter
 
@@ -158,7 +159,7 @@ def redrive(
     env = env_for(ctx, **flags)
     target = upstream or upstream_of(env, dlq)
     dead = env.queue(dlq, DeadLetterQueue.maker(target))
-    wait = 0 if getattr(env.session, "process_local", False) else 1
+    wait = 0 if is_process_local(env.session) else 1
     if dry_run:
         _print_dry_run(dead, selection, wait, dlq, target)
         return

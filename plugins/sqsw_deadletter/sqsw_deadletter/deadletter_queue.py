@@ -27,7 +27,7 @@ from sqsw_core.exceptions import ConfigurationError, RetryJob
 from sqsw_core.limits import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS, chunks
 from sqsw_core.messages import Message
 from sqsw_core.queue import GenericQueue
-from sqsw_core.results import BatchProcessingResult
+from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.sending import message_size
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 from sqsw_core.sqs_calls import change_visibility, delete_messages
@@ -372,14 +372,16 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
         shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN,
         wait_seconds: float = 10,
         **worker_options: Any,
-    ) -> None:
+    ) -> EngineStats:
         """Push messages back until ``shutdown_policy`` stops the run (seed API).
 
         Only pushed and failed messages are reported to the policy: a batch of
         messages the filter skipped (for the first time) counts as neither
-        work nor idleness.
+        work nor idleness. Returns the run's counters, as for any queue:
+        ``succeeded`` pushed back, ``failed`` not accepted upstream.
         """
         _ignored(worker_options)
+        started_at = time.monotonic()
         run = self._run(None)
         logger.info("Start pushing back %s to %s", self.name, self.upstream.name)
         try:
@@ -393,6 +395,13 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
         finally:
             run.finish()
         logger.info("Stop pushing back %s to %s: %s", self.name, self.upstream.name, run.report)
+        return EngineStats(
+            received=run.report.moved + run.report.failed + run.report.skipped,
+            succeeded=run.report.moved,
+            failed=run.report.failed,
+            released=run.report.skipped,
+            started_at=started_at,
+        )
 
     def push_back(
         self,
