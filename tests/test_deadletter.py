@@ -360,12 +360,12 @@ def test_a_run_that_selects_nothing_ends_and_leaves_everything(
     assert len(dead.dry_run(RedriveFilter())) == 4  # visible again, all of them
 
     # Even if the skipped messages cannot be hidden (they come straight back), the run ends.
-    real_set_visibility = dead._set_visibility
+    real_release = dead.settler.release
 
-    def release_at_once(changes: list[tuple[Message, int]]) -> None:
-        real_set_visibility([(message, 0) for message, _ in changes])
+    def release_at_once(messages: Any, visibility_timeout: int = 0, **options: Any) -> int:
+        return real_release(messages, 0, **options)
 
-    monkeypatch.setattr(dead, "_set_visibility", release_at_once)
+    monkeypatch.setattr(dead.settler, "release", release_at_once)
     dead.process_queue(shutdown_policy=IdleShutdown(1), wait_seconds=1)
     assert time.monotonic() - started < 20
     assert visible(sqs, "foo") == 0

@@ -17,20 +17,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.backoff_policies import ConstantBackoff, clamp_visibility
 from sqsw_core.exceptions import ConfigurationError, RetryJob
-from sqsw_core.limits import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS, chunks
+from sqsw_core.limits import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS
 from sqsw_core.messages import Message
 from sqsw_core.queue import GenericQueue
 from sqsw_core.results import BatchProcessingResult, EngineStats
-from sqsw_core.sending import message_size
+from sqsw_core.sending import message_size, size_chunks
+from sqsw_core.settling import Settler
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
-from sqsw_core.sqs_calls import change_visibility, delete_messages
+from sqsw_core.sqs_calls import receive_messages
 from sqsw_deadletter.exceptions import PushBackError
 from sqsw_deadletter.push_back import push_back_entry
 from sqsw_deadletter.selection import (
@@ -101,7 +102,7 @@ class _PushBackRun:
         """Receive one batch and push back what is selected; skipped messages don't count."""
         queue = self.queue
         result = BatchProcessingResult(queue.name)
-        messages = queue._receive(wait_seconds, self.batch_size(limit))
+        messages = receive_messages(queue, wait_seconds, self.batch_size(limit))
         self.received = len(messages)
         self.newly_skipped = 0
         if not messages:
@@ -113,14 +114,14 @@ class _PushBackRun:
             # Hidden for the rest of the run so the run gets past them; released at its end.
             for message in skipped:
                 self.skipped[message.message_id] = message
-            queue._set_visibility([(m, queue.skip_visibility_timeout) for m in skipped])
+            queue.settler.release(skipped, queue.skip_visibility_timeout)
         if held:
             self.held.update(m.message_id for m in held)
-            queue._set_visibility([(m, 0) for m in held])
+            queue.settler.release(held)
         if selected:
             accepted, refused = queue._push(selected)
-            queue._delete(accepted)
-            queue._set_visibility([(m, queue._retry_delay(m)) for m in refused])
+            queue._discard(accepted)
+            queue._retry(refused)
             for message in accepted:
                 result.update_with_message(message, True)
             for message in refused:
@@ -135,7 +136,7 @@ class _PushBackRun:
     def finish(self) -> None:
         """Make the messages that were not selected visible again."""
         if self.skipped:
-            self.queue._set_visibility([(m, 0) for m in self.skipped.values()])
+            self.queue.settler.release(self.skipped.values())
             self.skipped.clear()
 
 
@@ -244,40 +245,22 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
             self._arn = queue_arn(self)
         return self._arn
 
-    # -- SQS calls on this queue ------------------------------------------------
+    # -- settling on this queue -------------------------------------------------
 
-    def _receive(
-        self, wait_seconds: float, max_messages: int, visibility_timeout: int | None = None
-    ) -> list[Message]:
-        params: dict[str, Any] = {
-            "MaxNumberOfMessages": max(1, min(max_messages, MAX_BATCH_ENTRIES)),
-            "WaitTimeSeconds": int(wait_seconds),
-            "AttributeNames": ["All"],
-            "MessageAttributeNames": ["All"],
-        }
-        if visibility_timeout is not None:
-            params["VisibilityTimeout"] = visibility_timeout
-        response = self.call("receive_message", **params)
-        now = time.monotonic()
-        return [Message.from_sqs(self.name, raw, now) for raw in response.get("Messages", ())]
+    @property
+    def settler(self) -> Settler:
+        """Settles this queue's messages: releases, discards (pushed back), retries."""
+        return self.runner.settler
 
-    def _delete(self, messages: list[Message]) -> None:
+    def _discard(self, messages: list[Message]) -> None:
         """Delete pushed-back messages (a failed one is pushed back again later)."""
-        for chunk in chunks(messages):
-            delete_messages(self, chunk, "it is already upstream: expect a duplicate there")
+        self.settler.discard(messages, "it is already upstream: expect a duplicate there")
 
-    def _set_visibility(self, changes: list[tuple[Message, int]]) -> None:
-        for chunk in chunks(changes):
-            change_visibility(self, chunk)
-
-    def _retry_delay(self, message: Message) -> int:
-        try:
-            return clamp_visibility(self.backoff_policy.get_visibility_timeout(message))
-        except Exception:
-            logger.exception(
-                "Backoff policy %r failed; retrying %s now", self.backoff_policy, message
-            )
-            return 0
+    def _retry(self, messages: list[Message]) -> None:
+        """Messages upstream refused: back in this queue after its backoff."""
+        for message in messages:
+            self.settler.retry(message)
+        self.settler.flush()
 
     def _push(self, messages: list[Message]) -> tuple[list[Message], list[Message]]:
         """Send copies of ``messages`` upstream; returns (accepted, refused).
@@ -293,7 +276,9 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
         ]
         accepted: list[Message] = []
         refused: list[Message] = []
-        for chunk in _size_chunks(pending, self.env.max_message_size):
+        for chunk in size_chunks(
+            pending, lambda item: message_size(item[1]), self.env.max_message_size
+        ):
             ok, bad = self._send_chunk(upstream, chunk)
             accepted += ok
             refused += bad
@@ -455,7 +440,7 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
         try:
             while max_messages is None or len(seen) < max_messages:
                 wanted = MAX_BATCH_ENTRIES if max_messages is None else max_messages - len(seen)
-                got = self._receive(wait_seconds, wanted, visibility_timeout=hold_seconds)
+                got = receive_messages(self, wait_seconds, wanted, visibility_timeout=hold_seconds)
                 new = [m for m in got if m.message_id not in seen]
                 seen.update((m.message_id, m) for m in got)
                 if not new:
@@ -463,7 +448,7 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
                 selected, _, _ = partition(new, select, self.is_fifo)
                 candidates += [RedriveCandidate.of(m, now) for m in selected]
         finally:
-            self._set_visibility([(m, 0) for m in seen.values()])
+            self.settler.release(seen.values())
         return candidates
 
 
@@ -477,20 +462,3 @@ def _ignored(worker_options: dict[str, Any]) -> None:
 
 def _queue_name(queue: GenericQueue | str) -> str:
     return queue if isinstance(queue, str) else queue.name
-
-
-def _size_chunks(
-    pending: list[tuple[Message, dict[str, Any]]], max_bytes: int
-) -> Iterator[list[tuple[Message, dict[str, Any]]]]:
-    """Batches of at most 10 entries and ``max_bytes`` (one oversized entry goes alone)."""
-    chunk: list[tuple[Message, dict[str, Any]]] = []
-    size = 0
-    for item in pending:
-        item_size = message_size(item[1])
-        if chunk and (len(chunk) >= MAX_BATCH_ENTRIES or size + item_size > max_bytes):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(item)
-        size += item_size
-    if chunk:
-        yield chunk
