@@ -6,7 +6,7 @@ engine gathers messages of that job across receives until ``max_jobs`` are
 there or the first has waited ``max_wait`` seconds. The function reports
 per-job failures by returning the indices that failed, or by raising
 :class:`BulkJobsFailed`; only those jobs are retried, the rest are acked.
-Any other exception fails the whole batch, and so does a report sqsw cannot
+Any other exception fails every job of the call, and so does a report sqsw cannot
 read (:class:`~sqsw_core.exceptions.BulkReportError`).
 """
 
@@ -55,7 +55,7 @@ class BulkProcessor:
             raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
         if max_wait < 0:
             raise ValueError(f"max_wait must be >= 0, got {max_wait}")
-        refuse_async(fn, f"batch job {job_name!r} on queue {queue.name!r}")
+        refuse_async(fn, f"bulk job {job_name!r} on queue {queue.name!r}")
         self.queue = queue
         self.fn = fn
         self.job_name = job_name
@@ -67,7 +67,7 @@ class BulkProcessor:
     def run(self, jobs: list[tuple[dict[str, Any], JobContext]]) -> set[int]:
         """Call the function; the indices of the jobs that failed (empty: all ok).
 
-        Raises when the whole batch failed, and :class:`BulkReportError` when
+        Raises when every job failed, and :class:`BulkReportError` when
         the function's report of which jobs failed cannot be read: an index
         out of range, an item that is not an int (``True`` included), a
         ``BulkJobsFailed`` naming no job, or a return value that is neither
@@ -115,10 +115,10 @@ class BulkProcessor:
     def _unclear(self, count: int, what: str) -> BulkReportError:
         return BulkReportError(
             f"bulk processor of job {quote(self.job_name)!r} on queue {self.queue.name!r} "
-            f"{what} for a batch of {count} job(s): return None (all succeeded) or the "
+            f"{what} for a call with {count} job(s): return None (all succeeded) or the "
             f"indices of the jobs that failed (ints 0 to {count - 1}), or raise "
-            "BulkJobsFailed({index: error}); sqsw cannot tell which jobs succeeded, so the "
-            "whole batch is retried"
+            "BulkJobsFailed({index: error}); sqsw cannot tell which jobs succeeded, so every "
+            "job of the call is retried"
         )
 
     def __repr__(self) -> str:

@@ -1,4 +1,4 @@
-"""The allowed values of the worker engine's options, checked where they come in.
+"""The allowed values of the engine's options, checked where they come in.
 
 One table of ranges serves every way an option reaches a worker: keyword
 arguments of ``process_queue()`` / ``process_queues()`` / ``QueueEngine``,

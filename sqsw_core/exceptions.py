@@ -143,7 +143,7 @@ class AsyncJobError(JobError, TypeError):
 class BulkReportError(SQSError, TypeError):
     """A bulk processor's failure report cannot be read as "these jobs failed".
 
-    The whole batch fails and is retried: sqsw never acks a job it cannot tell
+    Every job of the call fails and is retried: sqsw never acks a job it cannot tell
     succeeded. The message names the queue, the job, what was returned and
     what is accepted.
     """

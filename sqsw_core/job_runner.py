@@ -250,7 +250,7 @@ class JobRunner:
                 call.failed = processor.run(jobs)
         except RetryJob as retry:
             logger.info(
-                "Retrying a batch of %d %s.%s jobs as asked", len(jobs), queue.name, job_name
+                "Retrying a bulk job of %d %s.%s jobs as asked", len(jobs), queue.name, job_name
             )
             return retry, set(range(len(jobs)))
         except BaseException as exc:
@@ -258,7 +258,7 @@ class JobRunner:
             return exc, set(range(len(jobs)))
         if call.failed and len(call.failed) < len(jobs):
             logger.error(
-                "%d of %d %s.%s jobs of a batch failed; retrying those only",
+                "%d of %d %s.%s jobs of a bulk job failed; retrying those only",
                 len(call.failed),
                 len(jobs),
                 queue.name,
@@ -271,14 +271,14 @@ class JobRunner:
     def _log_bulk_failure(self, count: int, job_name: str, exc: BaseException) -> None:
         if isinstance(exc, Exception):
             logger.exception(
-                "Error while processing a batch of %d %s.%s jobs; retrying all of them",
+                "Error while processing a bulk job of %d %s.%s jobs; retrying all of them",
                 count,
                 self.queue.name,
                 job_name,
             )
         else:
             logger.error(
-                "A batch of %d %s.%s jobs raised %s; retrying all of them after the backoff",
+                "A bulk job of %d %s.%s jobs raised %s; retrying all of them after the backoff",
                 count,
                 self.queue.name,
                 job_name,

@@ -63,7 +63,7 @@ def _run_all(
         try:
             queue.run_engine(engines[queue.name])
         except BaseException as exc:  # reported after every queue stopped
-            logger.exception("Worker of queue %s stopped with an error", queue.name)
+            logger.exception("The engine of queue %s stopped with an error", queue.name)
             errors.append(exc)
             for other in engines.values():
                 other.request_stop()

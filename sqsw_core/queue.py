@@ -1,4 +1,4 @@
-"""Queues: ``GenericQueue`` (sending, receiving, the worker loop) and ``JobQueue``.
+"""Queues: ``GenericQueue`` (sending, receiving, processing) and ``JobQueue``.
 
 Queue classes are plugins (group ``sqsw.queue_types``): ``job`` is the core's
 :class:`JobQueue`; raw and dead-letter queues come from their own packages.
@@ -52,7 +52,7 @@ DEFAULT_MESSAGE_GROUP_ID = "default"
 
 
 class GenericQueue:
-    """A named SQS queue of an environment: sending, receiving and the worker loop.
+    """A named SQS queue of an environment: sending, receiving and processing.
 
     Subclasses define :meth:`handle_message`, which runs one received message
     and raises to fail it.
@@ -370,16 +370,9 @@ class GenericQueue:
 class JobQueue(GenericQueue):
     """A queue of named jobs: ``@queue.processor(name)`` registers, ``delay()`` sends."""
 
-    def __init__(
-        self,
-        env: SQSEnv,
-        name: str,
-        backoff_policy: BackoffPolicy | None = None,
-        *,
-        queue_url: str | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(env, name, backoff_policy, queue_url=queue_url, **options)
+    def __init__(self, *args: Any, **options: Any) -> None:
+        super().__init__(*args, **options)
+        #: Job name -> the processor that runs it.
         self.processors: dict[str, Processor] = {}
 
     def processor(
@@ -558,7 +551,7 @@ class JobQueue(GenericQueue):
         processor = self.processors.get(job_name)
         if processor is None:
             batch = self.bulk_processors.get(job_name)
-            if batch is not None:  # one message of a batch job, on its own
+            if batch is not None:  # one message of a bulk job, on its own
                 # An unclear report raises BulkReportError: the job fails, never acked.
                 if batch.run([self.decode_job(message)]):
                     raise BulkJobsFailed([0])

@@ -83,7 +83,7 @@ def test_batch_jobs_failed_and_whole_batch_failures(queue: Any) -> None:
     def index(jobs: list[dict[str, Any]]) -> None:
         attempts.append(sorted(job["n"] for job in jobs))
         if len(attempts) == 1:
-            raise RuntimeError("search cluster down")  # the whole batch fails
+            raise RuntimeError("search cluster down")  # every job of the call fails
         if len(attempts) == 2:
             raise BulkJobsFailed({0: ValueError("bad document")})
 

@@ -282,9 +282,9 @@ UNCLEAR_REPORTS: dict[str, tuple[Callable[[list[dict[str, Any]]], Any], str]] = 
     "index past the end": (report([5]), "returned [5], where [5] are not job indices"),
     "flags": (report([True, True, False]), "[True, True, False] are not job indices"),
     "float": (report([0.0]), "[0.0] are not job indices"),
-    "not a list": (report(7), "returned 7 for a batch of"),
-    "a string": (report("0"), "returned '0' for a batch of"),
-    "False": (report(False), "returned False for a batch of"),
+    "not a list": (report(7), "returned 7 for a call with"),
+    "a string": (report("0"), "returned '0' for a call with"),
+    "False": (report(False), "returned False for a call with"),
     "BulkJobsFailed out of range": (
         raise_failed({5: ValueError("five")}),
         "raised BulkJobsFailed([5]), where [5] are not job indices",
@@ -306,7 +306,7 @@ def test_an_unclear_batch_report_retries_the_whole_batch(
                 task.delay(n=n)
     succeeded, failed, failed_at = process(queue, jobs)
     assert (succeeded, failed) == (0, jobs)
-    assert "the whole batch is retried" in errors.text
+    assert "every job of the call is retried" in errors.text
     for case, (_, shown) in UNCLEAR_REPORTS.items():
         assert f"bulk processor of job 'index {case}' on queue 'jobs'" in errors.text, case
         assert shown in errors.text, case

@@ -123,7 +123,7 @@ class OtelProcessor(Processor):
     @classmethod
     @contextmanager
     def handling(cls, call: HandlerCall) -> Iterator[HandlerCall]:
-        """A CONSUMER span around a raw queue's handler or a batch processor.
+        """A CONSUMER span around a raw queue's handler or a bulk job.
 
         One message: the span continues the producer's trace, as for jobs. A
         batch: one span linked to each message's producer context, with
