@@ -16,7 +16,6 @@ from sqsw_core.early_messages import hold_back_early, hold_back_if_early
 from sqsw_core.exceptions import JobError, RetryJob
 from sqsw_core.log_text import shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
-from sqsw_core.processors import HandlerCall
 from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
 from sqsw_core.settling import Settler
 from sqsw_core.sqs_calls import receive_messages
@@ -240,14 +239,8 @@ class JobRunner:
             return None, set()
         queue = self.queue
         job_name = shorten(processor.job_name)
-        call = HandlerCall(queue, messages, processor.job_name)  # type: ignore[arg-type]
         try:
-            hooks = queue.processor_hooks
-            if hooks.handling_hooks:
-                with hooks.handling(call):
-                    call.failed = processor.run(jobs)
-            else:
-                call.failed = processor.run(jobs)
+            failed = queue.run_bulk_job(processor, messages, jobs)
         except RetryJob as retry:
             logger.info(
                 "Retrying a bulk job of %d %s.%s jobs as asked", len(jobs), queue.name, job_name
@@ -256,16 +249,16 @@ class JobRunner:
         except BaseException as exc:
             self._log_bulk_failure(len(jobs), job_name, exc)
             return exc, set(range(len(jobs)))
-        if call.failed and len(call.failed) < len(jobs):
+        if failed and len(failed) < len(jobs):
             logger.error(
                 "%d of %d %s.%s jobs of a bulk job failed; retrying those only",
-                len(call.failed),
+                len(failed),
                 len(jobs),
                 queue.name,
                 job_name,
             )
-        if call.failed:
-            return BulkJobFailure(), call.failed
+        if failed:
+            return BulkJobFailure(), failed
         return None, set()
 
     def _log_bulk_failure(self, count: int, job_name: str, exc: BaseException) -> None:

@@ -22,7 +22,7 @@ from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.job_runner import JobRunner
 from sqsw_core.long_delays import defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
-from sqsw_core.processors import DEFAULT_CONTEXT_VAR, Processor, refuse_async
+from sqsw_core.processors import DEFAULT_CONTEXT_VAR, HandlerCall, Processor, refuse_async
 from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.sending import (
     MAX_DELAY_SECONDS,
@@ -137,6 +137,19 @@ class GenericQueue:
     def processor_hooks(self) -> ProcessorHooks:
         """The environment's processor hooks (``sending``, ``handling``)."""
         return self.env.processor_hooks
+
+    def run_bulk_job(
+        self, processor: BulkProcessor, messages: list[Message], jobs: list[Any]
+    ) -> set[int]:
+        """Call a bulk job's function inside the processors' ``handling`` hooks; the
+        indices of the jobs it reported failed (see :class:`BulkProcessor`)."""
+        hooks = self.env.processor_hooks
+        if not hooks.handling_hooks:
+            return processor.run(jobs)
+        call = HandlerCall(self, messages, processor.job_name)
+        with hooks.handling(call):
+            call.failed = processor.run(jobs)
+        return call.failed
 
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
         """A job message's keyword arguments and context, by the environment's codecs."""

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
     from sqsw_core.bulk_jobs import BulkProcessor
     from sqsw_core.context import JobContext
-    from sqsw_core.hooks import ProcessorHooks
     from sqsw_core.messages import Message
 
 
@@ -47,17 +46,19 @@ class QueueHandle(Protocol):
         """Job name -> the processor that runs many jobs of that name in one call."""
         ...
 
-    @property
-    def processor_hooks(self) -> ProcessorHooks:
-        """The ``sending`` and ``handling`` hooks of the environment's processors."""
-        ...
-
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """Call an SQS operation on this queue (``QueueUrl`` filled in)."""
         ...
 
     def handle_message(self, message: Message) -> None:
         """Run one received message's job; raise to fail it."""
+        ...
+
+    def run_bulk_job(
+        self, processor: BulkProcessor, messages: list[Message], jobs: list[Any]
+    ) -> set[int]:
+        """Call a bulk job's function on decoded ``jobs`` (of ``messages``) inside the
+        processors' ``handling`` hooks; the indices of the jobs it reported failed."""
         ...
 
     def decode_job(self, message: Message) -> tuple[dict[str, Any], JobContext]:
