@@ -52,8 +52,10 @@ def test_engine_retries_a_base_exception_after_the_backoff(
         for n in range(5):
             good_job.delay(n=n)
     caplog.set_level(logging.INFO, logger="sqsw")
+    # Idle for 5 s: a retry is back 2 s after its failure, plus up to a second or two of
+    # the server's timer (LocalStack), and the run must not end before it.
     stats = queue.process_queue(
-        shutdown_policy=IdleShutdown(3), wait_seconds=1, concurrency=1, handle_signals=False
+        shutdown_policy=IdleShutdown(5), wait_seconds=1, concurrency=1, handle_signals=False
     )
     # Each: two deliveries (maxReceiveCount 2), at least the backoff apart; then dead-lettered.
     for name, times in runs.items():
