@@ -255,6 +255,135 @@ def _raw_size(entry: Mapping[str, Any], cached: _Validated | None) -> int:
     return size
 
 
+def _read_send_entries(entries: Any) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """SendMessageBatch ``Entries`` as a list, and their Ids, after the batch-level checks.
+
+    Raises KeyError, TypeError or AttributeError when botocore would reject them.
+    """
+    if not isinstance(entries, (list, tuple)):
+        raise TypeError
+    entries = list(entries)
+    ids: list[str] = []
+    for e in entries:
+        entry_id = e["Id"]
+        if not (
+            e.keys() <= _SEND_ENTRY_KEYS
+            and isinstance(entry_id, str)
+            and isinstance(e["MessageBody"], str)
+        ):
+            raise TypeError
+        ids.append(entry_id)
+    if not _known_batch_ids(ids):
+        check_batch_ids(entries, "SendMessageBatchRequestEntry")
+        _remember_batch_ids(ids)
+    return entries, ids
+
+
+def _known_attributes_and_size(
+    entries: list[Mapping[str, Any]],
+) -> tuple[list[_Validated | None], int]:
+    """What validating each entry's attributes gave before (None: unknown), and the batch size."""
+    found: list[_Validated | None] = []
+    total = 0
+    for e in entries:
+        cached = _cached_attributes(e.get("MessageAttributes"))
+        found.append(cached)
+        total += _raw_size(e, cached)
+    return found, total
+
+
+_NO_GROUP_ID = "The request must contain the parameter MessageGroupId."
+_NO_DEDUPLICATION_ID = (
+    "The queue should either have ContentBasedDeduplication enabled or "
+    "MessageDeduplicationId provided explicitly"
+)
+
+
+def _check_send_batch(q: Queue, entries: list[Mapping[str, Any]], total: int) -> None:
+    """What SQS checks of a whole SendMessageBatch before it builds any message."""
+    if q.fifo:
+        for e in entries:
+            if e.get("MessageGroupId") is None:
+                raise SQSError("InvalidParameterValue", _NO_GROUP_ID)
+            if e.get("MessageDeduplicationId") is None and not q.content_dedup:
+                raise SQSError("InvalidParameterValue", _NO_DEDUPLICATION_ID)
+    if total > MAX_BATCH_BYTES:
+        raise SQSError(
+            "BatchRequestTooLong",
+            f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
+            f"{total} bytes.",
+        )
+
+
+def _fifo_delay_error(delay: int) -> SQSError:
+    return SQSError(
+        "InvalidParameterValue",
+        f"Value {delay} for parameter DelaySeconds is invalid. Reason: The request "
+        "include parameter that is not valid for this queue type.",
+    )
+
+
+def _message_too_long(max_size: int) -> SQSError:
+    return SQSError(
+        "InvalidParameterValue",
+        "One or more parameters are invalid. Reason: Message must be shorter than "
+        f"{max_size} bytes.",
+    )
+
+
+def _not_for_standard_queue(dedup_id: str) -> SQSError:
+    return SQSError(
+        "InvalidParameterValue",
+        f"Value {dedup_id} for parameter MessageDeduplicationId is invalid. Reason: "
+        "The request includes a parameter that is not valid for this queue type.",
+    )
+
+
+def _with_digests(
+    result: dict[str, Any], m: Message, sequence_number: str | None
+) -> dict[str, Any]:
+    """A SendMessage result or batch entry completed with what only some messages have."""
+    if m.md5_attributes is not None:
+        result["MD5OfMessageAttributes"] = m.md5_attributes
+    if m.system_attributes:
+        result["MD5OfMessageSystemAttributes"] = md5_of_attributes(m.system_attributes)
+    if sequence_number is not None:
+        result["SequenceNumber"] = sequence_number
+    return result
+
+
+def _receive_options(
+    q: Queue, max_number: int, visibility_timeout: int, wait_time: int, attempt_id: str
+) -> tuple[int, int, int, str | None]:
+    """``(count, visibility, wait, attempt id)`` of a ReceiveMessage on ``q``, checked.
+
+    What is not given (``_UNSET``) is the default or the queue's setting; only FIFO
+    queues use the attempt id.
+    """
+    count = 1
+    if max_number is not _UNSET:
+        count = max_number
+        check_int("MaxNumberOfMessages", count, 1, 10)
+    visibility = q.visibility_timeout
+    if visibility_timeout is not _UNSET:
+        visibility = visibility_timeout
+        check_int(
+            "VisibilityTimeout",
+            visibility,
+            0,
+            MAX_VISIBILITY,
+            f"Must be >= 0 and <= {MAX_VISIBILITY}, if provided.",
+        )
+    wait = q.wait_time
+    if wait_time is not _UNSET:
+        wait = wait_time
+        check_int("WaitTimeSeconds", wait, 0, 20, "Must be >= 0 and <= 20, if provided.")
+    if attempt_id is _UNSET or not q.fifo:
+        return count, visibility, wait, None
+    check_fifo_id(attempt_id, "ReceiveRequestAttemptId")
+    return count, visibility, wait, attempt_id
+
+
 class ClientMeta:
     """The bits of ``client.meta`` code commonly reads."""
 
@@ -602,59 +731,31 @@ class MemorySQSClient:
             size += extra
         system = check_system_attributes(system_attributes) if system_attributes else None
         if size > q.max_size:
-            raise SQSError(
-                "InvalidParameterValue",
-                "One or more parameters are invalid. Reason: Message must be shorter than "
-                f"{q.max_size} bytes.",
-            )
+            raise _message_too_long(q.max_size)
         if q.fifo:
             if delay > 0:
-                raise SQSError(
-                    "InvalidParameterValue",
-                    f"Value {delay} for parameter DelaySeconds is invalid. Reason: The request "
-                    "include parameter that is not valid for this queue type.",
-                )
+                raise _fifo_delay_error(delay)
             if group_id is None:
-                raise SQSError(
-                    "MissingParameter", "The request must contain the parameter MessageGroupId."
-                )
+                raise SQSError("MissingParameter", _NO_GROUP_ID)
             check_fifo_id(group_id, "MessageGroupId")
             if dedup_id is None:
                 if not q.content_dedup:
-                    raise SQSError(
-                        "InvalidParameterValue",
-                        "The queue should either have ContentBasedDeduplication enabled or "
-                        "MessageDeduplicationId provided explicitly",
-                    )
+                    raise SQSError("InvalidParameterValue", _NO_DEDUPLICATION_ID)
                 dedup_id = hashlib.sha256(data).hexdigest()
             else:
                 check_fifo_id(dedup_id, "MessageDeduplicationId")
             delay = -1
         else:
             if dedup_id is not None:
-                raise SQSError(
-                    "InvalidParameterValue",
-                    f"Value {dedup_id} for parameter MessageDeduplicationId is invalid. Reason: "
-                    "The request includes a parameter that is not valid for this queue type.",
-                )
+                raise _not_for_standard_queue(dedup_id)
             if group_id is not None:
                 check_fifo_id(group_id, "MessageGroupId")  # fair queues accept a group id
             if delay >= 0:
                 check_int("DelaySeconds", delay, 0, 900, "DelaySeconds must be >= 0 and <= 900.")
         m = Message(
-            0,
-            self._message_ids.next(),
-            body,
-            md5_of_body(data),
-            size,
-            sent_ms,
-            sent_at,
-            copy,
-            md5_attributes,
-            system,
-            group_id,
-            dedup_id,
-        )
+            0, self._message_ids.next(), body, md5_of_body(data), size, sent_ms, sent_at,
+            copy, md5_attributes, system, group_id, dedup_id,
+        )  # fmt: skip
         return m, delay
 
     @_operation("SendMessage")
@@ -716,14 +817,8 @@ class MemorySQSClient:
             )
             raise
         ((message_id, sequence_number),) = q.add([(m, delay)])
-        body: dict[str, Any] = {"MD5OfMessageBody": m.md5_body, "MessageId": message_id}
-        if m.md5_attributes is not None:
-            body["MD5OfMessageAttributes"] = m.md5_attributes
-        if m.system_attributes:
-            body["MD5OfMessageSystemAttributes"] = md5_of_attributes(m.system_attributes)
-        if sequence_number is not None:
-            body["SequenceNumber"] = sequence_number
-        return self._ok(body)
+        body = {"MD5OfMessageBody": m.md5_body, "MessageId": message_id}
+        return self._ok(_with_digests(body, m, sequence_number))
 
     @_operation("SendMessageBatch")
     def send_message_batch(
@@ -731,50 +826,36 @@ class MemorySQSClient:
     ) -> dict[str, Any]:
         q = self._queue("SendMessageBatch", QueueUrl)
         try:
-            if not isinstance(Entries, (list, tuple)):
-                raise TypeError
-            entries = list(Entries)
-            ids: list[str] = []
-            for e in entries:
-                entry_id = e["Id"]
-                if not (
-                    e.keys() <= _SEND_ENTRY_KEYS
-                    and isinstance(entry_id, str)
-                    and isinstance(e["MessageBody"], str)
-                ):
-                    raise TypeError
-                ids.append(entry_id)
-            if not _known_batch_ids(ids):
-                check_batch_ids(entries, "SendMessageBatchRequestEntry")
-                _remember_batch_ids(ids)
-            found: list[_Validated | None] = []
-            total = 0
-            for e in entries:
-                cached = _cached_attributes(e.get("MessageAttributes"))
-                found.append(cached)
-                total += _raw_size(e, cached)
+            entries, ids = _read_send_entries(Entries)
+            found, total = _known_attributes_and_size(entries)
+            _check_send_batch(q, entries, total)
+            items, built_ids, failed = self._build_entries(q, entries, ids, found)
         except (KeyError, TypeError, AttributeError):
             validate_params("SendMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
             raise
-        if q.fifo:
-            for e in entries:
-                if e.get("MessageGroupId") is None:
-                    raise SQSError(
-                        "InvalidParameterValue",
-                        "The request must contain the parameter MessageGroupId.",
-                    )
-                if e.get("MessageDeduplicationId") is None and not q.content_dedup:
-                    raise SQSError(
-                        "InvalidParameterValue",
-                        "The queue should either have ContentBasedDeduplication enabled or "
-                        "MessageDeduplicationId provided explicitly",
-                    )
-        if total > MAX_BATCH_BYTES:
-            raise SQSError(
-                "BatchRequestTooLong",
-                f"Batch requests cannot be longer than {MAX_BATCH_BYTES} bytes. You have sent "
-                f"{total} bytes.",
-            )
+        successful: list[dict[str, Any]] = []
+        if items:
+            results = q.add(items)
+            successful = [
+                _with_digests(
+                    {"Id": entry_id, "MessageId": message_id, "MD5OfMessageBody": m.md5_body},
+                    m,
+                    sequence_number,
+                )
+                for entry_id, (m, _), (message_id, sequence_number) in zip(
+                    built_ids, items, results, strict=True
+                )
+            ]
+        return self._ok(_batch_body(successful, failed))
+
+    def _build_entries(
+        self,
+        q: Queue,
+        entries: list[Mapping[str, Any]],
+        ids: list[str],
+        found: list[_Validated | None],
+    ) -> tuple[list[tuple[Message, int]], list[str], list[dict[str, Any]]]:
+        """Build a batch's messages: (message, delay) pairs, their Ids, and Failed entries."""
         sent_ms = int(self._wall_clock() * 1000)
         sent_at = self._clock()
         build = self._build
@@ -822,36 +903,8 @@ class MemorySQSClient:
                 )
                 built_ids.append(entry_id)
             except SQSError as exc:
-                failed.append(
-                    {"Id": entry_id, "SenderFault": True, "Code": exc.code, "Message": exc.message}
-                )
-            except (KeyError, TypeError, AttributeError):
-                validate_params("SendMessageBatch", _given(QueueUrl=QueueUrl, Entries=Entries))
-                raise
-        successful: list[dict[str, Any]] = []
-        if items:
-            results = q.add(items)
-            for entry_id, (m, _), (message_id, sequence_number) in zip(
-                built_ids, items, results, strict=True
-            ):
-                ok: dict[str, Any] = {
-                    "Id": entry_id,
-                    "MessageId": message_id,
-                    "MD5OfMessageBody": m.md5_body,
-                }
-                if m.md5_attributes is not None:
-                    ok["MD5OfMessageAttributes"] = m.md5_attributes
-                if m.system_attributes:
-                    ok["MD5OfMessageSystemAttributes"] = md5_of_attributes(m.system_attributes)
-                if sequence_number is not None:
-                    ok["SequenceNumber"] = sequence_number
-                successful.append(ok)
-        body: dict[str, Any] = {}
-        if successful:
-            body["Successful"] = successful
-        if failed:
-            body["Failed"] = failed
-        return self._ok(body)
+                failed.append(_failed_entry(entry_id, exc))
+        return items, built_ids, failed
 
     # -- receiving ------------------------------------------------------------------
 
@@ -895,28 +948,9 @@ class MemorySQSClient:
                 ReceiveRequestAttemptId=ReceiveRequestAttemptId,
             )
         q = self._registry.queue(QueueUrl)
-        count = 1
-        if MaxNumberOfMessages is not _UNSET:
-            count = MaxNumberOfMessages
-            check_int("MaxNumberOfMessages", count, 1, 10)
-        visibility = q.visibility_timeout
-        if VisibilityTimeout is not _UNSET:
-            visibility = VisibilityTimeout
-            check_int(
-                "VisibilityTimeout",
-                visibility,
-                0,
-                MAX_VISIBILITY,
-                f"Must be >= 0 and <= {MAX_VISIBILITY}, if provided.",
-            )
-        wait = q.wait_time
-        if WaitTimeSeconds is not _UNSET:
-            wait = WaitTimeSeconds
-            check_int("WaitTimeSeconds", wait, 0, 20, "Must be >= 0 and <= 20, if provided.")
-        attempt_id = None
-        if ReceiveRequestAttemptId is not _UNSET and q.fifo:
-            attempt_id = ReceiveRequestAttemptId
-            check_fifo_id(attempt_id, "ReceiveRequestAttemptId")
+        count, visibility, wait, attempt_id = _receive_options(
+            q, MaxNumberOfMessages, VisibilityTimeout, WaitTimeSeconds, ReceiveRequestAttemptId
+        )
         system_names, attribute_filter = _receive_filters(
             AttributeNames, MessageSystemAttributeNames, MessageAttributeNames
         )
@@ -1082,6 +1116,21 @@ class MemorySQSClient:
         return self._ok({"ApproximateNumberOfMessagesMoved": task.moved})
 
 
+def _failed_entry(entry_id: str, error: SQSError) -> dict[str, Any]:
+    """A batch ``Failed`` entry."""
+    return {"Id": entry_id, "SenderFault": True, "Code": error.code, "Message": error.message}
+
+
+def _batch_body(successful: list[dict[str, Any]], failed: list[dict[str, Any]]) -> dict[str, Any]:
+    """A batch response: its ``Successful`` and ``Failed`` entries, each only if any."""
+    body: dict[str, Any] = {}
+    if successful:
+        body["Successful"] = successful
+    if failed:
+        body["Failed"] = failed
+    return body
+
+
 def _batch_result(
     entries: list[Mapping[str, Any]], errors: list[SQSError | None]
 ) -> dict[str, Any]:
@@ -1091,12 +1140,5 @@ def _batch_result(
         if error is None:
             successful.append({"Id": e["Id"]})
         else:
-            failed.append(
-                {"Id": e["Id"], "SenderFault": True, "Code": error.code, "Message": error.message}
-            )
-    body: dict[str, Any] = {}
-    if successful:
-        body["Successful"] = successful
-    if failed:
-        body["Failed"] = failed
-    return body
+            failed.append(_failed_entry(e["Id"], error))
+    return _batch_body(successful, failed)

@@ -333,21 +333,35 @@ class Queue:
             dlq = self.ctx.find_by_arn(self.redrive.arn)
             if dlq is not None:
                 max_receives = self.redrive.max_receive_count
-        clock = self.clock
-        out: list[Received] = []
-        dead: list[Message] = []
         if wait <= 0 and attempt_id is None:
             # short poll: one look, no waiting
+            out: list[Received] = []
+            dead: list[Message] = []
             with self.lock:
                 if self.deleted:
                     raise _queue_gone()
-                now = clock()
+                now = self.clock()
                 if self.delayed or self.inflight:
                     self._advance(now)
                 self._take(count, visibility, now, max_receives, out, dead)
             if dead and dlq is not None:
                 dlq.accept_dead_letters(dead, self.arn)
             return out
+        return self._long_poll(count, visibility, wait, attempt_id, dlq, max_receives)
+
+    def _long_poll(
+        self,
+        count: int,
+        visibility: int,
+        wait: float,
+        attempt_id: str | None,
+        dlq: Queue | None,
+        max_receives: int,
+    ) -> list[Received]:
+        """Receive, waiting up to ``wait`` seconds for a message (FIFO: replay attempts)."""
+        clock = self.clock
+        out: list[Received] = []
+        dead: list[Message] = []
         end = clock() + wait
         real_end = time.monotonic() + wait
         interrupts = self.interrupts
@@ -719,14 +733,7 @@ class Queue:
                         d["MD5OfMessageAttributes"] = m.md5_attributes
                         d["MessageAttributes"] = {k: v.copy() for k, v in stored.items()}
                     else:
-                        selected = _select(stored, attribute_filter)
-                        if selected:
-                            d["MD5OfMessageAttributes"] = (
-                                m.md5_attributes
-                                if len(selected) == len(stored)
-                                else _md5_of_attributes(selected)
-                            )
-                            d["MessageAttributes"] = selected
+                        _add_selected_attributes(d, m, stored, attribute_filter)
             result.append(d)
         return result
 
@@ -767,6 +774,21 @@ def _select(
         for k, v in attributes.items()
         if k in names or (prefixes and k.startswith(prefixes))
     }
+
+
+def _add_selected_attributes(
+    d: dict[str, Any],
+    m: Message,
+    stored: dict[str, dict[str, Any]],
+    attribute_filter: AttributeFilter,
+) -> None:
+    """Add to ``d`` the message attributes the filter selects, if any, and their MD5."""
+    selected = _select(stored, attribute_filter)
+    if selected:
+        d["MD5OfMessageAttributes"] = (
+            m.md5_attributes if len(selected) == len(stored) else _md5_of_attributes(selected)
+        )
+        d["MessageAttributes"] = selected
 
 
 def _md5_of_attributes(attributes: dict[str, dict[str, Any]]) -> str:

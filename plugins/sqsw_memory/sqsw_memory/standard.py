@@ -95,14 +95,18 @@ class StandardQueue(Queue):
             m.handle = handle
             by_handle[handle] = m
             out.append((m, handle, received))
+        self._finish_take(hidden, kept)
+
+    def _finish_take(self, hidden: int, kept: list[Message]) -> None:
+        """After :meth:`_take`: count the messages it hid, requeue those it left visible."""
         if hidden:
             self.n_visible -= hidden
             self.n_inflight += hidden
-            if len(heap) > 2 * self.n_inflight + 1024:
+            if len(self.inflight) > 2 * self.n_inflight + 1024:
                 self._compact_inflight()
         if kept:
             # received with VisibilityTimeout=0: visible again at once, but not twice per call
-            visible.extend(kept)
+            self.visible.extend(kept)
 
     def _cleared(self) -> None:
         self.visible.clear()
