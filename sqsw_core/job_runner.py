@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sqsw.jobs")
 
+#: run_message's answers that carry no failure (shared, not built per message).
+_SUCCEEDED: tuple[Outcome, None] = (SUCCEEDED, None)
+_NOT_DUE: tuple[Outcome, None] = (NOT_DUE, None)
+
 
 def log_extra(queue: QueueHandle, message: Message) -> dict[str, Any]:
     """The ``extra`` of a log record about one message (for structured logs)."""
@@ -99,19 +103,18 @@ class JobRunner:
         like anything else a job raises. ``NOT_DUE``: not due yet (``SqswDueAt``),
         sent on to its due time, neither run nor counted.
         """
-        failure: BaseException | None = None
         try:
             if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(
                 self.settler, message
             ):
-                return NOT_DUE, None
+                return _NOT_DUE
             self.queue.handle_message(message)
         except BaseException as exc:
-            failure = exc
             log_job_failure(self.queue, message, exc)
-        outcome = self.settle(message, failure)
-        interrupt = failure if isinstance(failure, KeyboardInterrupt | SystemExit) else None
-        return outcome, interrupt
+            interrupt = exc if isinstance(exc, KeyboardInterrupt | SystemExit) else None
+            return self.settle(message, exc), interrupt
+        self.settler.ack(message)
+        return _SUCCEEDED
 
     def process_message(self, message: Message) -> bool | None:
         """Run and settle one message: ``True`` (succeeded), ``False`` or ``None`` (not
@@ -147,12 +150,13 @@ class JobRunner:
         blocked_groups: dict[str | None, int] = {}
         bulk_jobs = self.queue.bulk_processors if not fifo else {}
         gathered: dict[str, list[Message]] = {}
+        run_message, succeeded = self.run_message, result.succeeded.append
         for position, message in enumerate(messages):
             name = message.job_name if bulk_jobs else None
             if name is not None and name in bulk_jobs:
                 gathered.setdefault(name, []).append(message)
                 continue
-            group = message.group_id
+            group = message.group_id if fifo else None
             if fifo and group in blocked_groups:
                 # A FIFO group stops at its first failure: later messages of the
                 # group go back untouched, visible just after the failed one so
@@ -160,10 +164,14 @@ class JobRunner:
                 # the end of its group when it becomes visible agree too).
                 self.settler.delay(message, blocked_groups[group] + 1)
                 continue
-            outcome, interrupt = self.run_message(message)
-            if outcome.ok is False and fifo:
-                blocked_groups[group] = outcome.retry_delay
-            result_add(result, message, outcome)
+            outcome, interrupt = run_message(message)
+            if outcome is SUCCEEDED:
+                succeeded(message)
+                continue
+            if outcome.ok is False:
+                result.failed.append(message)
+                if fifo:
+                    blocked_groups[group] = outcome.retry_delay
             if interrupt is not None:
                 rest = messages[position + 1 :] + [m for g in gathered.values() for m in g]
                 self._give_back(rest, interrupt, outcome.retry_delay + 1 if fifo else 0)

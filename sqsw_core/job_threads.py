@@ -13,13 +13,16 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from sqsw_core.results import BatchProcessingResult, Outcome
+from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
 
 if TYPE_CHECKING:
     from sqsw_core.engine import QueueEngine
     from sqsw_core.messages import Message
 
 logger = logging.getLogger("sqsw.engine")
+
+#: The outcome of a job whose settling failed before it had one.
+FAILED = Outcome(Outcome.FAILED)
 
 
 class JobThread:
@@ -28,6 +31,9 @@ class JobThread:
     def __init__(self, engine: QueueEngine) -> None:
         self.engine = engine
         self.scheduler = engine.scheduler
+        self.runner = engine.runner
+        self.stats = engine.stats
+        self.queue_name = engine.queue.name
 
     def run(self) -> None:
         """Run jobs until the engine stops taking new ones and none is left to run."""
@@ -62,25 +68,52 @@ class JobThread:
 
     def _run_one(self, message: Message) -> None:
         """Run one message's job; count it."""
-        engine = self.engine
-        outcome = Outcome(Outcome.FAILED)
+        outcome = FAILED
         try:
-            outcome, _ = engine.runner.run_message(message)
+            outcome = self.runner.run_message(message)[0]
         except BaseException:  # the runner never raises; if settling did, retry here
+            engine = self.engine
             if engine.keeper.is_held(message):
                 logger.exception(
-                    "Settling message %s of %s failed", message.message_id, engine.queue.name
+                    "Settling message %s of %s failed", message.message_id, self.queue_name
                 )
                 outcome = Outcome(Outcome.FAILED, engine.settler.retry(message))
         finally:
-            self._done([message], [outcome])
+            self._done_one(message, outcome)
+
+    def _done_one(self, message: Message, outcome: Outcome) -> None:
+        """Count one settled job (:meth:`_done` for one message, without its lists: this
+        runs once per job)."""
+        scheduler, stats = self.scheduler, self.stats
+        with scheduler.jobs:
+            scheduler.running -= 1
+            scheduler.held -= 1
+            if outcome is SUCCEEDED:
+                stats.succeeded += 1
+            else:
+                stats.count(outcome)
+            policy = self.engine.policy
+            if policy is not None and outcome is not NOT_DUE:
+                done = [message]
+                ok = outcome is SUCCEEDED
+                policy.update_state(
+                    BatchProcessingResult(self.queue_name, *((done, []) if ok else ([], done)))
+                )
+                self.engine.check_policy()
+            stats.in_flight = scheduler.held
+            dropped = scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
+            if scheduler.capacity - scheduler.held >= scheduler.batch_room:
+                scheduler.room.notify()  # a poller can receive a full batch now
+        if dropped:
+            # Visible just after the failed message, so they run after it.
+            self.engine.release(dropped, outcome.retry_delay + 1)
 
     def _run_bulk(self, messages: list[Message]) -> None:
         """Run the gathered messages of one bulk job together; count them."""
         engine = self.engine
-        outcomes = [Outcome(Outcome.FAILED)] * len(messages)
+        outcomes = [FAILED] * len(messages)
         try:
-            outcomes, _ = engine.runner.run_bulk(messages)
+            outcomes, _ = self.runner.run_bulk(messages)
         except BaseException:  # the runner never raises; if settling did, retry here
             logger.exception("Settling a bulk job of %s failed", engine.queue.name)
             for message in messages:
@@ -90,9 +123,8 @@ class JobThread:
             self._done(messages, outcomes)
 
     def _done(self, messages: list[Message], outcomes: list[Outcome]) -> None:
-        """Count settled jobs; a failed FIFO job's group mates go back after it."""
+        """Count the settled jobs of a bulk job (FIFO queues have none)."""
         engine, scheduler = self.engine, self.scheduler
-        dropped: list[Message] = []
         with scheduler.jobs:
             scheduler.running -= 1
             scheduler.held -= len(messages)
@@ -106,10 +138,5 @@ class JobThread:
                     policy.update_state(BatchProcessingResult(engine.queue.name, ok, failed))
                     engine.check_policy()
             engine.stats.in_flight = scheduler.held
-            if scheduler.fifo:
-                dropped = scheduler.free_group(messages[0], outcomes[0].ok)
             if scheduler.has_room():
                 scheduler.room.notify()  # a poller can receive a full batch now
-        if dropped:
-            # Visible just after the failed message, so they run after it.
-            engine.release(dropped, outcomes[0].retry_delay + 1)

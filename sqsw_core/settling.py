@@ -205,7 +205,9 @@ class Settler:
 
     def ack(self, message: Message) -> None:
         """The job succeeded: delete the message."""
-        self.forget(message)
+        keeper = self.keeper  # inlined forget(): this runs once per message
+        if keeper is not None:
+            keeper.forget(message)
         self.acker.ack(message)
 
     def retry(self, message: Message, policy: BackoffPolicy | None = None) -> int:
