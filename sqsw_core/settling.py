@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqsw_core.backoff_policies import clamp_visibility
 from sqsw_core.limits import MAX_BATCH_ENTRIES, chunks
@@ -33,7 +33,6 @@ from sqsw_core.sqs_calls import ReceivedMessage, change_visibility, delete_messa
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
-    from sqsw_core.heartbeat import VisibilityKeeper
     from sqsw_core.messages import Message
     from sqsw_core.queue_handle import QueueHandle
 
@@ -64,6 +63,16 @@ def retry_delay(queue: QueueHandle, message: Message, policy: BackoffPolicy | No
             queue.name,
         )
         return None
+
+
+class Keeper(Protocol):
+    """What settling needs of the visibility heartbeat (:class:`~sqsw_core.heartbeat.
+    VisibilityKeeper`): stop keeping a message, and the lock its extensions go under."""
+
+    @property
+    def lock(self) -> AbstractContextManager[Any]: ...
+
+    def forget(self, message: ReceivedMessage) -> None: ...
 
 
 class Acker:
@@ -192,7 +201,7 @@ class Settler:
         self,
         queue: QueueHandle,
         acker: Acker | None = None,
-        keeper: VisibilityKeeper | None = None,
+        keeper: Keeper | None = None,
     ) -> None:
         self.queue = queue
         self.acker = acker or Acker(queue)
