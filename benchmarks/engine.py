@@ -28,13 +28,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 from _baseline import load_localstack, run_baseline
 
-from sqsw_core import SQSEnv, create_standard_queue, delete_queue
+from sqsw_core import AWSSession, SQSEnv, create_standard_queue, delete_queue
 from sqsw_core.shutdown_policies import MaxTasksShutdown
 
 REPO = Path(__file__).resolve().parent.parent
@@ -200,76 +201,122 @@ def bench_memory_rss(total: int) -> list[tuple[int, float]]:
     return samples
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--repeat", type=int, default=3, help="runs of sqsw and plain (best)")
-    args = parser.parse_args()
-    jobs = args.jobs
+    return parser.parse_args()
 
+
+@dataclass(frozen=True)
+class Scenario:
+    label: str
+    sleep: float  # seconds each job sleeps
+    concurrency: int  # threads of sqsw and of the plain loop
+
+    @property
+    def queue(self) -> str:
+        return f"engine_{int(self.sleep * 1000)}"
+
+
+SCENARIOS = (Scenario("no-op", 0.0, 4), Scenario("sleep 20 ms", 0.02, 32))
+
+
+def best_runs(
+    env: SQSEnv, endpoint: str, scenario: Scenario, jobs: int, repeat: int
+) -> tuple[float, float, int]:
+    """The plain loop and sqsw, alternating, ``repeat`` times each (at least once).
+
+    Returns the plain loop's best seconds, sqsw's best seconds and the SQS
+    requests of that sqsw run.
+    """
+    name, sleep, concurrency = scenario.queue, scenario.sleep, scenario.concurrency
+    url = env.get_queue_url(name)
+    plain_runs: list[float] = []
+    sqsw_runs: list[tuple[float, int]] = []
+    for _ in range(max(1, repeat)):
+        fill(env, name, jobs)
+        plain_runs.append(bench_plain(endpoint, url, jobs, sleep, concurrency))
+        fill(env, name, jobs)
+        sqsw_runs.append(bench_sqsw(env, name, jobs, sleep, concurrency))
+    sqsw_s, requests = min(sqsw_runs)
+    return min(plain_runs), sqsw_s, requests
+
+
+def bench_sqs_workers(env: SQSEnv, endpoint: str, scenario: Scenario, jobs: int) -> float | None:
+    """One run of sqs-workers 0.7.3 in its own venv; ``None`` if it timed out."""
+    fill(env, scenario.queue, jobs)
+    result = run_baseline(
+        SQS_WORKERS_SCRIPT,
+        endpoint,
+        f"bench_{scenario.queue}",
+        str(jobs),
+        str(scenario.sleep),
+        timeout=900,
+    )
+    return float(result["seconds"]) if result else None  # type: ignore[arg-type]
+
+
+def print_scenario(
+    scenario: Scenario,
+    jobs: int,
+    repeat: int,
+    plain_s: float,
+    sqsw_s: float,
+    requests: int,
+    baseline_s: float | None,
+) -> None:
+    print(f"\n{scenario.label}, {jobs:,} jobs, {scenario.concurrency} threads (best of {repeat}):")
+    print(f"  plain boto3 loop : {jobs / plain_s:8.0f} jobs/s")
+    print(
+        f"  sqsw             : {jobs / sqsw_s:8.0f} jobs/s  "
+        f"({plain_s / sqsw_s:.2f}x the plain loop; {requests * 1000 / jobs:.0f} SQS "
+        "requests per 1,000 jobs)"
+    )
+    if baseline_s is not None:
+        print(
+            f"  sqs-workers 0.7.3: {jobs / baseline_s:8.0f} jobs/s  "
+            f"(sqsw is {baseline_s / sqsw_s:.1f}x faster)"
+        )
+
+
+def run_scenario(env: SQSEnv, endpoint: str, scenario: Scenario, args: argparse.Namespace) -> None:
+    """Drain a fresh queue with each contender, print their rates, delete the queue."""
+    create_standard_queue(env, scenario.queue)
+    plain_s, sqsw_s, requests = best_runs(env, endpoint, scenario, args.jobs, args.repeat)
+    baseline_s: float | None = None
+    if not args.skip_baseline and scenario.sleep:
+        baseline_s = bench_sqs_workers(env, endpoint, scenario, args.jobs)
+    print_scenario(scenario, args.jobs, args.repeat, plain_s, sqsw_s, requests, baseline_s)
+    delete_queue(env, scenario.queue)
+
+
+def print_memory_rss() -> None:
+    (n0, r0), (n1, r1) = bench_memory_rss(100_000)
+    print(
+        f"\nworker RSS on the memory session: {r0:.1f} MB after {n0:,} jobs, "
+        f"{r1:.1f} MB after {n1:,} jobs (growth {r1 - r0:+.1f} MB)"
+    )
+
+
+def main() -> int:
+    args = parse_args()
     ls = load_localstack()
     ls.install()
     server = ls.start_server(die_with_parent=True)
     print(f"LocalStack at {server.endpoint} (ready in {server.ready_seconds:.2f} s)")
-    rows: list[tuple[str, str, float, float | None]] = []
     try:
-        from sqsw_core import AWSSession
-
         session = AWSSession(endpoint_url=server.endpoint, **CREDENTIALS)
         env = SQSEnv(session, queue_prefix="bench_")
-        for label, sleep, concurrency in (("no-op", 0.0, 4), ("sleep 20 ms", 0.02, 32)):
-            name = f"engine_{int(sleep * 1000)}"
-            create_standard_queue(env, name)
-            url = env.get_queue_url(name)
-
-            plain_runs: list[float] = []
-            sqsw_runs: list[tuple[float, int]] = []
-            for _ in range(max(1, args.repeat)):
-                fill(env, name, jobs)
-                plain_runs.append(bench_plain(server.endpoint, url, jobs, sleep, concurrency))
-                fill(env, name, jobs)
-                sqsw_runs.append(bench_sqsw(env, name, jobs, sleep, concurrency))
-            plain_s = min(plain_runs)
-            sqsw_s, requests = min(sqsw_runs)
-
-            baseline_s: float | None = None
-            if not args.skip_baseline and sleep:
-                fill(env, name, jobs)
-                result = run_baseline(
-                    SQS_WORKERS_SCRIPT,
-                    server.endpoint,
-                    f"bench_{name}",
-                    str(jobs),
-                    str(sleep),
-                    timeout=900,
-                )
-                baseline_s = float(result["seconds"]) if result else None  # type: ignore[arg-type]
-            rows.append((label, f"{concurrency}", plain_s, sqsw_s))
-            print(f"\n{label}, {jobs:,} jobs, {concurrency} threads (best of {args.repeat}):")
-            print(f"  plain boto3 loop : {jobs / plain_s:8.0f} jobs/s")
-            print(
-                f"  sqsw             : {jobs / sqsw_s:8.0f} jobs/s  "
-                f"({plain_s / sqsw_s:.2f}x the plain loop; {requests * 1000 / jobs:.0f} SQS "
-                "requests per 1,000 jobs)"
-            )
-            if baseline_s is not None:
-                print(
-                    f"  sqs-workers 0.7.3: {jobs / baseline_s:8.0f} jobs/s  "
-                    f"(sqsw is {baseline_s / sqsw_s:.1f}x faster)"
-                )
-            delete_queue(env, name)
+        for scenario in SCENARIOS:
+            run_scenario(env, server.endpoint, scenario, args)
     finally:
         ls.stop_server(server)
 
     if not args.skip_memory:
-        samples = bench_memory_rss(100_000)
-        (n0, r0), (n1, r1) = samples
-        print(
-            f"\nworker RSS on the memory session: {r0:.1f} MB after {n0:,} jobs, "
-            f"{r1:.1f} MB after {n1:,} jobs (growth {r1 - r0:+.1f} MB)"
-        )
+        print_memory_rss()
     return 0
 
 

@@ -30,6 +30,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -170,100 +171,174 @@ def read_log(log: Path) -> tuple[Counter[int], list[float]]:
     return runs, latencies
 
 
+def record_rss(rss: dict[int, list[float]], pid: int) -> None:
+    value = rss_mib(pid)
+    if value is not None:
+        rss[pid].append(value)
+
+
+def start_producers(
+    args: argparse.Namespace, endpoint: str, prefix: str, stop: threading.Event
+) -> tuple[list[Producer], float]:
+    """``--producers`` producers sharing ``--rate``, started; and when they started."""
+    producers = [
+        Producer(make_env(endpoint, prefix), i, args.rate / args.producers, stop)
+        for i in range(args.producers)
+    ]
+    started = time.monotonic()
+    for producer in producers:
+        producer.start()
+    return producers, started
+
+
+def monitor(
+    args: argparse.Namespace,
+    workers: list[Any],
+    producers: list[Producer],
+    log: Path,
+    started: float,
+) -> dict[int, list[float]]:
+    """Until ``--minutes`` are up, every ``--sample`` s: each worker's RSS and a progress line.
+
+    Returns the RSS samples (MiB) by worker pid.
+    """
+    rss: dict[int, list[float]] = {w.pid: [] for w in workers}
+    end = started + args.minutes * 60
+    next_sample = started
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_sample:
+            for w in workers:
+                record_rss(rss, w.pid)
+            runs, _ = read_log(log)
+            sent = sum(len(p.sent) for p in producers)
+            print(
+                f"[soak] t={now - started:6.0f}s sent={sent} ran={len(runs)} "
+                f"rss={[round(v[-1]) for v in rss.values() if v]} MiB",
+                file=sys.stderr,
+            )
+            next_sample = now + args.sample
+        time.sleep(0.5)
+    return rss
+
+
+def wait_drained(log: Path, sent_ids: set[int], seconds: float) -> None:
+    """Wait until every sent job ran (or give up after ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        runs, _ = read_log(log)
+        if sent_ids <= set(runs):
+            break
+        time.sleep(0.5)
+
+
+def stop_workers(workers: list[Any], rss: dict[int, list[float]]) -> list[int]:
+    """A last RSS sample of each worker, then a warm stop (SIGTERM); their exit codes."""
+    for w in workers:
+        record_rss(rss, w.pid)
+        w.send_signal(signal.SIGTERM)
+    return [w.wait(60) for w in workers]
+
+
+@dataclass
+class SoakResult:
+    sent_ids: set[int]
+    runs: Counter[int]  # job id -> times it ran
+    latencies: list[float]  # enqueue-to-start, seconds
+    refused: int  # batches partly refused
+    errors: int  # batches not known to be sent
+    produced_for: float  # seconds
+    drained_after: float  # seconds
+    rss: dict[int, list[float]]  # MiB by worker pid
+    codes: list[int]  # worker exit codes
+    attrs: dict[str, Any]  # the queue's attributes at the end
+
+    @property
+    def lost(self) -> int:
+        return len(self.sent_ids - set(self.runs))
+
+    @property
+    def duplicates(self) -> int:
+        return sum(self.runs.values()) - len(self.runs)
+
+
+def print_report(args: argparse.Namespace, r: SoakResult) -> None:
+    print("\n=== sqsw soak ===")
+    print(
+        f"config: minutes={args.minutes} rate={args.rate}/s producers={args.producers} "
+        f"workers={args.workers} concurrency={args.concurrency} job_ms={args.job_ms}"
+    )
+    print(
+        f"sent={len(r.sent_ids)} ran={len(r.runs)} lost={r.lost} duplicates={r.duplicates} "
+        f"refused_batches={r.refused} send_errors={r.errors}"
+    )
+    print(
+        f"throughput={len(r.runs) / (r.produced_for + r.drained_after):.1f} jobs/s "
+        f"(offered {len(r.sent_ids) / r.produced_for:.1f}/s; drain took {r.drained_after:.1f} s)"
+    )
+    print(
+        f"enqueue-to-start latency: p50={percentile(r.latencies, 0.5) * 1000:.1f} ms "
+        f"p99={percentile(r.latencies, 0.99) * 1000:.1f} ms "
+        f"max={max(r.latencies, default=0) * 1000:.1f} ms"
+    )
+    for pid, values in r.rss.items():
+        if values:
+            print(
+                f"worker {pid} RSS MiB: first={values[0]:.1f} max={max(values):.1f} "
+                f"last={values[-1]:.1f} samples={len(values)} "
+                f"series={[round(v) for v in values]}"
+            )
+    print(
+        f"queue at the end: visible={r.attrs.get('ApproximateNumberOfMessages')} "
+        f"in_flight={r.attrs.get('ApproximateNumberOfMessagesNotVisible')}; "
+        f"worker exit codes={r.codes}"
+    )
+
+
+def soak(args: argparse.Namespace, endpoint: str, workers: list[Any]) -> SoakResult:
+    """The soak itself; the worker processes it starts go into ``workers``."""
+    prefix = f"soak{uuid.uuid4().hex[:6]}_"
+    env = make_env(endpoint, prefix)
+    create_standard_queue(env, QUEUE, visibility_timeout=30)
+    log = Path(tempfile.mkdtemp(prefix="sqsw-soak-")) / "runs.log"
+    workers.extend([start_worker(args, endpoint, prefix, log) for _ in range(args.workers)])
+    stop = threading.Event()
+    producers, started = start_producers(args, endpoint, prefix, stop)
+    rss = monitor(args, workers, producers, log, started)
+    stop.set()
+    for producer in producers:
+        producer.join(30)
+    produced_for = time.monotonic() - started
+    sent_ids = {i for p in producers for i in p.sent}
+    wait_drained(log, sent_ids, args.drain)
+    drained_after = time.monotonic() - started - produced_for
+    codes = stop_workers(workers, rss)
+    runs, latencies = read_log(log)
+    time.sleep(2)  # LocalStack's counters tick once a second
+    attrs = get_queue_attributes(env, QUEUE)
+    return SoakResult(
+        sent_ids=sent_ids,
+        runs=runs,
+        latencies=latencies,
+        refused=sum(p.refused for p in producers),
+        errors=sum(p.errors for p in producers),
+        produced_for=produced_for,
+        drained_after=drained_after,
+        rss=rss,
+        codes=codes,
+        attrs=attrs,
+    )
+
+
 def driver_main(args: argparse.Namespace) -> int:
     ls = load_localstack()
     server = ls.start_server()
     print(f"[soak] LocalStack at {server.endpoint}", file=sys.stderr)
     workers: list[Any] = []
     try:
-        prefix = f"soak{uuid.uuid4().hex[:6]}_"
-        env = make_env(server.endpoint, prefix)
-        create_standard_queue(env, QUEUE, visibility_timeout=30)
-        log = Path(tempfile.mkdtemp(prefix="sqsw-soak-")) / "runs.log"
-        workers = [start_worker(args, server.endpoint, prefix, log) for _ in range(args.workers)]
-        stop = threading.Event()
-        producers = [
-            Producer(make_env(server.endpoint, prefix), i, args.rate / args.producers, stop)
-            for i in range(args.producers)
-        ]
-        started = time.monotonic()
-        for producer in producers:
-            producer.start()
-        rss: dict[int, list[float]] = {w.pid: [] for w in workers}
-        end = started + args.minutes * 60
-        next_sample = started
-        while time.monotonic() < end:
-            now = time.monotonic()
-            if now >= next_sample:
-                for w in workers:
-                    value = rss_mib(w.pid)
-                    if value is not None:
-                        rss[w.pid].append(value)
-                runs, _ = read_log(log)
-                sent = sum(len(p.sent) for p in producers)
-                print(
-                    f"[soak] t={now - started:6.0f}s sent={sent} ran={len(runs)} "
-                    f"rss={[round(v[-1]) for v in rss.values() if v]} MiB",
-                    file=sys.stderr,
-                )
-                next_sample = now + args.sample
-            time.sleep(0.5)
-        stop.set()
-        for producer in producers:
-            producer.join(30)
-        produced_for = time.monotonic() - started
-        sent_ids = {i for p in producers for i in p.sent}
-        # Drain: wait until every sent job ran (or give up after --drain seconds).
-        deadline = time.monotonic() + args.drain
-        while time.monotonic() < deadline:
-            runs, _ = read_log(log)
-            if sent_ids <= set(runs):
-                break
-            time.sleep(0.5)
-        drained_after = time.monotonic() - started - produced_for
-        for w in workers:
-            value = rss_mib(w.pid)
-            if value is not None:
-                rss[w.pid].append(value)
-            w.send_signal(signal.SIGTERM)
-        codes = [w.wait(60) for w in workers]
-        runs, latencies = read_log(log)
-        time.sleep(2)  # LocalStack's counters tick once a second
-        attrs = get_queue_attributes(env, QUEUE)
-        lost = len(sent_ids - set(runs))
-        duplicates = sum(runs.values()) - len(runs)
-        print("\n=== sqsw soak ===")
-        print(
-            f"config: minutes={args.minutes} rate={args.rate}/s producers={args.producers} "
-            f"workers={args.workers} concurrency={args.concurrency} job_ms={args.job_ms}"
-        )
-        print(
-            f"sent={len(sent_ids)} ran={len(runs)} lost={lost} duplicates={duplicates} "
-            f"refused_batches={sum(p.refused for p in producers)} "
-            f"send_errors={sum(p.errors for p in producers)}"
-        )
-        print(
-            f"throughput={len(runs) / (produced_for + drained_after):.1f} jobs/s "
-            f"(offered {len(sent_ids) / produced_for:.1f}/s; drain took {drained_after:.1f} s)"
-        )
-        print(
-            f"enqueue-to-start latency: p50={percentile(latencies, 0.5) * 1000:.1f} ms "
-            f"p99={percentile(latencies, 0.99) * 1000:.1f} ms "
-            f"max={max(latencies, default=0) * 1000:.1f} ms"
-        )
-        for pid, values in rss.items():
-            if values:
-                print(
-                    f"worker {pid} RSS MiB: first={values[0]:.1f} max={max(values):.1f} "
-                    f"last={values[-1]:.1f} samples={len(values)} "
-                    f"series={[round(v) for v in values]}"
-                )
-        print(
-            f"queue at the end: visible={attrs.get('ApproximateNumberOfMessages')} "
-            f"in_flight={attrs.get('ApproximateNumberOfMessagesNotVisible')}; "
-            f"worker exit codes={codes}"
-        )
-        return 0 if lost == 0 else 1
+        result = soak(args, server.endpoint, workers)
+        print_report(args, result)
+        return 0 if result.lost == 0 else 1
     finally:
         for w in workers:
             if w.poll() is None:
