@@ -4,7 +4,9 @@
 
 For each size: enqueue N no-op jobs with batched sends, then process until the
 queue is empty with ``process_batch`` (receive 10, run, ack). sqs-workers runs
-from PyPI in its own venv (``.bench/``), with the JSON codec like sqsw.
+from PyPI in its own venv (``.bench/``), with the JSON codec like sqsw. Then
+the same jobs through sqsw's engine, ``process_queue(concurrency=1)`` (pollers,
+a job thread, batched acks, the heartbeat), beside the loop and sqs-workers.
 
 Each side runs ``--repeat`` times per size, each on a fresh queue, and the
 fastest enqueue and processing times count (run-to-run noise on a shared
@@ -24,6 +26,7 @@ from typing import Any
 from _baseline import run_baseline
 
 from sqsw_core import SQSEnv, create_standard_queue
+from sqsw_core.shutdown_policies import MaxTasksShutdown
 
 SQS_WORKERS_SCRIPT = """
 import json, sys, time
@@ -54,8 +57,12 @@ print(json.dumps({"enqueue_s": t1 - t0, "process_s": t2 - t1}))
 """
 
 
-def bench_sqsw(n: int, processor: str = "default") -> dict[str, float]:
-    """Enqueue then process ``n`` no-op jobs on a fresh memory session; seconds of each."""
+def bench_sqsw(n: int, processor: str = "default", engine: bool = False) -> dict[str, float]:
+    """Enqueue then process ``n`` no-op jobs on a fresh memory session; seconds of each.
+
+    ``engine``: process with the engine, ``process_queue(concurrency=1)``, instead
+    of a ``process_batch`` loop.
+    """
     env = SQSEnv(session="memory", processor=processor)
     create_standard_queue(env, "bench")
     queue = env.queue("bench")
@@ -72,8 +79,17 @@ def bench_sqsw(n: int, processor: str = "default") -> dict[str, float]:
         for i in range(n):
             noop.delay(i=i)
     t1 = time.perf_counter()
-    while queue.process_batch(wait_seconds=0).total_count():
-        pass
+    if engine:
+        queue.process_queue(
+            MaxTasksShutdown(n),
+            wait_seconds=0,
+            concurrency=1,
+            handle_signals=False,
+            stats_interval=3600,
+        )
+    else:
+        while queue.process_batch(wait_seconds=0).total_count():
+            pass
     t2 = time.perf_counter()
     assert ran == n, (ran, n)
     return {"enqueue_s": t1 - t0, "process_s": t2 - t1}
@@ -109,18 +125,30 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
 
     rows = []
+    engine_rows = []
     for n in sizes:
         ours = best_of(args.repeat, lambda n=n: bench_sqsw(n))
+        engine = best_of(args.repeat, lambda n=n: bench_sqsw(n, engine=True))
         theirs = best_of(
             args.repeat,
             lambda n=n: run_baseline(SQS_WORKERS_SCRIPT, str(n), timeout=args.baseline_timeout),
         )
         rows.append((n, ours, theirs))
+        engine_rows.append((n, engine, ours, theirs))
+    print_table(args.repeat, rows)
+    print_engine(engine_rows)
+    print_scaling(rows)
+    print(json.dumps({"rows": [[n, o, t] for n, o, t in rows]}), file=sys.stderr)
+    return 0
 
-    def rate(n: int, seconds: float) -> float:
-        return n / seconds
 
-    print(f"best of {args.repeat} run(s) per side and size (runs over {REPEAT_UNDER:.0f} s: once)")
+def rate(n: int, seconds: float) -> float:
+    return n / seconds
+
+
+def print_table(repeat: int, rows: list[tuple[int, Any, Any]]) -> None:
+    """Enqueue and ``process_batch`` loop jobs/s, sqsw beside sqs-workers."""
+    print(f"best of {repeat} run(s) per side and size (runs over {REPEAT_UNDER:.0f} s: once)")
     pair = f"{'sqsw':>9} {'sqs-workers':>11}"
     print(f"{'jobs':>8} | {'enqueue jobs/s':>26} | {'process jobs/s':>28}")
     print(f"{'':>8} | {pair} {'x':>4} | {pair} {'x':>6}")
@@ -135,6 +163,20 @@ def main() -> int:
             xe, xp = f"{oe / te:.1f}", f"{op / tp:.1f}"
         print(f"{n:>8,} | {oe:>9,.0f} {te_s:>11} {xe:>4} | {op:>9,.0f} {tp_s:>11} {xp:>6}")
 
+
+def print_engine(rows: list[tuple[int, Any, Any, Any]]) -> None:
+    """The engine (``process_queue(concurrency=1)``) beside the loop and sqs-workers."""
+    print("\nengine, process_queue(concurrency=1), same runs:")
+    print(f"{'jobs':>8} | {'jobs/s':>9} {'x loop':>7} {'x sqs-workers':>14}")
+    for n, engine, loop, theirs in rows:
+        jobs_s = rate(n, engine["process_s"])
+        of_loop = f"{jobs_s / rate(n, loop['process_s']):.2f}"
+        of_theirs = "" if theirs is None else f"{jobs_s / rate(n, float(theirs['process_s'])):.1f}"
+        print(f"{n:>8,} | {jobs_s:>9,.0f} {of_loop:>7} {of_theirs:>14}")
+
+
+def print_scaling(rows: list[tuple[int, Any, Any]]) -> None:
+    """Per-job cost of the largest size against the smallest: flat is the aim."""
     small, large = rows[0], rows[-1]
     per_job_small = small[1]["process_s"] / small[0]
     per_job_large = large[1]["process_s"] / large[0]
@@ -143,8 +185,6 @@ def main() -> int:
         f"{per_job_large / per_job_small:.2f}x ({per_job_large * 1e6:.1f} us vs "
         f"{per_job_small * 1e6:.1f} us)"
     )
-    print(json.dumps({"rows": [[n, o, t] for n, o, t in rows]}), file=sys.stderr)
-    return 0
 
 
 if __name__ == "__main__":
