@@ -10,9 +10,11 @@ jobs and drains it with each contender, in one run:
   loop: the practical limit of this machine and server for N threads;
 - sqs-workers 0.7.3 from PyPI in its own venv (``.bench/``), one process.
 
-Scenarios: no-op jobs (N=4) and jobs sleeping 20 ms (N=32). Also prints SQS
-requests per 1,000 jobs for sqsw (counted with a botocore event hook), and the
-worker's RSS on the memory session from 10,000 to 100,000 jobs.
+Scenarios: no-op jobs (N=4) and jobs sleeping 20 ms (N=32). Also prints each
+side's client CPU per 1,000 jobs (this process's CPU time over the run;
+LocalStack runs in a process of its own), SQS requests per 1,000 jobs for sqsw
+(counted with a botocore event hook), and the worker's RSS on the memory
+session from 10,000 to 100,000 jobs.
 
 sqsw and the plain loop run ``--repeat`` times each, alternating, and their
 fastest runs count: with LocalStack on the same two cores, single runs of
@@ -109,22 +111,28 @@ def make_job(sleep: float, done: list[int], finished: list[float]) -> Callable[[
 
 def bench_sqsw(
     env: SQSEnv, name: str, jobs: int, sleep: float, concurrency: int
-) -> tuple[float, int]:
+) -> tuple[float, int, float]:
+    """Seconds to the last job's end, SQS requests, and this process's CPU seconds."""
     queue = env.queue(name)
     done: list[int] = []
     finished = [0.0]
     queue.connect_processor("job", make_job(sleep, done, finished))
     counter = RequestCounter(env.sqs_client)
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     queue.process_queue(MaxTasksShutdown(jobs), wait_seconds=1, concurrency=concurrency)
+    cpu = time.process_time() - cpu0
     # Up to the last job's end, as for the plain loop: the engine's warm stop
     # then waits for in-flight long polls (up to wait_seconds) before returning.
     seconds = finished[0] - t0
     assert len(done) >= jobs, (len(done), jobs)
-    return seconds, counter.count
+    return seconds, counter.count, cpu
 
 
-def bench_plain(endpoint: str, url: str, jobs: int, sleep: float, threads: int) -> float:
+def bench_plain(
+    endpoint: str, url: str, jobs: int, sleep: float, threads: int
+) -> tuple[float, float]:
+    """Seconds to drain ``jobs`` with ``threads`` receive/delete loops, and CPU seconds."""
     session = boto3.Session(**CREDENTIALS)
     client = session.client(
         "sqs",
@@ -162,6 +170,7 @@ def bench_plain(endpoint: str, url: str, jobs: int, sleep: float, threads: int) 
                     stop.set()
 
     workers = [threading.Thread(target=loop) for _ in range(threads)]
+    cpu0 = time.process_time()
     t0 = time.perf_counter()
     for w in workers:
         w.start()
@@ -169,7 +178,7 @@ def bench_plain(endpoint: str, url: str, jobs: int, sleep: float, threads: int) 
     seconds = time.perf_counter() - t0
     for w in workers:
         w.join()
-    return seconds
+    return seconds, time.process_time() - cpu0
 
 
 def rss_mb() -> float:
@@ -224,25 +233,41 @@ class Scenario:
 SCENARIOS = (Scenario("no-op", 0.0, 4), Scenario("sleep 20 ms", 0.02, 32))
 
 
-def best_runs(
-    env: SQSEnv, endpoint: str, scenario: Scenario, jobs: int, repeat: int
-) -> tuple[float, float, int]:
+@dataclass(frozen=True)
+class Results:
+    """The best of a scenario's runs: seconds and client CPU seconds of each side."""
+
+    plain_s: float
+    plain_cpu: float
+    sqsw_s: float
+    sqsw_cpu: float
+    requests: int
+
+
+def best_runs(env: SQSEnv, endpoint: str, scenario: Scenario, jobs: int, repeat: int) -> Results:
     """The plain loop and sqsw, alternating, ``repeat`` times each (at least once).
 
-    Returns the plain loop's best seconds, sqsw's best seconds and the SQS
-    requests of that sqsw run.
+    The fastest run of each side counts, and the least client CPU of each (this
+    process's CPU time: LocalStack runs in its own); requests: of the fastest
+    sqsw run.
     """
     name, sleep, concurrency = scenario.queue, scenario.sleep, scenario.concurrency
     url = env.get_queue_url(name)
-    plain_runs: list[float] = []
-    sqsw_runs: list[tuple[float, int]] = []
+    plain_runs: list[tuple[float, float]] = []
+    sqsw_runs: list[tuple[float, int, float]] = []
     for _ in range(max(1, repeat)):
         fill(env, name, jobs)
         plain_runs.append(bench_plain(endpoint, url, jobs, sleep, concurrency))
         fill(env, name, jobs)
         sqsw_runs.append(bench_sqsw(env, name, jobs, sleep, concurrency))
-    sqsw_s, requests = min(sqsw_runs)
-    return min(plain_runs), sqsw_s, requests
+    sqsw_s, requests, _ = min(sqsw_runs)
+    return Results(
+        plain_s=min(run[0] for run in plain_runs),
+        plain_cpu=min(run[1] for run in plain_runs),
+        sqsw_s=sqsw_s,
+        sqsw_cpu=min(run[2] for run in sqsw_runs),
+        requests=requests,
+    )
 
 
 def bench_sqs_workers(env: SQSEnv, endpoint: str, scenario: Scenario, jobs: int) -> float | None:
@@ -260,36 +285,36 @@ def bench_sqs_workers(env: SQSEnv, endpoint: str, scenario: Scenario, jobs: int)
 
 
 def print_scenario(
-    scenario: Scenario,
-    jobs: int,
-    repeat: int,
-    plain_s: float,
-    sqsw_s: float,
-    requests: int,
-    baseline_s: float | None,
+    scenario: Scenario, jobs: int, repeat: int, results: Results, baseline_s: float | None
 ) -> None:
+    r = results
+    plain_ms, sqsw_ms = r.plain_cpu * 1e6 / jobs, r.sqsw_cpu * 1e6 / jobs
     print(f"\n{scenario.label}, {jobs:,} jobs, {scenario.concurrency} threads (best of {repeat}):")
-    print(f"  plain boto3 loop : {jobs / plain_s:8.0f} jobs/s")
     print(
-        f"  sqsw             : {jobs / sqsw_s:8.0f} jobs/s  "
-        f"({plain_s / sqsw_s:.2f}x the plain loop; {requests * 1000 / jobs:.0f} SQS "
-        "requests per 1,000 jobs)"
+        f"  plain boto3 loop : {jobs / r.plain_s:8.0f} jobs/s  "
+        f"(client CPU {plain_ms:.0f} ms per 1,000 jobs)"
+    )
+    print(
+        f"  sqsw             : {jobs / r.sqsw_s:8.0f} jobs/s  "
+        f"({r.plain_s / r.sqsw_s:.2f}x the plain loop; client CPU {sqsw_ms:.0f} ms per 1,000 "
+        f"jobs, {sqsw_ms / plain_ms:.2f}x the plain loop's; "
+        f"{r.requests * 1000 / jobs:.0f} SQS requests per 1,000 jobs)"
     )
     if baseline_s is not None:
         print(
             f"  sqs-workers 0.7.3: {jobs / baseline_s:8.0f} jobs/s  "
-            f"(sqsw is {baseline_s / sqsw_s:.1f}x faster)"
+            f"(sqsw is {baseline_s / r.sqsw_s:.1f}x faster)"
         )
 
 
 def run_scenario(env: SQSEnv, endpoint: str, scenario: Scenario, args: argparse.Namespace) -> None:
     """Drain a fresh queue with each contender, print their rates, delete the queue."""
     create_standard_queue(env, scenario.queue)
-    plain_s, sqsw_s, requests = best_runs(env, endpoint, scenario, args.jobs, args.repeat)
+    results = best_runs(env, endpoint, scenario, args.jobs, args.repeat)
     baseline_s: float | None = None
     if not args.skip_baseline and scenario.sleep:
         baseline_s = bench_sqs_workers(env, endpoint, scenario, args.jobs)
-    print_scenario(scenario, args.jobs, args.repeat, plain_s, sqsw_s, requests, baseline_s)
+    print_scenario(scenario, args.jobs, args.repeat, results, baseline_s)
     delete_queue(env, scenario.queue)
 
 
