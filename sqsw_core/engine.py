@@ -154,7 +154,7 @@ class QueueEngine:
 
     def waiting(self) -> list[Message]:
         """The held messages whose job has not started (prefetched or being gathered)."""
-        with self.scheduler.jobs:
+        with self.scheduler.lock:
             return self.scheduler.waiting()
 
     # -- running --------------------------------------------------------------
@@ -215,10 +215,10 @@ class QueueEngine:
             self.wake.wait(0.05 if scheduler.bulk_processors else 0.1)
             self.wake.clear()
             if scheduler.gathering:
-                with scheduler.jobs:
+                with scheduler.lock:
                     scheduler.flush_gathered(time.monotonic())
             if self.policy is not None:
-                with scheduler.jobs:
+                with scheduler.lock:
                     self.note_idle()
             self.stats.failed_acks = self.acker.failed_acks
             now = time.monotonic()
@@ -245,11 +245,11 @@ class QueueEngine:
 
     def _shutdown(self, pollers: list[threading.Thread]) -> None:
         scheduler = self.scheduler
-        with scheduler.jobs:
+        with scheduler.lock:
             scheduler.stop_intake()
         self._interrupt_receives()
         self._wait_for_stop(pollers)
-        with scheduler.jobs:
+        with scheduler.lock:
             running = scheduler.running
         if running:
             abandoned = self.keeper.held()
@@ -264,7 +264,7 @@ class QueueEngine:
         self.acker.close()
         self.keeper.stop()
         self.stats.failed_acks = self.acker.failed_acks
-        with scheduler.jobs:
+        with scheduler.lock:
             self.stats.in_flight = len(self.keeper)  # abandoned jobs' messages were released
 
     def _wait_for_stop(self, pollers: list[threading.Thread]) -> None:
@@ -283,7 +283,7 @@ class QueueEngine:
                 # Only now: released earlier, they could come straight back to one
                 # of these receives and gain a second receive from one stop.
                 self._release_unrun()
-            with scheduler.jobs:
+            with scheduler.lock:
                 running = scheduler.running
             cold = self.stop_requests >= 2
             if scheduler.unrun_released and (running == 0 or cold or now >= grace_deadline):
@@ -310,7 +310,7 @@ class QueueEngine:
 
     def _release_unrun(self) -> None:
         """Release the messages of the stop that did not run, once (receives have ended)."""
-        with self.scheduler.jobs:
+        with self.scheduler.lock:
             unrun = self.scheduler.take_unrun()
         self.release(unrun)
 
@@ -328,5 +328,5 @@ class QueueEngine:
         if not messages:
             return
         self.settler.release(messages, visibility_timeout)
-        with self.scheduler.jobs:  # job threads and the stopping thread release concurrently
+        with self.scheduler.lock:  # job threads and the stopping thread release concurrently
             self.stats.released += len(messages)

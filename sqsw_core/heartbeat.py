@@ -71,6 +71,14 @@ class VisibilityKeeper:
         with self.lock:
             self._held[message.receipt_handle] = held
 
+    def hold_all(self, messages: list[Message], received_at: float) -> None:
+        """:meth:`hold` for each message of one receive, under one lock."""
+        deadline = received_at + self.visibility_timeout
+        with self.lock:
+            held = self._held
+            for message in messages:
+                held[message.receipt_handle] = _Held(message, deadline, received_at)
+
     def forget(self, message: ReceivedMessage) -> None:
         """Stop extending ``message`` (it is being settled)."""
         with self.lock:

@@ -42,7 +42,7 @@ class JobThread:
         holding = False  # a shared job slot, kept from one job to the next
         try:
             while True:
-                with scheduler.jobs:
+                with scheduler.lock:
                     job = None if engine.stop_requests else scheduler.next_job()
                     while job is None:
                         if holding:
@@ -85,7 +85,7 @@ class JobThread:
         """Count one settled job (:meth:`_done` for one message, without its lists: this
         runs once per job)."""
         scheduler, stats = self.scheduler, self.stats
-        with scheduler.jobs:
+        with scheduler.lock:
             scheduler.running -= 1
             scheduler.held -= 1
             if outcome is SUCCEEDED:
@@ -125,7 +125,7 @@ class JobThread:
     def _done(self, messages: list[Message], outcomes: list[Outcome]) -> None:
         """Count the settled jobs of a bulk job (FIFO queues have none)."""
         engine, scheduler = self.engine, self.scheduler
-        with scheduler.jobs:
+        with scheduler.lock:
             scheduler.running -= 1
             scheduler.held -= len(messages)
             for outcome in outcomes:

@@ -50,7 +50,7 @@ class Poller:
             try:
                 messages = engine.runner.receive(wait, want)
             except Exception as exc:
-                with self.scheduler.jobs:
+                with self.scheduler.lock:
                     self.scheduler.held -= want
                     self.scheduler.receive_failures += 1
                     failures = self.scheduler.receive_failures
@@ -67,7 +67,7 @@ class Poller:
         """Wait for room for a full batch and reserve it; (batch size, seconds to wait),
         or ``None`` once the engine stops."""
         scheduler = self.scheduler
-        with scheduler.jobs:
+        with scheduler.lock:
             want = scheduler.batch_room
             while not scheduler.stopping and (
                 scheduler.capacity - scheduler.held < want
@@ -83,13 +83,13 @@ class Poller:
         """Hold what a receive returned and hand it to the scheduler (or the stop)."""
         engine, scheduler = self.engine, self.scheduler
         now = time.monotonic()
+        engine.keeper.hold_all(messages, now)
         redelivered = 0
         for message in messages:
-            engine.keeper.hold(message, now)
             if message.attributes.get("ApproximateReceiveCount", "1") != "1":
                 redelivered += 1
         late: list[Message] = []
-        with scheduler.jobs:
+        with scheduler.lock:
             scheduler.held -= want - len(messages)
             if (scheduler.last_poll_empty and messages) or scheduler.receive_failures:
                 scheduler.room.notify_all()  # wake the paused pollers

@@ -28,11 +28,14 @@ class JobScheduler:
     def __init__(
         self, capacity: int, fifo: bool, bulk_processors: Mapping[str, BulkProcessor]
     ) -> None:
-        lock = threading.Lock()
-        #: Job threads wait here for a job; everything below is read and changed under it.
-        self.jobs = threading.Condition(lock)
+        #: Everything below is read and changed under this lock. Take it as
+        #: ``with scheduler.lock`` (the conditions share it; entering a Condition
+        #: costs a Python-level call more, once or twice per job).
+        self.lock = threading.Lock()
+        #: Job threads wait here for a job.
+        self.jobs = threading.Condition(self.lock)
         #: Pollers wait here for room for a full batch.
-        self.room = threading.Condition(lock)
+        self.room = threading.Condition(self.lock)
         self.capacity = capacity
         #: Pollers receive full batches: they wait for this much room.
         self.batch_room = min(MAX_BATCH_ENTRIES, capacity)
