@@ -163,6 +163,29 @@ def test_batch_reads_with_batching_policy(sqs: SQSEnv, capsys: pytest.CaptureFix
     expect_counts(queue, (0, 0, 0))
 
 
+def test_batch_reads_in_process_queue(sqs: SQSEnv) -> None:
+    from sqsw_core.batching import BatchMessages
+
+    create_standard_queue(sqs, "emails")
+    queue = sqs.queue("emails", batching_policy=BatchMessages(batch_size=5))
+    calls: list[list[dict[str, Any]]] = []
+
+    @queue.processor("send_email")
+    def send_email(messages: list):  # type: ignore[no-untyped-def,type-arg]
+        calls.append(messages)
+
+    with queue.add_batch():
+        for n in range(12):
+            queue.add_job("send_email", to=f"user{n}@example.com", subject="s", body="b")
+    # "Then start processing your queue as usual"
+    queue.process_queue(shutdown_policy=IdleShutdown(1), wait_seconds=1)
+    assert all(isinstance(batch, list) and 1 <= len(batch) <= 5 for batch in calls), calls
+    assert sorted(job["to"] for batch in calls for job in batch) == sorted(
+        f"user{n}@example.com" for n in range(12)
+    )
+    expect_counts(queue, (0, 0, 0))
+
+
 def test_batch_reads_failure_returns_the_whole_batch(sqs: SQSEnv) -> None:
     from sqsw_core.batching import BatchMessages
 
