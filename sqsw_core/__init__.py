@@ -7,7 +7,7 @@ from sqsw_core.backoff_policies import (
     ConstantBackoff,
     ExponentialBackoff,
 )
-from sqsw_core.bulk_jobs import BulkJobsFailed
+from sqsw_core.bulk_jobs import BatchingConfiguration, BatchMessages, BulkJobsFailed, NoBatching
 from sqsw_core.codecs import Codec
 from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.env import SQSEnv
@@ -68,8 +68,10 @@ __all__ = [
     "BadMessageError",
     "BakedAsyncTask",
     "BatchJobsFailed",
+    "BatchMessages",
     "BatchProcessingResult",
     "BatchReportError",
+    "BatchingConfiguration",
     "BulkJobsFailed",
     "BulkReportError",
     "Codec",
@@ -89,6 +91,7 @@ __all__ = [
     "Message",
     "MessageTooLargeError",
     "NeverShutdown",
+    "NoBatching",
     "OrShutdown",
     "PluginError",
     "Processor",

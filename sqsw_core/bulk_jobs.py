@@ -13,6 +13,7 @@ read (:class:`~sqsw_core.exceptions.BulkReportError`).
 from __future__ import annotations
 
 import operator
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,81 @@ class BulkJobsFailed(SQSError):
         super().__init__(f"{len(self.failed)} job(s) of the batch failed: {sorted(self.failed)}")
 
 
+class BatchingConfiguration(ABC):
+    """sqs-workers' batch reads: whether a queue's processors get a list of jobs.
+
+    ``sqs.queue(name, batching_policy=BatchMessages(batch_size=N))`` makes every
+    ``@queue.processor`` of that queue a bulk processor (see :class:`BulkProcessor`)
+    of up to ``N`` jobs; ``NoBatching()`` (the default) runs one job per call.
+    """
+
+    @property
+    @abstractmethod
+    def batching_enabled(self) -> bool:
+        """Whether processors get a list of jobs."""
+
+    @property
+    @abstractmethod
+    def batch_size(self) -> int:
+        """How many jobs one call gets at most."""
+
+    #: Seconds the engine waits for more jobs after the first of a call (sqsw's).
+    max_wait: float = 0.0
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BatchingConfiguration):
+            return NotImplemented
+        mine = (type(self), self.batch_size, self.max_wait)
+        return mine == (type(other), other.batch_size, other.max_wait)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.batch_size, self.max_wait))
+
+
+class NoBatching(BatchingConfiguration):
+    """One job per call of the job function (the default)."""
+
+    @property
+    def batching_enabled(self) -> bool:
+        return False
+
+    @property
+    def batch_size(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return "NoBatching()"
+
+
+class BatchMessages(BatchingConfiguration):
+    """Processors get a list of up to ``batch_size`` jobs (dicts of keyword arguments).
+
+    As in sqs-workers, an exception retries every job of the call and the return
+    value is ignored; sqsw's ``BulkJobsFailed({index: error})`` retries only some.
+    ``max_wait`` (sqsw only, default 0) lets the engine wait that long after the
+    first job for more, to fill calls under light load.
+    """
+
+    def __init__(self, batch_size: int, *, max_wait: float = 0.0) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"BatchMessages(batch_size={batch_size!r}): give an int >= 1")
+        if isinstance(max_wait, bool) or not isinstance(max_wait, int | float) or not max_wait >= 0:
+            raise ValueError(f"BatchMessages(max_wait={max_wait!r}): give seconds >= 0")
+        self.number_of_messages = batch_size
+        self.max_wait = max_wait
+
+    @property
+    def batching_enabled(self) -> bool:
+        return True
+
+    @property
+    def batch_size(self) -> int:
+        return self.number_of_messages
+
+    def __repr__(self) -> str:
+        return f"BatchMessages(batch_size={self.number_of_messages!r})"
+
+
 class BulkProcessor:
     """Calls ``fn(jobs)`` with a list of decoded jobs of ``job_name``."""
 
@@ -50,6 +126,8 @@ class BulkProcessor:
         max_wait: float = 1.0,
         pass_context: bool = False,
         context_var: str = "context",
+        *,
+        ignore_result: bool = False,
     ) -> None:
         if max_jobs < 1:
             raise ValueError(f"max_jobs must be >= 1, got {max_jobs}")
@@ -63,6 +141,8 @@ class BulkProcessor:
         self.max_wait = max_wait
         self.pass_context = pass_context
         self.context_var = context_var
+        #: sqs-workers' batch processors: the return value says nothing (see BatchMessages).
+        self.ignore_result = ignore_result
 
     def run(self, jobs: list[tuple[dict[str, Any], JobContext]]) -> set[int]:
         """Call the function; the indices of the jobs that failed (empty: all ok).
@@ -85,7 +165,7 @@ class BulkProcessor:
                 raise self._unclear(len(jobs), "raised BulkJobsFailed naming no job") from failed
             items = list(failed.failed)
             return self._indices(items, len(jobs), f"raised BulkJobsFailed({quote(items)})")
-        if result is None or result is True:
+        if result is None or result is True or self.ignore_result:
             return set()
         refuse_awaitable(result, self.queue.name, self.job_name)
         if isinstance(result, (str, bytes, bytearray, Mapping)) or not isinstance(result, Iterable):

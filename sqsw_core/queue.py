@@ -7,6 +7,8 @@ Queue classes are plugins (group ``sqsw.queue_types``): ``job`` is the core's
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,12 +17,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import ParamSpec
 
-from sqsw_core.bulk_jobs import BulkJobsFailed, BulkProcessor
+from sqsw_core.bulk_jobs import BatchingConfiguration, BulkJobsFailed, BulkProcessor
 from sqsw_core.engine import QueueEngine
 from sqsw_core.engine_options import check_options
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.job_runner import JobRunner
-from sqsw_core.long_delays import defer
+from sqsw_core.long_delays import MAX_LONG_DELAY_SECONDS, defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
 from sqsw_core.processors import DEFAULT_CONTEXT_VAR, HandlerCall, Processor, refuse_async
 from sqsw_core.results import BatchProcessingResult, EngineStats
@@ -51,6 +53,28 @@ R = TypeVar("R")
 DEFAULT_MESSAGE_GROUP_ID = "default"
 
 
+def check_delay(queue_name: str, delay_seconds: Any) -> float:
+    """``delay_seconds`` if it is a delay sqsw can send; else one error naming what is allowed."""
+    if type(delay_seconds) is int or type(delay_seconds) is float:
+        number: float = delay_seconds
+    elif isinstance(delay_seconds, numbers.Real) and not isinstance(delay_seconds, bool):
+        number = float(delay_seconds)
+    else:
+        raise TypeError(
+            f"_delay_seconds={delay_seconds!r} for queue {queue_name!r} is a "
+            f"{type(delay_seconds).__name__}: give a number of seconds (int or float) from "
+            f"0 to {MAX_LONG_DELAY_SECONDS} (14 days)"
+        )
+    if not 0 <= number <= MAX_LONG_DELAY_SECONDS:
+        why = "is not a number" if math.isnan(number) else "is out of range"
+        raise ValueError(
+            f"_delay_seconds={delay_seconds!r} for queue {queue_name!r} {why}: give a number "
+            f"of seconds from 0 to {MAX_LONG_DELAY_SECONDS} (14 days; delays over "
+            f"{MAX_DELAY_SECONDS} s are sent in hops)"
+        )
+    return number
+
+
 class GenericQueue:
     """A named SQS queue of an environment: sending, receiving and processing.
 
@@ -65,12 +89,14 @@ class GenericQueue:
         backoff_policy: BackoffPolicy | None = None,
         *,
         queue_url: str | None = None,
+        batching_policy: BatchingConfiguration | None = None,
         **options: Any,
     ) -> None:
         if options:
             raise ConfigurationError(
                 f"{type(self).__name__} for queue {name!r} got unknown options {sorted(options)}"
             )
+        self.batching_policy = self._check_batching(name, batching_policy)
         self.env = env
         self.name = name
         self.backoff_policy: BackoffPolicy = backoff_policy or env.backoff_policy
@@ -85,6 +111,38 @@ class GenericQueue:
         self.engine: QueueEngine | None = None
         #: The counters of the last engine that processed this queue in this process.
         self.last_engine_stats: EngineStats | None = None
+
+    #: Whether ``batching_policy=BatchMessages(...)`` applies to this queue type.
+    supports_batching = False
+
+    @classmethod
+    def _check_batching(
+        cls, name: str, policy: BatchingConfiguration | None
+    ) -> BatchingConfiguration | None:
+        if policy is None:
+            return None
+        if not isinstance(policy, BatchingConfiguration):
+            raise ConfigurationError(
+                f"queue {name!r}: batching_policy must be BatchMessages(batch_size=N) or "
+                f"NoBatching() (from sqsw_core), got {policy!r}"
+            )
+        if policy.batching_enabled and not cls.supports_batching:
+            raise ConfigurationError(
+                f"queue {name!r}: {cls.__name__} does not run batches ({policy!r}); "
+                "batching_policy applies to job queues"
+            )
+        if policy.batching_enabled and name.endswith(".fifo"):
+            raise ConfigurationError(
+                f"queue {name!r} is FIFO: batching_policy={policy!r} would break the order "
+                "within message groups; leave it out"
+            )
+        return policy
+
+    @property
+    def batch_size(self) -> int | None:
+        """Jobs per call of this queue's processors (``batching_policy``), or ``None``."""
+        policy = self.batching_policy
+        return policy.batch_size if policy is not None and policy.batching_enabled else None
 
     @classmethod
     def maker(cls, **kwargs: Any) -> Callable[..., GenericQueue]:
@@ -177,11 +235,13 @@ class GenericQueue:
         group_id: Any,
     ) -> dict[str, Any]:
         """The ``SendMessage`` parameters for one message."""
-        hop = self.env.max_delay_hop
-        if delay_seconds is not None and delay_seconds > hop:
-            attributes, delay_seconds = defer(
-                self.name, self.is_fifo, attributes, delay_seconds, hop
-            )
+        if delay_seconds is not None:
+            delay_seconds = check_delay(self.name, delay_seconds)
+            hop = self.env.max_delay_hop
+            if delay_seconds > hop:
+                attributes, delay_seconds = defer(
+                    self.name, self.is_fifo, attributes, delay_seconds, hop
+                )
         entry: dict[str, Any] = {"MessageBody": body, "MessageAttributes": attributes}
         if delay_seconds is not None:
             delay = int(delay_seconds)
@@ -293,8 +353,17 @@ class GenericQueue:
         return messages
 
     def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
-        """Receive up to 10 messages, run them, ack the successes, retry the failures."""
-        return self.runner.process_batch(wait_seconds)
+        """Receive up to 10 messages, run them, ack the successes, retry the failures.
+
+        With ``batching_policy=BatchMessages(batch_size=N)``: up to ``N`` messages
+        (receiving more than once when ``N`` is over 10), as sqs-workers does.
+        """
+        batch_size = self.batch_size
+        if batch_size is None:
+            return self.runner.process_batch(wait_seconds)
+        result = self.runner.process_messages(self.get_raw_messages(wait_seconds, batch_size))
+        self.runner.settler.flush()
+        return result
 
     def process_queue(
         self,
@@ -383,6 +452,8 @@ class GenericQueue:
 class JobQueue(GenericQueue):
     """A queue of named jobs: ``@queue.processor(name)`` registers, ``delay()`` sends."""
 
+    supports_batching = True
+
     def __init__(self, *args: Any, **options: Any) -> None:
         super().__init__(*args, **options)
         #: Job name -> the processor that runs it.
@@ -411,6 +482,8 @@ class JobQueue(GenericQueue):
             pass_context = bool(args[0])
             if len(args) > 1:
                 context_var = args[1]
+        if self.batch_size is not None:  # sqs-workers' batch reads: fn takes a list of jobs
+            return self._batch_reads(job_name, pass_context, context_var)  # type: ignore[return-value]
 
         def register(fn: Callable[P, R]) -> AsyncTask[P, R]:
             return self.connect_processor(job_name, fn, pass_context, context_var)
@@ -475,6 +548,30 @@ class JobQueue(GenericQueue):
         def register(fn: Callable[[list[dict[str, Any]]], Any]) -> AsyncTask[..., Any]:
             self.bulk_processors[job_name] = BulkProcessor(
                 self, fn, job_name, max_jobs, max_wait, pass_context, context_var
+            )
+            self.processors.pop(job_name, None)
+            return AsyncTask(self, job_name, fn, takes_job_list=True)
+
+        return register
+
+    def _batch_reads(
+        self, job_name: str, pass_context: bool, context_var: str
+    ) -> Callable[[Callable[[list[dict[str, Any]]], Any]], AsyncTask[..., Any]]:
+        """``@queue.processor`` on a queue with ``batching_policy=BatchMessages(N)``: a bulk
+        processor of up to ``N`` jobs whose return value is ignored (sqs-workers' rule)."""
+        policy = self.batching_policy
+        assert policy is not None
+
+        def register(fn: Callable[[list[dict[str, Any]]], Any]) -> AsyncTask[..., Any]:
+            self.bulk_processors[job_name] = BulkProcessor(
+                self,
+                fn,
+                job_name,
+                policy.batch_size,
+                policy.max_wait,
+                pass_context,
+                context_var,
+                ignore_result=True,
             )
             self.processors.pop(job_name, None)
             return AsyncTask(self, job_name, fn, takes_job_list=True)

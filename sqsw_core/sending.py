@@ -1,4 +1,4 @@
-"""Sending messages: size checks and batching into ``SendMessageBatch`` calls."""
+"""Sending messages: size checks, batching into ``SendMessageBatch`` calls, raw messages."""
 
 from __future__ import annotations
 
@@ -20,6 +20,105 @@ class BatchSender(Protocol):
     def name(self) -> str: ...
 
     def send_entries(self, entries: list[dict[str, Any]]) -> dict[str, Any]: ...
+
+
+class RawSender(Protocol):
+    """What :func:`add_raw_job` sends through: a queue's ``build_entry`` and ``send_entry``."""
+
+    @property
+    def name(self) -> str: ...
+
+    def build_entry(
+        self,
+        body: str,
+        attributes: dict[str, dict[str, Any]],
+        delay_seconds: float | None,
+        deduplication_id: Any,
+        group_id: Any,
+    ) -> dict[str, Any]: ...
+
+    def send_entry(self, entry: dict[str, Any], job_name: str | None = None) -> str | None: ...
+
+
+#: ``add_raw_job(message_attributes=...)`` values: a string, a number, bytes, or
+#: the SQS form ``{"DataType": ..., "StringValue"/"BinaryValue": ...}``.
+AttributeValue = str | int | float | bytes | dict[str, Any]
+
+
+def message_attribute(name: str, value: AttributeValue) -> dict[str, Any]:
+    """One SQS ``MessageAttributes`` value from a plain Python value."""
+    if isinstance(value, dict):
+        if "DataType" not in value:
+            raise ValueError(f"message attribute {name!r}: {value!r} has no 'DataType'")
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"message attribute {name!r}: SQS has no boolean type; use a str")
+    if isinstance(value, str):
+        return {"DataType": "String", "StringValue": value}
+    if isinstance(value, int | float):
+        return {"DataType": "Number", "StringValue": str(value)}
+    if isinstance(value, bytes):
+        return {"DataType": "Binary", "BinaryValue": value}
+    raise TypeError(
+        f"message attribute {name!r}: expected str, int, float, bytes or an SQS attribute "
+        f"dict, got {type(value).__name__}"
+    )
+
+
+def _one_of(prefixed: Any, plain: Any, name: str) -> Any:
+    if prefixed is not None and plain is not None:
+        raise TypeError(f"add_raw_job() got both _{name} and {name}; give one")
+    return prefixed if prefixed is not None else plain
+
+
+def check_raw_body(queue_name: str, message_body: Any) -> None:
+    """Refuse a raw message body SQS cannot take, saying what to send instead."""
+    if isinstance(message_body, bytes | bytearray):
+        raise TypeError(
+            f"add_raw_job() on queue {queue_name!r}: the body must be str, got "
+            f"{type(message_body).__name__}. SQS message bodies are text: decode it "
+            "(body.decode('utf-8')) or base64-encode binary data."
+        )
+    if not isinstance(message_body, str):
+        raise TypeError(
+            f"add_raw_job() on queue {queue_name!r}: the body must be str, got "
+            f"{type(message_body).__name__} (serialize it first, e.g. json.dumps(body))"
+        )
+    if not message_body:
+        raise ValueError(f"add_raw_job() on queue {queue_name!r}: SQS refuses an empty body")
+
+
+def add_raw_job(
+    queue: RawSender,
+    message_body: str,
+    _delay_seconds: float | None = None,
+    _deduplication_id: Any = None,
+    _group_id: Any = None,
+    *,
+    delay_seconds: float | None = None,
+    deduplication_id: Any = None,
+    group_id: Any = None,
+    message_attributes: dict[str, AttributeValue] | None = None,
+) -> str | None:
+    """Send ``message_body`` as is; returns the message id (``None`` in ``add_batch()``).
+
+    On FIFO queues the group defaults to ``"default"`` and a deduplication
+    id is needed unless the queue has content-based deduplication. The
+    un-prefixed ``delay_seconds=`` etc. of sqs-workers are accepted too.
+    Raw and dead-letter queues use this as their ``add_raw_job`` method.
+    """
+    check_raw_body(queue.name, message_body)
+    attributes = {
+        name: message_attribute(name, value) for name, value in (message_attributes or {}).items()
+    }
+    entry = queue.build_entry(
+        message_body,
+        attributes,
+        _one_of(_delay_seconds, delay_seconds, "delay_seconds"),
+        _one_of(_deduplication_id, deduplication_id, "deduplication_id"),
+        _one_of(_group_id, group_id, "group_id"),
+    )
+    return queue.send_entry(entry)
 
 
 class SendEntries(list[dict[str, Any]]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -78,10 +79,7 @@ class AsyncTask(Generic[P, R]):
         try:
             bound = self._signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise TypeError(
-                f"job {self.job_name!r} on queue {self.queue.name!r}: {exc} "
-                f"(signature: {self.job_name}{self._signature})"
-            ) from None
+            raise TypeError(self._bind_error(exc, len(args), kwargs)) from None
         out: dict[str, Any] = {}
         for name, value in bound.arguments.items():
             kind = self._signature.parameters[name].kind
@@ -96,6 +94,26 @@ class AsyncTask(Generic[P, R]):
             else:
                 out[name] = value
         return out
+
+    def _bind_error(self, exc: TypeError, positional: int, kwargs: dict[str, Any]) -> str:
+        """The text of a failed bind: unexpected keywords named, with what is missing."""
+        signature = self._signature
+        assert signature is not None
+        problems = [str(exc)]
+        unexpected, missing = _unfit_keywords(signature, positional, kwargs)
+        if unexpected:
+            named = []
+            for key in unexpected:
+                close = difflib.get_close_matches(key, signature.parameters, n=1)
+                named.append(f"{key!r} (did you mean {close[0]!r}?)" if close else repr(key))
+            problems = [f"unexpected keyword {_plural('argument', named)} {', '.join(named)}"]
+            if missing:
+                what = _plural("argument", missing)
+                problems.append(f"missing required {what} {', '.join(map(repr, missing))}")
+        return (
+            f"job {self.job_name!r} on queue {self.queue.name!r}: {'; '.join(problems)} "
+            f"(signature: {self.job_name}{signature})"
+        )
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
         """Add the job to its queue; returns the SQS message id (``None`` in a batch)."""
@@ -118,6 +136,33 @@ class AsyncTask(Generic[P, R]):
         """Send every ``delay()`` inside the block in as few requests as possible."""
         with self.queue.add_batch() as batch:
             yield batch
+
+
+_NOT_KEYWORD = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.VAR_POSITIONAL)
+_VARIADIC = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+def _unfit_keywords(
+    signature: inspect.Signature, positional: int, kwargs: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """The keywords ``signature`` does not take, and its required parameters not given."""
+    params = signature.parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return [], []
+    unexpected = [key for key in kwargs if key not in params or params[key].kind in _NOT_KEYWORD]
+    missing = [
+        name
+        for i, (name, p) in enumerate(params.items())
+        if i >= positional
+        and p.default is inspect.Parameter.empty
+        and p.kind not in _VARIADIC
+        and name not in kwargs
+    ]
+    return unexpected, missing
+
+
+def _plural(word: str, items: list[str]) -> str:
+    return word if len(items) == 1 else word + "s"
 
 
 class BakedAsyncTask:

@@ -21,6 +21,9 @@ from sqsw_cloudwatch.handlers import RawHandler
 from sqsw_core.messages import Message
 from sqsw_core.processors import HandlerCall
 from sqsw_core.queue import GenericQueue
+from sqsw_core.sending import AttributeValue as AttributeValue
+from sqsw_core.sending import add_raw_job
+from sqsw_core.sending import message_attribute as message_attribute
 
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
@@ -31,36 +34,6 @@ __all__ = ["RawQueue"]
 logger = logging.getLogger("sqsw.raw_queue")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-#: ``add_raw_job(message_attributes=...)`` values: a string, a number, bytes, or
-#: the SQS form ``{"DataType": ..., "StringValue"/"BinaryValue": ...}``.
-AttributeValue = str | int | float | bytes | dict[str, Any]
-
-
-def _one_of(prefixed: Any, plain: Any, name: str) -> Any:
-    if prefixed is not None and plain is not None:
-        raise TypeError(f"add_raw_job() got both _{name} and {name}; give one")
-    return prefixed if prefixed is not None else plain
-
-
-def message_attribute(name: str, value: AttributeValue) -> dict[str, Any]:
-    """One SQS ``MessageAttributes`` value from a plain Python value."""
-    if isinstance(value, dict):
-        if "DataType" not in value:
-            raise ValueError(f"message attribute {name!r}: {value!r} has no 'DataType'")
-        return value
-    if isinstance(value, bool):
-        raise TypeError(f"message attribute {name!r}: SQS has no boolean type; use a str")
-    if isinstance(value, str):
-        return {"DataType": "String", "StringValue": value}
-    if isinstance(value, int | float):
-        return {"DataType": "Number", "StringValue": str(value)}
-    if isinstance(value, bytes):
-        return {"DataType": "Binary", "BinaryValue": value}
-    raise TypeError(
-        f"message attribute {name!r}: expected str, int, float, bytes or an SQS attribute "
-        f"dict, got {type(value).__name__}"
-    )
 
 
 class RawQueue(GenericQueue):
@@ -123,49 +96,10 @@ class RawQueue(GenericQueue):
 
     # -- sending ----------------------------------------------------------------
 
-    def add_raw_job(
-        self,
-        message_body: str,
-        _delay_seconds: float | None = None,
-        _deduplication_id: Any = None,
-        _group_id: Any = None,
-        *,
-        delay_seconds: float | None = None,
-        deduplication_id: Any = None,
-        group_id: Any = None,
-        message_attributes: dict[str, AttributeValue] | None = None,
-    ) -> str | None:
-        """Send ``message_body`` as is; returns the message id (``None`` in ``add_batch()``).
-
-        On FIFO queues the group defaults to ``"default"`` and a deduplication
-        id is needed unless the queue has content-based deduplication. The
-        un-prefixed ``delay_seconds=`` etc. of sqs-workers are accepted too.
-        """
-        if isinstance(message_body, bytes | bytearray):
-            raise TypeError(
-                f"add_raw_job() on queue {self.name!r}: the body must be str, got "
-                f"{type(message_body).__name__}. SQS message bodies are text: decode it "
-                "(body.decode('utf-8')) or base64-encode binary data."
-            )
-        if not isinstance(message_body, str):
-            raise TypeError(
-                f"add_raw_job() on queue {self.name!r}: the body must be str, got "
-                f"{type(message_body).__name__} (serialize it first, e.g. json.dumps(body))"
-            )
-        if not message_body:
-            raise ValueError(f"add_raw_job() on queue {self.name!r}: SQS refuses an empty body")
-        attributes = {
-            name: message_attribute(name, value)
-            for name, value in (message_attributes or {}).items()
-        }
-        entry = self.build_entry(
-            message_body,
-            attributes,
-            _one_of(_delay_seconds, delay_seconds, "delay_seconds"),
-            _one_of(_deduplication_id, deduplication_id, "deduplication_id"),
-            _one_of(_group_id, group_id, "group_id"),
-        )
-        return self.send_entry(entry)
+    #: ``add_raw_job(message_body, _delay_seconds=None, _deduplication_id=None,
+    #: _group_id=None, *, message_attributes=None)``: send ``message_body`` as is
+    #: (see :func:`sqsw_core.sending.add_raw_job`, shared with dead-letter queues).
+    add_raw_job = add_raw_job
 
     # -- processing ---------------------------------------------------------------
 

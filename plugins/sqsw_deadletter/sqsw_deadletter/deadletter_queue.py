@@ -28,7 +28,7 @@ from sqsw_core.limits import MAX_BATCH_ENTRIES, MAX_DELAY_SECONDS
 from sqsw_core.messages import Message
 from sqsw_core.queue import GenericQueue
 from sqsw_core.results import BatchProcessingResult, EngineStats
-from sqsw_core.sending import message_size, size_chunks
+from sqsw_core.sending import add_raw_job, message_size, size_chunks
 from sqsw_core.settling import Settler
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, ShutdownPolicy
 from sqsw_core.sqs_calls import receive_messages
@@ -216,6 +216,12 @@ class DeadLetterQueue(ServerSideRedrive, GenericQueue):
     def __repr__(self) -> str:
         target = _queue_name(self._upstream) if self._upstream is not None else None
         return f"<{type(self).__name__} {self.name} -> {target}>"
+
+    #: ``add_raw_job(message_body, _delay_seconds=None, _deduplication_id=None,
+    #: _group_id=None, *, message_attributes=None)``: send a message to this queue
+    #: as is, as on a raw queue (sqs-workers' dead-letter queue is one); see
+    #: :func:`sqsw_core.sending.add_raw_job`.
+    add_raw_job = add_raw_job
 
     # -- the queues involved --------------------------------------------------
 
