@@ -46,6 +46,7 @@ from sqsw_core.engine_options import (
     check_option,
     check_shutdown_argument,
     describe,
+    parse_weights,
     show,
 )
 from sqsw_core.exceptions import ConfigurationError, PluginError
@@ -89,7 +90,12 @@ KEYS: dict[str, str] = {
     "grace_period": "float",
     "max_job_duration": "float",
     "priority": "str",
+    "weights": "weights",
+    "log_format": "str",
 }
+
+#: ``log_format``'s values: ``text`` (lines for people) or ``json`` (one object a line).
+LOG_FORMATS = ("text", "json")
 
 #: Keys that configure the ``SQSEnv`` (what :meth:`Settings.env_options` reads, in this
 #: order); the others configure ``sqsw run``.
@@ -109,6 +115,8 @@ _DEFAULT_PLUGIN = {"session": "aws", "codec": "json", "backoff_policy": "exponen
 
 def _convert(key: str, value: Any, source: str) -> Any:
     kind = KEYS[key]
+    if kind == "weights":
+        return parse_weights(value, source)
     try:
         if kind == "names":
             if isinstance(value, str):
@@ -155,6 +163,9 @@ class Settings:
     #: Options of the plugin keys (session, codec, backoff_policy), and their sources.
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     option_sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    #: The text of options given as ``SQSW_<PLUGIN>__<OPTION>``, kept for the options a
+    #: plugin declares as strings (``1234`` stays ``"1234"`` there, not the JSON number).
+    option_texts: dict[str, dict[str, str]] = field(default_factory=dict)
     config_file: Path | None = None
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -189,20 +200,33 @@ class Settings:
             raise ConfigurationError(
                 f"{source}: priority must be 'strict' or 'weighted', got {show(value)}"
             )
+        if key == "log_format" and value not in LOG_FORMATS:
+            raise ConfigurationError(
+                f"{source}: log_format must be 'text' or 'json', got {show(value)}"
+            )
         if KEYS[key] == "plugin" and value != self.values.get(key, _DEFAULT_PLUGIN[key]):
             # Options belong to the plugin they were given for.
             self.options.pop(key, None)
             self.option_sources.pop(key, None)
+            self.option_texts.pop(key, None)
         self.values[key] = value
         self.sources[key] = source
 
-    def set_option(self, key: str, option: str, value: Any, source: str) -> None:
+    def set_option(
+        self, key: str, option: str, value: Any, source: str, text: str | None = None
+    ) -> None:
+        """Set a plugin option; ``text``: the variable's text ``value`` was parsed from."""
         if KEYS.get(key) != "plugin":
             raise ConfigurationError(
                 f"{source}: {key!r} takes no options (only {', '.join(PLUGIN_KEYS)} do)"
             )
         self.options.setdefault(key, {})[option] = value
         self.option_sources.setdefault(key, {})[option] = source
+        texts = self.option_texts.setdefault(key, {})
+        if text is None:
+            texts.pop(option, None)
+        else:
+            texts[option] = text
 
     def update(self, overrides: Mapping[str, Any], source: Callable[[str], str]) -> None:
         """Apply values that are not ``None`` (flags, keyword arguments)."""
@@ -223,6 +247,11 @@ class Settings:
         except PluginError as exc:
             raise _with_source(exc, source) from None
         _check_options(factory, options, self.option_sources.get(key, {}), group, name)
+        texts = self.option_texts.get(key, {})
+        options = {
+            option: texts[option] if option in texts and _takes_text(factory, option) else value
+            for option, value in options.items()
+        }
         return plugins.resolve(group, name, check, what=what, options=options)
 
     def processors(self) -> list[str] | None:
@@ -295,6 +324,46 @@ def _with_source(exc: PluginError, source: str) -> PluginError:
         suggestion=exc.suggestion,
         package=exc.package,
     )
+
+
+#: Annotation names that make an option more than text: a variable's JSON is kept then.
+_NOT_TEXT = {"int", "float", "bool", "list", "dict", "Mapping", "Sequence", "Any", "object"}
+
+
+def _annotation_names(annotation: Any) -> set[str]:
+    """The top-level type names of an annotation: ``str | bytes | None`` -> str, bytes, None."""
+    text = annotation if isinstance(annotation, str) else inspect.formatannotation(annotation)
+    names: set[str] = set()
+    depth, start = 0, 0
+    for i, char in enumerate(text + "|"):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            part = text[start:i].strip()
+            names.add(part.partition("[")[0].rpartition(".")[2])
+            start = i + 1
+    if names & {"Optional", "Union"}:  # Optional[str], Union[str, bytes]
+        inner = text.partition("[")[2].rpartition("]")[0]
+        names |= {n.strip().rpartition(".")[2] for n in inner.split(",")}
+    return names
+
+
+def _takes_text(factory: Any, option: str) -> bool:
+    """Whether ``factory`` declares ``option`` as a string (``str``, ``str | bytes | None``,
+    or no annotation and a string default) and not also as a number, flag or container:
+    then a ``SQSW_<PLUGIN>__<OPTION>`` value is passed as its text, never parsed as JSON."""
+    try:
+        param = inspect.signature(factory).parameters.get(option)
+    except (TypeError, ValueError):
+        return False
+    if param is None:
+        return False
+    if param.annotation is inspect.Parameter.empty:
+        return isinstance(param.default, str)
+    names = _annotation_names(param.annotation)
+    return "str" in names and not names & _NOT_TEXT
 
 
 def _check_options(
@@ -382,7 +451,7 @@ def load_settings(
         source = f"environment variable {variable}"
         if "__" in rest and rest.partition("__")[0] in KEYS:
             key, _, option = rest.partition("__")
-            settings.set_option(key, option, _option_value(text), source)
+            settings.set_option(key, option, _option_value(text), source, text)
         elif rest in KEYS:
             if text != "":  # set but empty: as if unset
                 settings.set(rest, text, source)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from sqsw_core.exceptions import BadMessageError
 from sqsw_core.log_text import shorten
 from sqsw_core.long_delays import DUE_AT_ATTR, next_hop, resend_entry, seconds_until_due
-from sqsw_core.settling import retry_delay
+from sqsw_core.settling import log_extra, retry_delay
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message
@@ -55,6 +55,7 @@ def hold_back_early(settler: Settler, messages: list[Message]) -> list[Message]:
                 "Could not check the due time of message %s on %s; it is processed now",
                 message.message_id,
                 settler.queue.name,
+                extra=log_extra(settler.queue, message),
             )
         due.append(message)
     return due
@@ -79,6 +80,7 @@ def hold_back_if_early(settler: Settler, message: Message, now: float | None = N
         shorten(message.job_name),
         remaining,
         delay,
+        extra=log_extra(queue, message),
     )
     if queue.is_fifo:
         settler.delay(message, delay)
@@ -90,6 +92,7 @@ def hold_back_if_early(settler: Settler, message: Message, now: float | None = N
             "Could not send delayed message %s on %s on to its due time; it is retried later",
             message.message_id,
             queue.name,
+            extra=log_extra(queue, message),
         )
         retry_in = retry_delay(queue, message, None)
         if retry_in is not None:

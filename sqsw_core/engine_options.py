@@ -35,6 +35,7 @@ __all__ = [
     "describe",
     "describe_range",
     "in_range",
+    "parse_weights",
 ]
 
 #: How ``process_queues`` shares its job threads between queues.
@@ -259,6 +260,51 @@ def check_queues_options(
                 f"{where('weights')}weight of queue {name!r} must be a number > 0, "
                 f"got {show(weight)}"
             )
+
+
+def parse_weights(value: object, source: str | None = None) -> dict[str, float]:
+    """Queue weights for ``priority="weighted"`` as ``{queue: weight}``.
+
+    Takes ``emails=3,payments=1`` (a flag or variable), a list of ``NAME=W``
+    (repeated flags) or a mapping (a config table); each weight must be a finite
+    number > 0 and each queue named once. Which queues may be named is checked
+    when they are known (:func:`check_queues_options`).
+    """
+    where = f"{source}: " if source else ""
+    form = "NAME=WEIGHT pairs separated by commas, like emails=3,payments=1"
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    pairs: list[tuple[str, object]] = []
+    if isinstance(value, Mapping):
+        pairs = [(str(name), weight) for name, weight in value.items()]
+    elif isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        for part in value:
+            name, sep, text = str(part).partition("=")
+            if not sep or not name.strip() or not text.strip():
+                raise ConfigurationError(f"{where}weights must be {form}, got {show(part)}")
+            number: object = text.strip()
+            try:
+                number = float(text)
+            except ValueError:
+                pass
+            pairs.append((name.strip(), number))
+    else:
+        raise ConfigurationError(f"{where}weights must be {form}, got {show(value)}")
+    weights: dict[str, float] = {}
+    for name, weight in pairs:
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, numbers.Real)
+            or not math.isfinite(float(weight))
+            or weight <= 0
+        ):
+            raise ConfigurationError(
+                f"{where}weight of queue {name!r} must be a number > 0, got {show(weight)}"
+            )
+        if name in weights:
+            raise ConfigurationError(f"{where}weights name queue {name!r} twice")
+        weights[name] = float(weight)
+    return weights
 
 
 def check_shutdown_argument(spec: str, value: object, source: str) -> None:

@@ -17,7 +17,7 @@ from sqsw_core.exceptions import JobError, RetryJob
 from sqsw_core.log_text import shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
 from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
-from sqsw_core.settling import Settler
+from sqsw_core.settling import Settler, log_extra
 from sqsw_core.sqs_calls import receive_messages
 
 if TYPE_CHECKING:
@@ -33,15 +33,14 @@ _SUCCEEDED: tuple[Outcome, None] = (SUCCEEDED, None)
 _NOT_DUE: tuple[Outcome, None] = (NOT_DUE, None)
 
 
-def log_extra(queue: QueueHandle, message: Message) -> dict[str, Any]:
-    """The ``extra`` of a log record about one message (for structured logs)."""
-    return {"queue_name": queue.name, "message_id": message.message_id}
+__all__ = ["BulkJobFailure", "JobRunner", "log_extra", "log_job_failure", "result_add"]
 
 
 def log_job_failure(queue: QueueHandle, message: Message, exc: BaseException) -> None:
     """Log why the job of ``message`` did not succeed (it is retried after the backoff)."""
     job = shorten(message.job_name)
-    extra = log_extra(queue, message)
+    policy = getattr(exc, "backoff_policy", None) if isinstance(exc, RetryJob) else None
+    extra = log_extra(queue, message, policy)
     if isinstance(exc, RetryJob):
         logger.info(
             "Retrying %s.%s (message %s) as the job asked",
@@ -195,10 +194,20 @@ class JobRunner:
             type(exc).__name__,
             self.queue.name,
             len(messages),
+            extra=self._batch_extra(messages),
         )
         for message in messages:
             self.settler.delay(message, delay)
         self.settler.flush()
+
+    def _batch_extra(self, messages: list[Message]) -> dict[str, Any]:
+        """The ``extra`` of a record about several messages: the four job fields (the job
+        name if they share one, ``message_id`` ``None``) and every ``message_ids``."""
+        names = {m.job_name for m in messages}
+        extra = log_extra(self.queue, messages[0] if len(names) == 1 else None)
+        extra["message_id"] = None
+        extra["message_ids"] = [m.message_id for m in messages]
+        return extra
 
     def process_batch(self, wait_seconds: float = 0) -> BatchProcessingResult:
         """Receive one batch (up to 10 messages), run it, and settle every message."""
@@ -251,11 +260,15 @@ class JobRunner:
             failed = queue.run_bulk_job(processor, messages, jobs)
         except RetryJob as retry:
             logger.info(
-                "Retrying a bulk job of %d %s.%s jobs as asked", len(jobs), queue.name, job_name
+                "Retrying a bulk job of %d %s.%s jobs as asked",
+                len(jobs),
+                queue.name,
+                job_name,
+                extra=self._batch_extra(messages),
             )
             return retry, set(range(len(jobs)))
         except BaseException as exc:
-            self._log_bulk_failure(len(jobs), job_name, exc)
+            self._log_bulk_failure(messages, job_name, exc)
             return exc, set(range(len(jobs)))
         if failed and len(failed) < len(jobs):
             logger.error(
@@ -264,27 +277,31 @@ class JobRunner:
                 len(jobs),
                 queue.name,
                 job_name,
+                extra=self._batch_extra([messages[i] for i in sorted(failed)]),
             )
         if failed:
             return BulkJobFailure(), failed
         return None, set()
 
-    def _log_bulk_failure(self, count: int, job_name: str, exc: BaseException) -> None:
+    def _log_bulk_failure(self, messages: list[Message], job_name: str, exc: BaseException) -> None:
+        extra = self._batch_extra(messages)
         if isinstance(exc, Exception):
             logger.exception(
                 "Error while processing a bulk job of %d %s.%s jobs; retrying all of them",
-                count,
+                len(messages),
                 self.queue.name,
                 job_name,
+                extra=extra,
             )
         else:
             logger.error(
                 "A bulk job of %d %s.%s jobs raised %s; retrying all of them after the backoff",
-                count,
+                len(messages),
                 self.queue.name,
                 job_name,
                 type(exc).__name__,
                 exc_info=True,
+                extra=extra,
             )
 
 

@@ -25,9 +25,11 @@ from sqsw_core.cli.common import (
     load_app,
     settings_for,
 )
+from sqsw_core.cli.log_format import JsonFormatter
 from sqsw_core.config import Settings
-from sqsw_core.engine_options import check_option
+from sqsw_core.engine_options import check_option, check_queues_options
 from sqsw_core.env import SQSEnv
+from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.results import EngineStats
 from sqsw_core.sessions import is_process_local
 from sqsw_core.shutdown_policies import ShutdownPolicy
@@ -101,11 +103,17 @@ class StatsReporter:
         self._thread.join(5)
 
 
-def setup_logging(out: Console, level: str) -> None:
+def setup_logging(out: Console, level: str, log_format: str = "text") -> None:
+    """Log to stderr at ``level``: ``json`` one object a line (see
+    :mod:`sqsw_core.cli.log_format`), else text (rich on a terminal)."""
     root = logging.getLogger()
     root.handlers.clear()
-    if out.is_terminal:
-        handler: logging.Handler = RichHandler(console=out, show_path=False)
+    handler: logging.Handler
+    if log_format == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif out.is_terminal:
+        handler = RichHandler(console=out, show_path=False)
         handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     else:
         handler = logging.StreamHandler(sys.stderr)
@@ -142,6 +150,22 @@ def setup_logging(out: Console, level: str) -> None:
     help="Several queues: strict (default) or weighted sharing of the job threads.",
 )
 @click.option(
+    "--weights",
+    multiple=True,
+    help="With --priority weighted: queue shares, NAME=W[,NAME=W...] or repeated (default 1).",
+)
+@click.option("--prefetch", type=int, default=None, help="Messages held beyond the job threads.")
+@click.option("--pollers", type=int, default=None, help="Receiving threads per queue (automatic).")
+@click.option(
+    "--grace-period", type=float, default=None, help="Seconds a warm stop waits for jobs (30)."
+)
+@click.option(
+    "--max-job-duration",
+    type=float,
+    default=None,
+    help="Seconds a job's visibility is extended, at most (43200).",
+)
+@click.option(
     "--stats-interval",
     type=float,
     default=10.0,
@@ -155,23 +179,20 @@ def setup_logging(out: Console, level: str) -> None:
     show_default=True,
     help="Logging level (DEBUG also shows the traceback of an app that fails to load).",
 )
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="Log lines as text (default) or one JSON object per line (config log_format).",
+)
 @click.pass_context
 def run(
     ctx: click.Context,
+    /,
     queues: tuple[str, ...],
-    app: str | None,
-    processor: tuple[str, ...],
-    codec: str | None,
-    session: str | None,
-    backoff_policy: str | None,
-    queue_prefix: str | None,
-    concurrency: int | None,
-    workers: int | None,
-    shutdown: str | None,
-    wait_seconds: float | None,
-    priority: str | None,
     stats_interval: float,
     log_level: str,
+    **flags: Any,
 ) -> None:
     """Run workers for QUEUE... with the app's job functions.
 
@@ -181,22 +202,10 @@ def run(
     process_queue, several share the job threads with process_queues.
     """
     check_option("stats_interval", stats_interval, "option --stats-interval")
-    settings = settings_for(
-        ctx,
-        app=app,
-        processor=list(processor) or None,
-        codec=codec,
-        session=session,
-        backoff_policy=backoff_policy,
-        queue_prefix=queue_prefix,
-        concurrency=concurrency,
-        workers=workers,
-        shutdown=shutdown,
-        wait_seconds=wait_seconds,
-        priority=priority,
-    )
+    settings = run_settings(ctx, flags)
     err = console(stderr=True)
-    setup_logging(err, log_level)
+    json_logs = settings.get("log_format") == "json"
+    setup_logging(err, log_level, "json" if json_logs else "text")
     plan = plan_run(settings, queues)
     logger.info(
         "sqsw run %s: %s, processor %s, %d worker process(es)",
@@ -206,10 +215,28 @@ def run(
         plan.workers,
     )
     if plan.workers == 1:
-        with StatsReporter(plan.names, plan.engine_stats, err, stats_interval, err.is_terminal):
+        live = err.is_terminal and not json_logs
+        with StatsReporter(plan.names, plan.engine_stats, err, stats_interval, live):
             plan.run_queues()
     else:
-        run_worker_processes(plan, err, stats_interval)
+        run_worker_processes(plan, err, stats_interval, live=err.is_terminal and not json_logs)
+
+
+#: Settings keys of ``sqsw run``'s own flags, applied after the shared ones; an error
+#: names the flag (``option --max-job-duration``).
+RUN_FLAGS = ("weights", "prefetch", "pollers", "grace_period", "max_job_duration", "log_format")
+
+
+def run_settings(ctx: click.Context, flags: dict[str, Any]) -> Settings:
+    """The merged settings of ``sqsw run``: config file, ``SQSW_*`` variables, then the
+    flags (``--weights`` given several times adds up: ``a=3 --weights b=1``)."""
+    flags = dict(flags)
+    own = {key: flags.pop(key) for key in RUN_FLAGS}
+    own["weights"] = ",".join(own["weights"]) or None
+    flags["processor"] = list(flags["processor"]) or None
+    settings = settings_for(ctx, **flags)
+    settings.update(own, lambda key: f"option --{key.replace('_', '-')}")
+    return settings
 
 
 @dataclass
@@ -223,6 +250,8 @@ class RunPlan:
     engine_options: dict[str, Any]
     priority: str
     workers: int
+    #: ``priority="weighted"``: each queue's share (``None``: 1 each).
+    weights: dict[str, float] | None = None
 
     def engine_stats(self) -> list[EngineStats]:
         """The counters of the engines running in this process."""
@@ -237,12 +266,22 @@ class RunPlan:
             logger.info("Stopped %s: %s", self.names[0], stats)
             return
         options = dict(self.engine_options)
+        concurrency = options.pop("concurrency", 16)
+        shares = ", ".join(f"{n}={(self.weights or {}).get(n, 1.0):g}" for n in self.names)
+        logger.info(
+            "Sharing %d job threads between %s: priority %s%s",
+            concurrency,
+            ", ".join(self.names),
+            self.priority,
+            f" ({shares})" if self.priority == "weighted" else "",
+        )
         result = self.env.process_queues(
             self.names,
             self.policy_maker,
             self.wait,
-            concurrency=options.pop("concurrency", 16),
+            concurrency=concurrency,
             priority=self.priority,
+            weights=self.weights,
             **options,
         )
         for name, stats in result.items():
@@ -263,6 +302,8 @@ def plan_run(settings: Settings, queues: tuple[str, ...]) -> RunPlan:
     engine_options: dict[str, Any] = {
         key: settings.get(key) for key in ENGINE_KEYS if settings.get(key) is not None
     }
+    priority = str(settings.get("priority", "strict"))
+    weights = run_weights(settings, names, priority)
     workers = int(settings.get("workers", 1))
     if workers > 1:  # the worker processes stop together
         engine_options["shared_stop"] = True
@@ -272,12 +313,33 @@ def plan_run(settings: Settings, queues: tuple[str, ...]) -> RunPlan:
         policy_maker=policy_maker,
         wait=float(settings.get("wait_seconds", 10)),
         engine_options=engine_options,
-        priority=str(settings.get("priority", "strict")),
+        priority=priority,
         workers=workers,
+        weights=weights,
     )
 
 
-def run_worker_processes(plan: RunPlan, err: Console, stats_interval: float) -> None:
+def run_weights(settings: Settings, names: list[str], priority: str) -> dict[str, float] | None:
+    """The configured queue weights, checked against ``names`` (exit 4 naming the flag,
+    variable or key): weights name queues being run, and only ``weighted`` uses them."""
+    weights: dict[str, float] | None = settings.get("weights")
+    if weights is None:
+        return None
+    if priority != "weighted":
+        raise ConfigurationError(
+            f"{settings.source('weights')}: weights apply only with priority 'weighted' "
+            f"(--priority weighted, SQSW_PRIORITY or key 'priority'), not {priority!r}"
+        )
+    concurrency = settings.get("concurrency", 16)
+    check_queues_options(
+        names, concurrency=concurrency, priority=priority, weights=weights, source=settings.source
+    )
+    return weights
+
+
+def run_worker_processes(
+    plan: RunPlan, err: Console, stats_interval: float, live: bool = True
+) -> None:
     """Run ``plan`` in ``plan.workers`` forked processes under a :class:`Supervisor`.
 
     The engines run in the children; the supervisor sums what they publish and
@@ -300,7 +362,8 @@ def run_worker_processes(plan: RunPlan, err: Console, stats_interval: float) -> 
         stats=plan.engine_stats,
         wait_seconds=plan.wait,
     )
-    with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, err.is_terminal):
+    live = live and err.is_terminal
+    with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, live):
         crashed = supervisor.run()
     logger.info(
         "Stopped %s (%d worker processes): %s", ", ".join(names), plan.workers, supervisor.totals()
