@@ -943,3 +943,65 @@ def test_signed_worker_refuses_plain_json_messages() -> None:
     queue.add_job("job", _content_type="json", n=1)
     queue.process_batch()
     assert ran == []
+
+
+# ---------------------------------------------------------------- signing: issue 16
+
+
+def test_signing_options_from_variables_stay_text() -> None:
+    """``SQSW_CODEC__KEY=1234...`` is the text the user wrote, not a JSON number: the
+    codec declares ``key`` and ``key_id`` as strings (other options still parse as JSON)."""
+    from sqsw_core.config import load_settings
+
+    digits = "1234567890123456789012"
+    settings = load_settings(
+        environ={"SQSW_CODEC": "signed", "SQSW_CODEC__KEY": digits, "SQSW_CODEC__KEY_ID": "2024"},
+        use_file=False,
+    )
+    codec = settings.env_options()["codec"]
+    assert isinstance(codec, SigningCodec)
+    assert codec.key_ids == ["2024"]
+    producer = SigningCodec(key=digits, key_id="2024")
+    body, context = producer.encode_job("send", {"n": 1}, {})
+    assert codec.decode_job("send", body, context) == ({"n": 1}, {})
+    backoff = load_settings(
+        environ={"SQSW_BACKOFF_POLICY": "constant", "SQSW_BACKOFF_POLICY__BACKOFF_VALUE": "5"},
+        use_file=False,
+    )
+    assert backoff.options["backoff_policy"] == {"backoff_value": 5}  # JSON: a number
+
+
+def test_a_number_given_as_a_signing_key_is_one_clear_error() -> None:
+    for options in ({"key": 1234567890123456789, "key_id": "k"}, {"key": SECRET_NEW, "key_id": 7}):
+        with pytest.raises(ConfigurationError, match="must be text") as info:
+            SigningCodec(**options)  # type: ignore[arg-type]
+        assert "1234567890123456789" not in str(info.value)
+
+
+def test_keys_separated_by_semicolons_are_refused_not_read_as_one_key() -> None:
+    spec = f"k1:{SECRET_NEW};k2:{SECRET_OLD}"
+    for make in (
+        lambda: parse_keys(spec),
+        lambda: SigningCodec(environ={"SQSW_SIGNING_KEYS": spec}),
+        lambda: SigningCodec(environ={"SQSW_SIGNING_KEYS": f"k0:{SECRET_OTHER},{spec}"}),
+    ):
+        with pytest.raises(ConfigurationError) as info:
+            make()
+        message = str(info.value)
+        assert "';'" in message and "separate keys with ','" in message
+        assert "\n" not in message
+        assert SECRET_NEW not in message and SECRET_OLD not in message
+    with pytest.raises(ConfigurationError, match="entry 2 of"):
+        parse_keys(f"a:{SECRET_OTHER},{spec}")
+    # The documented separator still works.
+    assert list(parse_keys(f"k1:{SECRET_NEW},k2:{SECRET_OLD}")) == ["k1", "k2"]
+
+
+def test_the_signing_readme_says_the_queue_name_is_not_covered() -> None:
+    """A body signed for one queue verifies on another with the same job name: the codec
+    protocol never gives the codec the queue, so the README says so under "Not covered"."""
+    codec = SigningCodec(key=SECRET_NEW, key_id="k")
+    body, context = codec.encode_job("send", {"n": 1}, {})
+    assert codec.decode_job("send", body, context) == ({"n": 1}, {})  # on any queue
+    readme = (Path(__file__).resolve().parent.parent / "plugins/sqsw_signing/README.md").read_text()
+    assert "**Not covered: the queue.**" in readme

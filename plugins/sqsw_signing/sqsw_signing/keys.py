@@ -22,7 +22,9 @@ def as_bytes(secret: str | bytes) -> bytes:
 def parse_keys(spec: str, source: str = ENV_VAR) -> dict[str, bytes]:
     """Parse ``id:secret,id:secret`` (order kept; the first is the default signer).
 
-    Errors name the position of a bad entry, never its content.
+    Errors name the position of a bad entry, never its content. A secret holding
+    ``;`` is refused: ``k1:s1;k2:s2`` is two keys with the wrong separator, and
+    taken as written it would be one key ``k1`` whose secret is ``s1;k2:s2``.
     """
     keys: dict[str, bytes] = {}
     for position, entry in enumerate(spec.split(","), start=1):
@@ -34,6 +36,11 @@ def parse_keys(spec: str, source: str = ENV_VAR) -> dict[str, bytes]:
         if not sep or not kid or not secret:
             raise ConfigurationError(
                 f"entry {position} of {source} is not 'key_id:secret' (the value is not shown)"
+            )
+        if ";" in secret:
+            raise ConfigurationError(
+                f"entry {position} of {source} holds ';': separate keys with ',' "
+                "(key_id:secret,key_id:secret); a secret cannot contain ';' or ','"
             )
         if kid in keys:
             raise ConfigurationError(f"key id {kid!r} appears twice in {source}")
@@ -54,6 +61,12 @@ def signing_keys(
     Raises :class:`ConfigurationError` when there is no key, one is too short,
     or ``key_id`` names none of them.
     """
+    for name, value in (("key", key), ("key_id", key_id)):
+        if value is not None and not isinstance(value, str | bytes):
+            raise ConfigurationError(
+                f"SigningCodec option {name} must be text, got a {type(value).__name__} "
+                "(the value is not shown)"
+            )
     accepted: dict[str, bytes] = {}
     if key is not None:
         signer = key_id or "default"
