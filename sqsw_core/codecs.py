@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Protocol, runtime_checkable
 
 from sqsw_core import plugins
+from sqsw_core.exceptions import PluginError
 
 #: The codec a new environment encodes with when none is chosen.
 DEFAULT_CODEC = "json"
@@ -73,3 +74,40 @@ def get_codec(spec: str | Codec) -> Codec:
         plugins.CODECS, spec, _is_codec, what="a codec (content_type, serialize, deserialize)"
     )
     return codec
+
+
+class MissingCodec:
+    """Stands in for a codec plugin that is not installed, until a job needs it.
+
+    ``SQSEnv()`` works with the core alone (queues can be listed, created and
+    purged); encoding or decoding a job with this codec raises the
+    :class:`~sqsw_core.exceptions.PluginError` that names the package to install.
+    """
+
+    def __init__(self, error: PluginError) -> None:
+        self.error = error
+        self.content_type = error.name
+
+    def serialize(self, obj: Any) -> str:
+        raise self.error
+
+    def deserialize(self, text: str) -> Any:
+        raise self.error
+
+    def __repr__(self) -> str:
+        return f"<MissingCodec {self.content_type!r}: {self.error.package} is not installed>"
+
+
+def codec_or_missing(spec: str | Codec) -> Codec:
+    """:func:`get_codec`, but the default codec is a :class:`MissingCodec` if not installed.
+
+    The default (JSON) comes with sqsw-json, not the core: an environment that
+    only manages queues needs no codec. A codec chosen by name that is not
+    installed, an unknown name or an object that is no codec is refused at once.
+    """
+    try:
+        return get_codec(spec)
+    except PluginError as exc:
+        if spec == DEFAULT_CODEC and exc.package is not None and spec not in exc.installed:
+            return MissingCodec(exc)
+        raise

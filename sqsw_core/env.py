@@ -6,14 +6,15 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from functools import partial
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from sqsw_core import plugins
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy, is_backoff_policy
-from sqsw_core.codecs import DEFAULT_CODEC, Codec, get_codec
+from sqsw_core.codecs import DEFAULT_CODEC, Codec, codec_or_missing, get_codec
 from sqsw_core.context import JobContext, SQSContext
 from sqsw_core.engine_options import check_queues_options
-from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.exceptions import ConfigurationError, PluginError
 from sqsw_core.hooks import ProcessorHooks
 from sqsw_core.job_decoding import JobDecoder
 from sqsw_core.long_delays import MAX_HOP_SECONDS, check_hop
@@ -87,6 +88,73 @@ def _processor_class_of(maker: Any) -> type[Processor]:
     return target if _is_processor_class(target) else Processor
 
 
+class _QueueSpec(NamedTuple):
+    """The arguments a queue was created with (its ``queue()`` call)."""
+
+    maker: Any
+    queue_url: str | None
+    options: dict[str, Any]
+
+
+def _resolve_queue_maker(queue_maker: str | QueueMaker) -> Any:
+    return plugins.resolve(
+        plugins.QUEUE_TYPES, queue_maker, callable, instantiate=False, what="a queue class"
+    )
+
+
+def _resolve_queue_backoff(backoff_policy: str | BackoffPolicy | None) -> BackoffPolicy | None:
+    if backoff_policy is None:
+        return None
+    policy: BackoffPolicy = plugins.resolve(plugins.BACKOFF, backoff_policy, is_backoff_policy)
+    return policy
+
+
+def _maker_text(maker: Any) -> str:
+    """``JobQueue``, or ``DeadLetterQueue.maker(upstream_queue=...)`` for a factory."""
+    if isinstance(maker, partial):
+        args = [repr(arg) for arg in maker.args]
+        args += [f"{key}={value!r}" for key, value in maker.keywords.items()]
+        return f"{_maker_text(maker.func)}.maker({', '.join(args)})"
+    return str(getattr(maker, "__name__", repr(maker)))
+
+
+def _same_maker(created: Any, asked: Any) -> bool:
+    """Whether ``asked`` names the queue type ``created``: a bare class matches its factories."""
+    if isinstance(created, partial):
+        if isinstance(asked, partial):
+            return (
+                _same_value(created.func, asked.func)
+                and _same_value(created.args, asked.args)
+                and created.keywords.keys() == asked.keywords.keys()
+                and all(_same_value(v, asked.keywords[k]) for k, v in created.keywords.items())
+            )
+        return _same_value(created.func, asked)
+    return _same_value(created, asked)
+
+
+def _same_value(created: Any, asked: Any) -> bool:
+    """Equal, or objects of one class with equal attributes (policies define no ``==``).
+
+    A queue and its name are the same (``DeadLetterQueue.maker("foo")`` or ``(foo)``).
+    """
+    if created is asked or created == asked:
+        return True
+    if isinstance(created, GenericQueue) and isinstance(asked, str):
+        return created.name == asked
+    if isinstance(asked, GenericQueue) and isinstance(created, str):
+        return asked.name == created
+    attributes = getattr(created, "__dict__", None)
+    return (
+        type(created) is type(asked)
+        and attributes is not None
+        and attributes == getattr(asked, "__dict__", None)
+    )
+
+
+def _args_text(args: dict[str, str]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in args.items())
+
+
 class SQSEnv:
     """Configuration shared by producers and workers of one application.
 
@@ -113,7 +181,9 @@ class SQSEnv:
     ) -> None:
         self.session = _resolve_session(session)
         self.queue_prefix = queue_prefix
-        self.decoding = JobDecoder(get_codec(codec), accept)
+        # The default codec, when sqsw-json is not installed, fails when a job
+        # needs it (encoded or decoded), not here: the core alone manages queues.
+        self.decoding = JobDecoder(codec_or_missing(codec), accept)
         self.backoff_policy: BackoffPolicy = plugins.resolve(
             plugins.BACKOFF, backoff_policy, is_backoff_policy, what="a backoff policy"
         )
@@ -121,6 +191,8 @@ class SQSEnv:
         self.max_message_size = _check_message_size(max_message_size)
         self.context = context_maker()
         self.queues: dict[str, GenericQueue] = {}
+        #: How each queue was made: later ``queue()`` calls must not ask otherwise.
+        self._queue_specs: dict[str, _QueueSpec] = {}
         self._queue_urls: dict[str, str] = {}
         # Reentrant: a queue class may look up other queues while it is built.
         self._lock = threading.RLock()
@@ -294,8 +366,19 @@ class SQSEnv:
 
     @property
     def codec(self) -> Codec:
-        """The codec jobs are sent with."""
+        """The codec jobs are sent with; ``sqs.codec = "pickle"`` sets it (name or object)."""
         return self.decoding.codec
+
+    @codec.setter
+    def codec(self, spec: str | Codec) -> None:
+        # sqs-workers' public field: resolved through the plugins as by
+        # reconfigure(codec=...), and refused at once when it cannot be used.
+        try:
+            new_codec = get_codec(spec)
+        except PluginError as exc:
+            raise ConfigurationError(f"sqs.codec = {spec!r}: {exc}") from None
+        with self._lock:
+            self.decoding.set_codec(new_codec)
 
     @property
     def job_encoder(self) -> Callable[..., tuple[str, str]] | None:
@@ -336,7 +419,7 @@ class SQSEnv:
     def queue(
         self,
         queue_name: str,
-        queue_maker: str | QueueMaker = ...,
+        queue_maker: str | QueueMaker | None = ...,
         backoff_policy: str | BackoffPolicy | None = None,
         *,
         queue_url: str | None = None,
@@ -346,7 +429,7 @@ class SQSEnv:
     def queue(
         self,
         queue_name: str,
-        queue_maker: str | QueueMaker = "job",
+        queue_maker: str | QueueMaker | None = None,
         backoff_policy: str | BackoffPolicy | None = None,
         *,
         queue_url: str | None = None,
@@ -354,27 +437,66 @@ class SQSEnv:
     ) -> Any:
         """The queue object for ``queue_name``, created on first use.
 
-        ``queue_maker`` is a queue type name (``"job"``, ``"raw"``,
+        ``queue_maker`` is a queue type name (``"job"``, the default, ``"raw"``,
         ``"deadletter"``), a queue class, or a factory such as
-        ``DeadLetterQueue.maker(upstream)``.
+        ``DeadLetterQueue.maker(upstream)``. A queue's type, backoff policy and
+        options are those of its first call: a later call returns the same
+        queue, and raises :class:`ConfigurationError` if an argument it gives
+        differs from the first call's (arguments it leaves out are not compared).
         """
         with self._lock:
             queue = self.queues.get(queue_name)
             if queue is not None:
+                if queue_maker is not None or backoff_policy is not None or queue_url or options:
+                    self._check_same_queue(queue, queue_maker, backoff_policy, queue_url, options)
                 return queue
-            maker = plugins.resolve(
-                plugins.QUEUE_TYPES, queue_maker, callable, instantiate=False, what="a queue class"
-            )
-            policy = (
-                plugins.resolve(plugins.BACKOFF, backoff_policy, is_backoff_policy)
-                if backoff_policy is not None
-                else None
-            )
+            maker = _resolve_queue_maker(queue_maker or "job")
+            policy = _resolve_queue_backoff(backoff_policy)
             queue = maker(env=self, name=queue_name, backoff_policy=policy, **options)
             if queue_url is not None:
                 queue.queue_url = queue_url
             self.queues[queue_name] = queue
+            self._queue_specs[queue_name] = _QueueSpec(maker, queue_url, dict(options))
             return queue
+
+    def _check_same_queue(
+        self,
+        queue: GenericQueue,
+        queue_maker: str | QueueMaker | None,
+        backoff_policy: str | BackoffPolicy | None,
+        queue_url: str | None,
+        options: dict[str, Any],
+    ) -> None:
+        """Refuse a later ``queue()`` call whose arguments differ from the first one's."""
+        spec = self._queue_specs[queue.name]
+        created = {"type": _maker_text(spec.maker), "backoff_policy": repr(queue.backoff_policy)}
+        if spec.queue_url is not None:
+            created["queue_url"] = repr(spec.queue_url)
+        created.update((key, repr(value)) for key, value in spec.options.items())
+        asked: dict[str, str] = {}
+        differs = False
+        if queue_maker is not None:
+            maker = _resolve_queue_maker(queue_maker)
+            asked["type"] = _maker_text(maker)
+            differs |= not _same_maker(spec.maker, maker)
+        if backoff_policy is not None:
+            policy = _resolve_queue_backoff(backoff_policy)
+            asked["backoff_policy"] = repr(policy)
+            differs |= not _same_value(queue.backoff_policy, policy)
+        if queue_url is not None:
+            asked["queue_url"] = repr(queue_url)
+            differs |= queue_url != spec.queue_url
+        for key, value in options.items():
+            asked[key] = repr(value)
+            differs |= key not in spec.options or not _same_value(spec.options[key], value)
+        if differs:
+            raise ConfigurationError(
+                f"queue {queue.name!r} was created with {_args_text(created)}; this "
+                f"sqs.queue({queue.name!r}, ...) call asks for {_args_text(asked)}. A queue's "
+                "type, backoff policy and options are fixed by its first sqs.queue() call "
+                f"(or sqs.processor/add_job): get it with sqs.queue({queue.name!r}), or "
+                "give these arguments to the first call."
+            )
 
     def processor(
         self,
@@ -428,6 +550,7 @@ class SQSEnv:
         shutdown_policy_maker: Callable[[], ShutdownPolicy] = NeverShutdown,
         wait_seconds: float = 10,
         *,
+        shutdown_policy: ShutdownPolicy | None = None,
         concurrency: int = 16,
         priority: str = "strict",
         weights: Mapping[str, float] | None = None,
@@ -439,18 +562,21 @@ class SQSEnv:
         ``priority="strict"``: a job of an earlier-named queue always runs
         before one of a later queue; ``"weighted"``: waiting queues share the
         job slots in proportion to ``weights`` (default 1 each). Each queue
-        stops when its own policy (``shutdown_policy_maker()``) says so; the
-        first SIGTERM/SIGINT/SIGHUP stops them all warmly, a second one a
-        second or more later (or SIGQUIT) cold.
+        stops when its own policy says so: ``shutdown_policy_maker()``, or a
+        copy of ``shutdown_policy`` for each queue (``IdleShutdown(5)``: each
+        queue stops after 5 idle seconds of its own). The first
+        SIGTERM/SIGINT/SIGHUP stops them all warmly, a second one a second or
+        more later (or SIGQUIT) cold.
         Returns each queue's counters.
         """
-        from sqsw_core.multi_queue import process_queues
+        from sqsw_core.multi_queue import policy_maker, process_queues
 
+        maker = policy_maker(shutdown_policy_maker, shutdown_policy)
         names = list(queue_names) if queue_names is not None else self.get_all_known_queues()
         check_queues_options(names, concurrency=concurrency, priority=priority, weights=weights)
         return process_queues(
             [self.queue(name) for name in names],
-            shutdown_policy_maker,
+            maker,
             wait_seconds,
             concurrency=concurrency,
             priority=priority,

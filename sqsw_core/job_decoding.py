@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from sqsw_core.codecs import ALWAYS_ACCEPTED, Codec, get_codec
+from sqsw_core.codecs import ALWAYS_ACCEPTED, Codec, MissingCodec, get_codec
 from sqsw_core.context import JobContext, is_flat_dict
 from sqsw_core.exceptions import ContentTypeRefusedError, DecodeError, PluginError, quote
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, Message
@@ -42,7 +42,11 @@ class JobDecoder:
         # JSON, so only its own content type and explicit accept= entries run.
         always = frozenset() if getattr(codec, "exclusive", False) else ALWAYS_ACCEPTED
         self.accepted_content_types = frozenset({*always, codec.content_type, *self._accept})
-        self._decoders: dict[str, Codec] = {codec.content_type: codec}
+        # A codec plugin that is not installed (MissingCodec) is looked up again
+        # for each message, which then fails with the install advice.
+        self._decoders: dict[str, Codec] = (
+            {} if isinstance(codec, MissingCodec) else {codec.content_type: codec}
+        )
         #: Content types whose codec decodes whole jobs (``JobCodec.decode_job``).
         self._job_decoders: dict[str, Callable[..., tuple[Any, Any]]] = {}
         self._note_job_codec(codec)
@@ -82,8 +86,11 @@ class JobDecoder:
         try:
             codec = get_codec(content_type)
         except PluginError as exc:
+            # Not quoted: an accepted content type is one this worker was configured
+            # with, and the error's last words name the package to install.
             raise DecodeError(
-                f"cannot decode message {message.message_id}: {quote(str(exc))}"
+                f"cannot decode message {message.message_id} on queue {message.queue_name!r} "
+                f"(job {quote(message.job_name)!r}): {exc}"
             ) from None
         self._decoders[content_type] = codec
         self._note_job_codec(codec)
