@@ -10,6 +10,7 @@ Every command reads ``[tool.sqsw]`` (pyproject.toml) or ``sqsw.toml``, then
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 from typing import Any
 
 import click
@@ -26,7 +27,7 @@ from sqsw_core.cli.common import (
 from sqsw_core.cli.run import run
 from sqsw_core.plugins import COMMANDS, KNOWN_PROVIDERS, provider
 
-__all__ = ["KNOWN_COMMANDS", "PluginCommandGroup", "cli", "main"]
+__all__ = ["KNOWN_COMMANDS", "PluginCommandGroup", "cli", "main", "quiet_logging"]
 
 #: Commands of the plugins sqsw ships and the distribution providing each, so that
 #: ``sqsw NAME`` without that plugin says what to install (exit 4): the provider
@@ -125,6 +126,19 @@ class PluginCommandGroup(SqswGroup):
 @click.version_option(__version__, prog_name="sqsw")
 def cli(config: str | None) -> None:
     """sqsw: run and manage Amazon SQS job workers."""
+    quiet_logging()
+
+
+def quiet_logging() -> None:
+    """Log records of ERROR and above only, until a command sets up its own logging
+    (``sqsw run`` does): a one-shot command's outcome is its output or its one
+    ``Error:`` line, not the retries (say) that led to it."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler()
+        handler.setLevel(logging.ERROR)
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(handler)
 
 
 cli.add_command(run)

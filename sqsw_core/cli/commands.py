@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import json
 from typing import Any
@@ -14,6 +15,7 @@ import click
 from rich.table import Table
 
 from sqsw_core import plugins
+from sqsw_core.bulk_jobs import BulkProcessor
 from sqsw_core.cli.common import (
     COMMANDS_GROUP,
     EXIT_PLUGIN,
@@ -23,6 +25,8 @@ from sqsw_core.cli.common import (
     console,
     env_for,
     env_options,
+    load_app,
+    settings_for,
 )
 from sqsw_core.env import SQSEnv
 from sqsw_core.exceptions import ConfigurationError, PluginError
@@ -42,6 +46,7 @@ from sqsw_core.queue_management import (
     oldest_message_age,
 )
 from sqsw_core.retries import describe_error
+from sqsw_core.tasks import AsyncTask
 
 # -- sqsw plugins ------------------------------------------------------------------
 
@@ -96,12 +101,15 @@ def plugins_command(as_json: bool) -> None:
                 table.add_column(column)
             mine = [row for row in rows if row["group"] == group]
             for row in mine:
-                style = None if row["status"] == "ok" else "red"
-                cells = (row["name"], row["provider"], row["target"], row["status"])
-                table.add_row(*cells, style=style)
+                ok = row["status"] == "ok"
+                cells = (row["name"], row["provider"], row["target"], row["status"][:6])
+                table.add_row(*cells, style=None if ok else "red")
             if not mine:
                 table.add_row("(none)", "", "", "")
             out.print(table)
+            for row in mine:  # the reason on its own line: a cell would be too wide
+                if row["status"] != "ok":
+                    click.echo(f"{group}:{row['name']} ({row['provider']}): {row['status']}")
     failed = [row for row in rows if row["status"] != "ok"]
     if failed:
         raise CliError(
@@ -277,9 +285,10 @@ def queue_stats(env: SQSEnv, name: str) -> dict[str, Any]:
 
 
 def format_age(age: float | None, error: str | None) -> str:
-    """The oldest-age cell: ``42 s``, ``3 min``, ``-`` (no datapoint) or ``n/a`` and why."""
+    """The oldest-age cell: ``42 s``, ``3 min``, ``-`` (no datapoint) or ``n/a`` (the
+    reason goes on its own line below the table: :func:`stats_notes`)."""
     if error is not None:
-        return f"n/a ({error})"
+        return "n/a"
     if age is None:
         return "-"
     if age < 120:
@@ -289,24 +298,22 @@ def format_age(age: float | None, error: str | None) -> str:
     return f"{age / 3600:.1f} h"
 
 
-@queue_group.command("stats")
-@click.argument("names", nargs=-1, required=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@env_options
-@click.pass_context
-def queue_stats_command(
-    ctx: click.Context, /, names: tuple[str, ...], as_json: bool, **flags: Any
-) -> None:
-    """Depth, in flight, delayed, oldest message age (CloudWatch), redrive policy and
-    dead-letter depth of queues NAMES."""
-    env = env_for(ctx, **flags)
-    rows = [queue_stats(env, name) for name in names]
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
-        return
+def stats_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per reason an oldest age is n/a, naming its queues (once if shared)."""
+    by_reason: dict[str, list[str]] = {}
+    for row in rows:
+        if row["oldest_age_error"] is not None:
+            by_reason.setdefault(row["oldest_age_error"], []).append(row["queue"])
+    return [
+        f"oldest age n/a ({', '.join(queues)}): {reason}" for reason, queues in by_reason.items()
+    ]
+
+
+def stats_table(rows: list[dict[str, Any]]) -> Table:
+    """The ``sqsw queue stats`` table: one row a queue, short cells only."""
     table = Table()
     for column in ("queue", "depth", "in flight", "delayed", "oldest age", "redrive", "DLQ depth"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         policy = row["redrive_policy"]
         redrive = (
@@ -321,7 +328,31 @@ def queue_stats_command(
             redrive,
             "-" if row["dead_letter_depth"] is None else str(row["dead_letter_depth"]),
         )
-    console().print(table)
+    return table
+
+
+@queue_group.command("stats")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@env_options
+@click.pass_context
+def queue_stats_command(
+    ctx: click.Context, /, names: tuple[str, ...], as_json: bool, **flags: Any
+) -> None:
+    """Depth, in flight, delayed, oldest message age (CloudWatch), redrive policy and
+    dead-letter depth of queues NAMES.
+
+    The table fits the terminal (80 columns when piped); why an oldest age is n/a
+    (no CloudWatch there, no permission) follows it, one line per reason.
+    """
+    env = env_for(ctx, **flags)
+    rows = [queue_stats(env, name) for name in names]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    console().print(stats_table(rows))
+    for note in stats_notes(rows):
+        click.echo(note)
 
 
 # -- sqsw enqueue --------------------------------------------------------------------
@@ -338,6 +369,87 @@ def parse_arg(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def _job_kwargs(args: tuple[str, ...], json_args: str | None) -> dict[str, Any]:
+    """The job's keyword arguments: ``--json`` first, then each ``--arg`` (later wins)."""
+    kwargs: dict[str, Any] = {}
+    if json_args is not None:
+        try:
+            loaded = json.loads(json_args)
+        except ValueError as exc:
+            raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
+        if not isinstance(loaded, dict):
+            raise click.BadParameter("must be a JSON object", param_hint="--json")
+        kwargs.update(loaded)
+    kwargs.update(parse_arg(arg) for arg in args)
+    return kwargs
+
+
+def check_job(env: SQSEnv, app: str, queue: str, job: str, kwargs: dict[str, Any]) -> None:
+    """Refuse (exit 2) a job the app does not register on ``queue``, or arguments that
+    do not bind to its function's signature."""
+    known = env.queues.get(queue)
+    jobs: dict[str, Any] = {}
+    if isinstance(known, JobQueue):
+        jobs = {**known.bulk_processors, **known.processors}
+    if job not in jobs:
+        if jobs:
+            close = difflib.get_close_matches(job, list(jobs), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = f"its jobs on queue {queue!r}: {', '.join(sorted(jobs))}{hint}"
+        else:
+            with_jobs = sorted(
+                name for name, q in env.queues.items() if isinstance(q, JobQueue) and q.processors
+            )
+            where = (
+                f"no job on queue {queue!r} (queues with jobs: {', '.join(with_jobs) or 'none'})"
+            )
+        raise CliError(f"job {job!r}: app {app!r} has {where}", EXIT_USAGE)
+    processor = jobs[job]
+    if isinstance(processor, BulkProcessor) or not isinstance(known, JobQueue):
+        return  # a bulk job's function takes a list of jobs: nothing to bind
+    task = AsyncTask(known, job, processor.fn, processor.pass_context, processor.context_var)
+    try:
+        task.job_kwargs((), kwargs)
+    except TypeError as exc:
+        fn = processor.fn
+        code = getattr(fn, "__code__", None)
+        where = f" ({code.co_filename}, line {code.co_firstlineno})" if code else ""
+        raise CliError(
+            f"--arg/--json do not fit job {job!r} of app {app!r}{where}: {exc}", EXIT_USAGE
+        ) from None
+
+
+def _check_fifo_flags(
+    target: JobQueue, job: str, delay: int | None, deduplication_id: str | None
+) -> None:
+    """The flags a FIFO queue needs or refuses, named as flags (exit 2)."""
+    if not target.is_fifo:
+        return
+    cannot = f"cannot send {job!r} to queue {target.name!r}"
+    if delay:
+        raise CliError(
+            f"{cannot}: it is FIFO: SQS allows no per-message delay there; drop "
+            "--delay (or give the queue a delay: sqsw queue create NAME --delay SECONDS)",
+            EXIT_USAGE,
+        )
+    if deduplication_id is None and target.attributes.get("ContentBasedDeduplication") != "true":
+        raise CliError(
+            f"{cannot}: it is FIFO without content-based deduplication: give "
+            f"--deduplication-id ID (or create the queue with: sqsw queue create "
+            f"{target.name} --content-based-dedup)",
+            EXIT_USAGE,
+        )
+
+
+def _sending_env(ctx: click.Context, app: str | None, flags: dict[str, Any]) -> tuple[SQSEnv, str]:
+    """The app's env (``--app`` or the configured app) and its name, else a plain env."""
+    settings = settings_for(ctx, app=app, **flags)
+    spec = settings.get("app")
+    if spec:
+        return load_app(settings), str(spec)
+    return SQSEnv(**settings.env_options()), ""
+
+
 @click.command("enqueue")
 @click.argument("queue")
 @click.argument("job")
@@ -352,6 +464,12 @@ def parse_arg(text: str) -> tuple[str, Any]:
 )
 @click.option("--group-id", default=None, help="FIFO message group.")
 @click.option("--deduplication-id", default=None, help="FIFO deduplication id.")
+@click.option(
+    "--app",
+    default=None,
+    help="module:attr of the app's SQSEnv (config app, SQSW_APP): the job and its "
+    "arguments are checked against it before sending.",
+)
 @env_options
 @click.pass_context
 def enqueue(
@@ -364,23 +482,22 @@ def enqueue(
     delay: int | None,
     group_id: str | None,
     deduplication_id: str | None,
+    app: str | None,
     **flags: Any,
 ) -> None:
-    """Send job JOB to QUEUE; prints the message id."""
-    kwargs: dict[str, Any] = {}
-    if json_args is not None:
-        try:
-            loaded = json.loads(json_args)
-        except ValueError as exc:
-            raise click.BadParameter(f"not JSON: {exc}", param_hint="--json") from None
-        if not isinstance(loaded, dict):
-            raise click.BadParameter("must be a JSON object", param_hint="--json")
-        kwargs.update(loaded)
-    kwargs.update(parse_arg(arg) for arg in args)
-    env = env_for(ctx, **flags)
+    """Send job JOB to QUEUE; prints the message id.
+
+    With an app (--app, config app or SQSW_APP), JOB must be one of its jobs on
+    QUEUE and the arguments must fit its function, else nothing is sent (exit 2).
+    """
+    kwargs = _job_kwargs(args, json_args)
+    env, app_name = _sending_env(ctx, app, flags)
+    if app_name:
+        check_job(env, app_name, queue, job, kwargs)
     target = env.queue(queue)
     if not isinstance(target, JobQueue):
-        raise click.UsageError(f"queue {queue!r} is not a job queue")
+        raise CliError(f"queue {queue!r} is not a job queue", EXIT_USAGE)
+    _check_fifo_flags(target, job, delay, deduplication_id)
     try:
         message_id = target.add_job(
             job,
@@ -391,6 +508,6 @@ def enqueue(
         )
     except (ConfigurationError, PluginError):
         raise
-    except ValueError as exc:  # a FIFO queue without --deduplication-id, too large, ...
+    except ValueError as exc:  # too large, ...
         raise CliError(f"cannot send {job!r} to queue {queue!r}: {exc}", EXIT_USAGE) from None
     click.echo(message_id)

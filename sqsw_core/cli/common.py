@@ -22,6 +22,7 @@ import importlib
 import logging
 import os
 import sys
+import sysconfig
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,23 +126,52 @@ def translate(exc: BaseException) -> CliError | None:
         return CliError(str(exc), EXIT_APP)
     if isinstance(exc, PluginError | ConfigurationError):
         return CliError(str(exc), EXIT_PLUGIN)
-    if isinstance(exc, QueueNotFoundError | SQSCallError):
+    if isinstance(exc, QueueNotFoundError):
+        return CliError(_queue_not_found_message(exc), EXIT_SQS)
+    if isinstance(exc, SQSCallError):
         return CliError(str(exc), EXIT_SQS)
     if isinstance(exc, _botocore_errors()):
         return CliError(f"SQS: {exc}", EXIT_SQS)
     return None
 
 
+def _queue_not_found_message(exc: QueueNotFoundError) -> str:
+    """The one line for a missing queue, suggesting the ``sqsw queue create`` command."""
+    what = str(exc).split(". Create it", 1)[0].rstrip(".")
+    return (
+        f"{what}. Create it with: sqsw queue create {exc.queue_name} (a name ending in "
+        ".fifo makes a FIFO queue), or check the queue name, --queue-prefix, region and "
+        "endpoint"
+    )
+
+
+def _one_line(exc: click.UsageError) -> CliError:
+    """A usage error as one line (exit 2) naming the ``--help`` to read, instead of
+    click's usage, hint and error lines."""
+    message = " ".join(exc.format_message().split()).rstrip(".")
+    where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+    return CliError(f"{message}{where}", exc.exit_code)
+
+
 class SqswGroup(click.Group):
-    """A click group that turns sqsw's errors into messages and exit codes (:func:`translate`).
+    """A click group that turns sqsw's errors into messages and exit codes (:func:`translate`),
+    and click's usage errors into one line (exit 2).
 
     ``sqsw`` itself is one, so the commands plugins add need not be; a plugin that
     also ships a standalone command line can use it for the same behaviour.
     """
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        try:
+            return super().make_context(*args, **kwargs)
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:
+            raise _one_line(exc) from exc
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
         except Exception as exc:
@@ -151,12 +181,16 @@ class SqswGroup(click.Group):
             raise error from exc
 
 
+#: The width of tables when the output is not a terminal (piped or in a file).
+PIPED_WIDTH = 80
+
+
 def console(stderr: bool = False) -> Console:
-    """A rich console on stdout (results) or stderr (progress); wide when not a terminal
-    so piped tables don't wrap."""
+    """A rich console on stdout (results) or stderr (progress): tables fit the terminal's
+    width, or :data:`PIPED_WIDTH` (80) columns when not a terminal (piped)."""
     con = Console(stderr=stderr)
     if not con.is_terminal:
-        con = Console(stderr=stderr, width=200)
+        con = Console(stderr=stderr, width=PIPED_WIDTH)
     return con
 
 
@@ -266,8 +300,18 @@ def _describe(exc: BaseException) -> str:
         if not frame.filename.startswith("<frozen")
         and frame.filename not in (__file__, importlib.__file__)
     ]
-    where = f" ({frames[-1].filename}, line {frames[-1].lineno})" if frames else ""
+    # The user's own line (not Python's or an installed library's) says what to change.
+    mine = [frame for frame in frames if not _library_file(frame.filename)] or frames
+    where = f" ({mine[-1].filename}, line {mine[-1].lineno})" if mine else ""
     return f"{type(exc).__name__}: {exc}{where}"
+
+
+def _library_file(filename: str) -> bool:
+    """Whether ``filename`` is Python's, an installed distribution's or sqsw's own code."""
+    roots = {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
+    roots.add(os.path.dirname(os.path.dirname(__file__)))  # sqsw_core
+    path = os.path.abspath(filename)
+    return any(root and path.startswith(os.path.join(root, "")) for root in roots)
 
 
 def _run_app_code(run: Callable[[], Any], failed: str) -> Any:
@@ -286,6 +330,30 @@ def _run_app_code(run: Callable[[], Any], failed: str) -> Any:
             raise AppImportError(failed + _describe(exc)) from exc
 
 
+def _import_app_module(module_name: str, failed: str) -> Any:
+    """Import the app's module; a file path or a module not found says what to give."""
+    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+        dotted = module_name.removesuffix(".py").replace(os.sep, ".").replace("/", ".")
+        raise AppImportError(
+            f"{failed}give a module name, not a file: --app {dotted.strip('.')}[:NAME]"
+        )
+    try:
+        return _run_app_code(lambda: importlib.import_module(module_name), failed)
+    except AppImportError as exc:
+        cause = exc.__cause__
+        missing = getattr(cause, "name", None)
+        if (
+            isinstance(cause, ModuleNotFoundError)
+            and missing
+            and (module_name == missing or module_name.startswith(missing + "."))
+        ):
+            raise AppImportError(
+                f"{exc}: run sqsw from the directory that holds it ({os.getcwd()} is "
+                "searched) or add that directory to PYTHONPATH"
+            ) from cause
+        raise
+
+
 def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
     """Import ``module[:attr]`` and return its ``SQSEnv`` (the current dir is importable).
 
@@ -300,10 +368,7 @@ def import_app(spec: str | None, source: str = "--app") -> SQSEnv:
             "or sqsw.toml, or set SQSW_APP"
         )
     module_name, _, attr = spec.partition(":")
-    module = _run_app_code(
-        lambda: importlib.import_module(module_name),
-        f"cannot import app {spec!r} (from {source}): ",
-    )
+    module = _import_app_module(module_name, f"cannot import app {spec!r} (from {source}): ")
     if attr:
         obj: Any = module
         for part in attr.split("."):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 import threading
@@ -16,6 +17,7 @@ from rich.live import Live
 from rich.logging import RichHandler
 from rich.text import Text
 
+from sqsw_core import plugins
 from sqsw_core.cli.common import (
     EXIT_CODES_HELP,
     EXIT_ERROR,
@@ -29,9 +31,9 @@ from sqsw_core.cli.log_format import JsonFormatter
 from sqsw_core.config import Settings
 from sqsw_core.engine_options import check_option, check_queues_options
 from sqsw_core.env import SQSEnv
-from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.exceptions import ConfigurationError, PluginError
 from sqsw_core.results import EngineStats
-from sqsw_core.sessions import is_process_local
+from sqsw_core.sessions import AWSSession, is_process_local
 from sqsw_core.shutdown_policies import ShutdownPolicy
 from sqsw_core.supervisor import for_queues
 
@@ -210,7 +212,7 @@ def run(
     logger.info(
         "sqsw run %s: %s, processor %s, %d worker process(es)",
         " ".join(plan.names),
-        plan.env,
+        describe_env(plan.env),
         plan.env.processor_class.__name__,
         plan.workers,
     )
@@ -237,6 +239,51 @@ def run_settings(ctx: click.Context, flags: dict[str, Any]) -> Settings:
     settings = settings_for(ctx, **flags)
     settings.update(own, lambda key: f"option --{key.replace('_', '-')}")
     return settings
+
+
+def describe_env(env: SQSEnv) -> str:
+    """The env as the startup line shows it, with the region boto3 resolved (from
+    ``AWS_DEFAULT_REGION`` or the profile) when no region was given to sqsw."""
+    text = repr(env)
+    session = env.session
+    if isinstance(session, AWSSession) and session.region_name is None:
+        try:
+            import boto3
+
+            region = boto3.Session(profile_name=session.profile_name).region_name
+        except Exception as exc:  # a profile that does not exist: the run will say so
+            region = f"unknown ({type(exc).__name__})"
+        text = text.replace("region=default", f"region={region or 'none'}")
+    return text
+
+
+def shutdown_policy_maker(settings: Settings) -> Callable[[], ShutdownPolicy]:
+    """The factory of the ``shutdown`` setting's policy; a policy given without the
+    number it needs (``idle``) or with one it takes none of (``never=3``) is refused
+    naming the form to write (``ConfigurationError``, exit 4)."""
+    spec = str(settings.get("shutdown", "never"))
+    written, sep, arg = spec.partition("=")
+    name = written.strip().replace("-", "_")
+    source = settings.source("shutdown")
+    try:
+        factory = plugins.load(plugins.SHUTDOWN, name)
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (PluginError, TypeError, ValueError):
+        return settings.shutdown_policy_maker()  # its own error names the plugin
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    if required and not arg.strip():
+        value = required[0].name.upper()
+        raise ConfigurationError(
+            f"{source}: shutdown policy {written.strip()!r} needs a number: write "
+            f"{written.strip()}={value} (like idle=300 or max-tasks=1000), got {spec!r}"
+        )
+    if sep and not positional and not any(p.kind is p.VAR_POSITIONAL for p in parameters):
+        raise ConfigurationError(
+            f"{source}: shutdown policy {written.strip()!r} takes no number: write "
+            f"{written.strip()}, got {spec!r}"
+        )
+    return settings.shutdown_policy_maker()
 
 
 @dataclass
@@ -295,7 +342,7 @@ def plan_run(settings: Settings, queues: tuple[str, ...]) -> RunPlan:
     or option is wrong (exit 4), a queue is missing or SQS refuses (exit 5).
     """
     env = load_app(settings)
-    policy_maker = settings.shutdown_policy_maker()
+    policy_maker = shutdown_policy_maker(settings)
     names = list(queues)
     for name in names:
         env.queue(name).url  # noqa: B018 - fail now (exit 5) if a queue is missing
