@@ -96,11 +96,18 @@ def test_wheels_install_from_pypi_names_and_run_a_job(tmp_path: Path) -> None:
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     local = [*pip, "--no-index", "--find-links", dist]
 
-    # The core alone: installs, and explains what is missing.
+    # The core alone: installs, an environment can be made, and encoding a job
+    # explains what is missing (before any SQS call: the queue URL is never used).
     _run(*pip, *_third_party_requirements(["sqsw-core"]))
     _run(*local, "sqsw-core")
+    _run(python, "-c", "from sqsw_core import SQSEnv; SQSEnv()", cwd=tmp_path)
     alone = subprocess.run(
-        [python, "-c", "from sqsw_core import SQSEnv; SQSEnv()"],
+        [
+            python,
+            "-c",
+            "from sqsw_core import SQSEnv; "
+            "SQSEnv().queue('q', queue_url='http://127.0.0.1:9/q').add_job('job', n=1)",
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,

@@ -120,7 +120,8 @@ def test_memory_cloudwatch_answers_like_cloudwatch() -> None:
         (42.4, None, "42 s"),
         (600.0, None, "10 min"),
         (9000.0, None, "2.5 h"),
-        (None, "CloudWatch: AccessDenied: no", "n/a (CloudWatch: AccessDenied: no)"),
+        # The reason goes on a line of its own below the table (sqsw queue stats).
+        (None, "CloudWatch: AccessDenied: no", "n/a"),
     ],
 )
 def test_age_column(age: float | None, error: str | None, shown: str) -> None:
