@@ -16,9 +16,9 @@ import time
 from typing import TYPE_CHECKING
 
 from sqsw_core.exceptions import BadMessageError
-from sqsw_core.log_text import shorten
+from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.long_delays import DUE_AT_ATTR, next_hop, resend_entry, seconds_until_due
-from sqsw_core.settling import log_extra, retry_delay
+from sqsw_core.settling import retry_delay
 
 if TYPE_CHECKING:
     from sqsw_core.messages import Message

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.limits import MAX_VISIBILITY_TIMEOUT, chunks
-from sqsw_core.log_text import shorten
+from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.sqs_calls import change_visibility_batch, log_refused
 
 if TYPE_CHECKING:
@@ -141,6 +141,7 @@ class VisibilityKeeper:
                         shorten(held.message.job_name),
                         held.message.message_id,
                         now - held.since,
+                        extra=log_extra(self.queue, held.message),
                     )
                     continue
                 due.append(held)

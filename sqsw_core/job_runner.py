@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqsw_core.early_messages import hold_back_early, hold_back_if_early
 from sqsw_core.exceptions import JobError, RetryJob
-from sqsw_core.log_text import shorten
+from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
 from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
-from sqsw_core.settling import Settler, log_extra
+from sqsw_core.settling import Settler
 from sqsw_core.sqs_calls import receive_messages
 
 if TYPE_CHECKING:

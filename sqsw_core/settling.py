@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from sqsw_core.backoff_policies import clamp_visibility
 from sqsw_core.limits import MAX_BATCH_ENTRIES, chunks
-from sqsw_core.log_text import shorten
+from sqsw_core.log_text import log_extra
 from sqsw_core.sqs_calls import ReceivedMessage, change_visibility, delete_messages
 
 if TYPE_CHECKING:
@@ -38,33 +38,6 @@ if TYPE_CHECKING:
     from sqsw_core.queue_handle import QueueHandle
 
 logger = logging.getLogger("sqsw.settling")
-
-
-def log_extra(
-    queue: QueueHandle, message: Message | None, policy: BackoffPolicy | None = None
-) -> dict[str, Any]:
-    """The ``extra`` of a log record about a job (the fields sqs-workers attaches):
-    ``queue_name``, ``job_name``, ``message_id`` and ``backoff_policy`` (its ``repr``).
-
-    Built only for records that are logged (failures, retries, held-back
-    messages), never per succeeded job. ``message`` ``None``: a record about
-    several messages (``message_id`` is ``None`` then).
-    """
-    job_name = message.job_name if message is not None else None
-    return {
-        "queue_name": queue.name,
-        "job_name": shorten(job_name) if job_name is not None else None,
-        "message_id": message.message_id if message is not None else None,
-        "backoff_policy": _policy_text(policy or queue.backoff_policy),
-    }
-
-
-def _policy_text(policy: object) -> str:
-    """``repr(policy)``, or its class name if that ``repr`` fails (a log call must not)."""
-    try:
-        return shorten(repr(policy))
-    except Exception:
-        return type(policy).__name__
 
 
 def visibility_timeout(queue: QueueHandle) -> int:
