@@ -102,6 +102,21 @@ class OptionError(ConfigurationError):
         self.source = source
 
 
+def check_weight(name: str, weight: object, where: str) -> float:
+    """A queue's weight as a float; refused unless a finite number > 0 (``where``: the
+    source, for the error)."""
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, numbers.Real)
+        or not math.isfinite(float(weight))
+        or weight <= 0
+    ):
+        raise ConfigurationError(
+            f"{where}weight of queue {name!r} must be a number > 0, got {show(weight)}"
+        )
+    return float(weight)
+
+
 def show(value: object) -> str:
     """A value as a user typed it: ``25``, ``-1``, ``nan``, ``0.5``, ``'many'``, ``True``."""
     if isinstance(value, float):
@@ -250,16 +265,7 @@ def check_queues_options(
                 f"{where('weights')}weights name queue {name!r}, which is not one of the queues "
                 f"processed ({', '.join(map(repr, names)) or 'none'}){hint}"
             )
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, numbers.Real)
-            or not math.isfinite(float(weight))
-            or weight <= 0
-        ):
-            raise ConfigurationError(
-                f"{where('weights')}weight of queue {name!r} must be a number > 0, "
-                f"got {show(weight)}"
-            )
+        check_weight(name, weight, where("weights"))
 
 
 def parse_weights(value: object, source: str | None = None) -> dict[str, float]:
@@ -292,18 +298,10 @@ def parse_weights(value: object, source: str | None = None) -> dict[str, float]:
         raise ConfigurationError(f"{where}weights must be {form}, got {show(value)}")
     weights: dict[str, float] = {}
     for name, weight in pairs:
-        if (
-            isinstance(weight, bool)
-            or not isinstance(weight, numbers.Real)
-            or not math.isfinite(float(weight))
-            or weight <= 0
-        ):
-            raise ConfigurationError(
-                f"{where}weight of queue {name!r} must be a number > 0, got {show(weight)}"
-            )
+        checked = check_weight(name, weight, where)
         if name in weights:
             raise ConfigurationError(f"{where}weights name queue {name!r} twice")
-        weights[name] = float(weight)
+        weights[name] = checked
     return weights
 
 
