@@ -284,3 +284,14 @@ class InterceptedClient:
     def intercept(self, operation: str, target: Callable[..., Any], params: dict[str, Any]) -> Any:
         """Make the call ``target(**params)`` of ``operation`` (subclasses inject faults)."""
         return target(**params)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
+    """The one ``Error:`` line on stderr of a refused ``sqsw`` command, after checking the
+    exit code and that no traceback was printed."""
+    assert result.returncode == exit_code, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), result.stderr
+    return lines[0]

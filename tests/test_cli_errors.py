@@ -20,6 +20,7 @@ import pytest
 
 from sqsw_core import SQSEnv, create_fifo_queue, create_standard_queue
 from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_SQS, EXIT_USAGE
+from tests.helpers import one_error_line
 from tests.localstack_server import REGION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -76,16 +77,6 @@ def sqsw(
         text=True,
         timeout=60,
     )
-
-
-def error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
-    """The one ``Error:`` line on stderr, after checking the exit code and no traceback."""
-    assert result.returncode == exit_code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture
@@ -199,7 +190,7 @@ def test_an_error_is_one_line_with_the_documented_exit_code(
     exit_code: int,
     fragments: list[str],
 ) -> None:
-    line = error_line(sqsw(*args, cwd=app_dir, **variables), exit_code)
+    line = one_error_line(sqsw(*args, cwd=app_dir, **variables), exit_code)
     for fragment in fragments:
         assert fragment in line
 
@@ -209,7 +200,7 @@ def test_the_location_of_an_app_error_is_the_users_line(tmp_path: Path) -> None:
     (tmp_path / "lib_app.py").write_text(
         "import importlib\n\nimportlib.import_module('no_such_dependency')\n"
     )
-    line = error_line(sqsw("run", "--app", "lib_app", "q", cwd=tmp_path), EXIT_APP)
+    line = one_error_line(sqsw("run", "--app", "lib_app", "q", cwd=tmp_path), EXIT_APP)
     assert f"({tmp_path / 'lib_app.py'}, line 3)" in line
     assert "importlib" not in line.split("(")[-1]
 
@@ -233,12 +224,12 @@ def test_sqs_errors_exit_5_suggesting_the_command_to_run(
         ["queue", "stats", "missing", *prefix],
         ["queue", "purge", "missing", "--yes", *prefix],
     ):
-        line = error_line(sqsw(*args, cwd=tmp_path, endpoint=endpoint), EXIT_SQS)
+        line = one_error_line(sqsw(*args, cwd=tmp_path, endpoint=endpoint), EXIT_SQS)
         assert "'missing' does not exist" in line
         assert "Create it with: sqsw queue create missing" in line
         assert "create_standard_queue" not in line
     refused = sqsw("queue", "list", cwd=tmp_path, endpoint="http://127.0.0.1:9")
-    assert "Could not connect" in error_line(refused, EXIT_SQS)
+    assert "Could not connect" in one_error_line(refused, EXIT_SQS)
 
 
 def test_enqueue_to_fifo_names_the_flags(ls_env: SQSEnv, endpoint: str, tmp_path: Path) -> None:
@@ -247,7 +238,7 @@ def test_enqueue_to_fifo_names_the_flags(ls_env: SQSEnv, endpoint: str, tmp_path
     result = sqsw(
         "enqueue", "jobs.fifo", "ok", "--arg", "n=1", *prefix, cwd=tmp_path, endpoint=endpoint
     )
-    line = error_line(result, EXIT_USAGE)
+    line = one_error_line(result, EXIT_USAGE)
     assert "--deduplication-id" in line
     assert "sqsw queue create jobs.fifo --content-based-dedup" in line
     assert "_deduplication_id" not in line
@@ -263,7 +254,7 @@ def test_enqueue_to_fifo_names_the_flags(ls_env: SQSEnv, endpoint: str, tmp_path
         cwd=tmp_path,
         endpoint=endpoint,
     )
-    assert "drop --delay" in error_line(result, EXIT_USAGE)
+    assert "drop --delay" in one_error_line(result, EXIT_USAGE)
     sent = sqsw(
         "enqueue",
         "jobs.fifo",

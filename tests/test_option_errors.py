@@ -24,6 +24,7 @@ from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_USAGE
 from sqsw_core.config import load_settings
 from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown
 from sqsw_memory import MemorySession
+from tests.helpers import one_error_line
 from tests.localstack_server import REGION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -72,16 +73,6 @@ def run_app(
     if "--shutdown" not in options and not (config.exists() and "shutdown" in config.read_text()):
         args += ["--shutdown", "idle=0"]
     return sqsw(*args, *options, "emails", cwd=tmp_path, variables=variables)
-
-
-def one_error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
-    """The one ``Error:`` line of a refused command (after checking the exit code)."""
-    assert result.returncode == exit_code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 # -- sqsw run: flags, variables and config file keys ---------------------------------

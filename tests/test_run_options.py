@@ -27,6 +27,7 @@ import pytest
 from sqsw_core.cli.common import EXIT_OK, EXIT_PLUGIN, EXIT_USAGE
 from sqsw_core.cli.run import run as run_command
 from sqsw_core.config import ENV_KEYS, KEYS
+from tests.helpers import one_error_line
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -91,15 +92,6 @@ def _environ(tmp_path: Path, variables: dict[str, str] | None) -> dict[str, str]
 
 def idle_run(tmp_path: Path, *options: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     return sqsw_run(tmp_path, "--shutdown", "idle=0", *options, **kwargs)  # type: ignore[arg-type]
-
-
-def one_error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> str:
-    assert result.returncode == exit_code, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 # -- values reach the engine ---------------------------------------------------------
