@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
     from sqsw_core.context import JobContext
     from sqsw_core.env import SQSEnv
-    from sqsw_core.hooks import ProcessorHooks
 
 logger = logging.getLogger("sqsw.queue")
 
@@ -190,11 +189,6 @@ class GenericQueue:
     def max_delay_hop(self) -> int:
         """The longest delay of one hop of a long-delayed job: the environment's."""
         return self.env.max_delay_hop
-
-    @property
-    def processor_hooks(self) -> ProcessorHooks:
-        """The environment's processor hooks (``sending``, ``handling``)."""
-        return self.env.processor_hooks
 
     def run_bulk_job(
         self, processor: BulkProcessor, messages: list[Message], jobs: list[Any]

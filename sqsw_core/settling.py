@@ -274,7 +274,3 @@ class Settler:
     def flush(self) -> None:
         """Send the batched acks and delays now."""
         self.acker.flush()
-
-    def close(self) -> None:
-        """Send what is batched and stop the acker's thread."""
-        self.acker.close()

@@ -295,3 +295,26 @@ def one_error_line(result: subprocess.CompletedProcess[str], exit_code: int) -> 
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: "), result.stderr
     return lines[0]
+
+
+def cli_environ(variables: dict[str, str] | None = None, *pythonpath: Path) -> dict[str, str]:
+    """This process's environment for a ``sqsw`` subprocess: no SQSW_* variable but
+    ``variables``, and ``pythonpath`` (then the repository) on PYTHONPATH."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("SQSW_")}
+    environ["PYTHONPATH"] = os.pathsep.join(str(p) for p in (*pythonpath, REPO))
+    environ.update(variables or {})
+    return environ
+
+
+def run_sqsw(
+    *args: str, cwd: Path, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``sqsw ARGS`` as a user runs it (``python -m sqsw_core.cli``), output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "sqsw_core.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 
 from sqsw_core import SQSEnv, create_fifo_queue, create_standard_queue
 from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_SQS, EXIT_USAGE
-from tests.helpers import one_error_line
+from tests.helpers import cli_environ, one_error_line, run_sqsw
 from tests.localstack_server import REGION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,24 +58,10 @@ def sqsw(
     *args: str, cwd: Path, endpoint: str | None = None, **variables: str
 ) -> subprocess.CompletedProcess[str]:
     """``sqsw ARGS`` in ``cwd``: no SQSW_* variable but ``variables`` (and the endpoint)."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SQSW_")}
-    environ.update(
-        PYTHONPATH=str(REPO),
-        AWS_ACCESS_KEY_ID="test",
-        AWS_SECRET_ACCESS_KEY="test",
-        SQSW_REGION=REGION,
-    )
+    settings = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "SQSW_REGION": REGION}
     if endpoint is not None:
-        environ["SQSW_ENDPOINT_URL"] = endpoint
-    environ.update(variables)
-    return subprocess.run(
-        [sys.executable, "-m", "sqsw_core.cli", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+        settings["SQSW_ENDPOINT_URL"] = endpoint
+    return run_sqsw(*args, cwd=cwd, env=cli_environ({**settings, **variables}))
 
 
 @pytest.fixture

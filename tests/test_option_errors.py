@@ -10,9 +10,7 @@ before anything is received.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_USAGE
 from sqsw_core.config import load_settings
 from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown
 from sqsw_memory import MemorySession
-from tests.helpers import one_error_line
+from tests.helpers import cli_environ, one_error_line, run_sqsw
 from tests.localstack_server import REGION
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,17 +47,7 @@ def sqsw(
     *args: str, cwd: Path, variables: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """``sqsw ARGS`` in ``cwd`` with no SQSW_* variable but ``variables``."""
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SQSW_")}
-    environ["PYTHONPATH"] = str(REPO)
-    environ.update(variables or {})
-    return subprocess.run(
-        [sys.executable, "-m", "sqsw_core.cli", *args],
-        cwd=cwd,
-        env=environ,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_sqsw(*args, cwd=cwd, env=cli_environ(variables))
 
 
 def run_app(

@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 
 from sqsw_core.cli.common import EXIT_APP, EXIT_OK, EXIT_PLUGIN, EXIT_SQS, EXIT_USAGE
+from tests.helpers import cli_environ, run_sqsw
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -66,17 +67,8 @@ def _dist(site_dir: Path, name: str, commands: str) -> None:
 def _sqsw(
     *args: str, pythonpath: Path | None = None, **extra: str
 ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQSW_")}
-    env.update(extra)
-    env["PYTHONPATH"] = os.pathsep.join(str(p) for p in (pythonpath, REPO) if p is not None)
-    return subprocess.run(
-        [sys.executable, "-m", "sqsw_core.cli", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    paths = (pythonpath,) if pythonpath is not None else ()
+    return run_sqsw(*args, cwd=REPO, env=cli_environ(extra, *paths))
 
 
 def test_third_party_command_runs_with_the_cli_helpers(tmp_path: Path) -> None:

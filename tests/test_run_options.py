@@ -13,7 +13,6 @@ giving up on a long job (maximum job duration), and the line saying how
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 from sqsw_core.cli.common import EXIT_OK, EXIT_PLUGIN, EXIT_USAGE
 from sqsw_core.cli.run import run as run_command
 from sqsw_core.config import ENV_KEYS, KEYS
-from tests.helpers import one_error_line
+from tests.helpers import cli_environ, one_error_line, run_sqsw
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,14 +66,7 @@ def sqsw_run(
 ) -> subprocess.CompletedProcess[str]:
     """``sqsw run`` of the memory app; stops once idle unless ``options`` say otherwise."""
     args = ["run", *_app_args(tmp_path), *options, *queues]
-    return subprocess.run(
-        [sys.executable, "-m", "sqsw_core.cli", *args],
-        cwd=tmp_path,
-        env=_environ(tmp_path, variables),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_sqsw(*args, cwd=tmp_path, env=_environ(tmp_path, variables))
 
 
 def _app_args(tmp_path: Path) -> list[str]:
@@ -83,11 +75,7 @@ def _app_args(tmp_path: Path) -> list[str]:
 
 
 def _environ(tmp_path: Path, variables: dict[str, str] | None) -> dict[str, str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("SQSW_")}
-    environ["PYTHONPATH"] = str(REPO)
-    environ["APP_MARK"] = str(tmp_path / "mark")
-    environ.update(variables or {})
-    return environ
+    return cli_environ({"APP_MARK": str(tmp_path / "mark"), **(variables or {})})
 
 
 def idle_run(tmp_path: Path, *options: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
