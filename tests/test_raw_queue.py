@@ -37,7 +37,7 @@ from sqsw_core import (
 )
 from sqsw_core import plugins as sqsw_plugins
 from sqsw_core.shutdown_policies import IdleShutdown
-from tests.helpers import process_until_idle
+from tests.helpers import expect_counts, process_until_idle
 
 #: The body a CloudWatch scheduled rule writes, verbatim from the seed README.
 SCHEDULED_EVENT = """{
@@ -74,7 +74,9 @@ def test_seed_raw_queue_example(sqs: SQSEnv, capsys: pytest.CaptureFixture[str])
         print(message.body)
 
     cron.add_raw_job("Hello world")
+    expect_counts(cron, (1, 0, 0), "after add_raw_job")
     cron.process_queue(shutdown_policy=IdleShutdown(0.5), wait_seconds=1)
+    expect_counts(cron, (0, 0, 0), "after the run")
 
     assert capsys.readouterr().out == "Hello world\n"
     assert processor.__name__ == "processor"  # the decorator returns the function

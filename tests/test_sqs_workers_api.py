@@ -280,25 +280,6 @@ def test_or_and_shutdown_combine_policies(sqs: SQSEnv) -> None:
 # Raw queues and CloudWatch messages
 
 
-def test_raw_queue_processor_and_add_raw_job(
-    sqs: SQSEnv, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from sqsw_cloudwatch import RawQueue
-
-    create_standard_queue(sqs, "cron")
-    cron = sqs.queue("cron", RawQueue)
-
-    @cron.raw_processor()
-    def processor(message):  # type: ignore[no-untyped-def]
-        print(message.body)
-
-    cron.add_raw_job("Hello world")
-    expect_counts(cron, (1, 0, 0), "after add_raw_job")
-    cron.process_queue(shutdown_policy=IdleShutdown(1), wait_seconds=1)
-    assert capsys.readouterr().out == "Hello world\n"
-    expect_counts(cron, (0, 0, 0))
-
-
 def test_cloudwatch_message_body_and_headers(sqs: SQSEnv) -> None:
     from sqsw_cloudwatch import RawQueue
 
