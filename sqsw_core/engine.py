@@ -37,6 +37,7 @@ from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.scheduler import JobScheduler
 from sqsw_core.settling import Acker, Settler, visibility_timeout
 from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, NeverShutdown, ShutdownPolicy
+from sqsw_core.solo_thread import SoloThread
 from sqsw_core.stop_signals import StopSignals
 
 if TYPE_CHECKING:
@@ -108,7 +109,12 @@ class QueueEngine:
         )
         self.queue = queue
         self.concurrency = concurrency
-        self.pollers, self.prefetch = _pollers_and_prefetch(queue, concurrency, pollers, prefetch)
+        #: One thread receives and runs (solo_thread.py): one job at a time from a
+        #: queue in this process, where a receive has no network wait to overlap.
+        self.solo = concurrency == 1 and pollers is None and slots is None and queue.process_local
+        self.pollers, self.prefetch = _pollers_and_prefetch(
+            queue, concurrency, 1 if self.solo else pollers, prefetch
+        )
         self.capacity = concurrency + self.prefetch
         self.wait_seconds = int(wait_seconds)  # SQS takes whole seconds
         self.shutdown_policy = shutdown_policy
@@ -123,7 +129,9 @@ class QueueEngine:
         self.slots = slots
         self.stats = EngineStats()
 
-        self.scheduler = JobScheduler(self.capacity, queue.is_fifo, queue.bulk_processors)
+        self.scheduler = JobScheduler(
+            self.capacity, queue.is_fifo, queue.bulk_processors, solo=self.solo
+        )
         # A policy that never stops needs no per-job bookkeeping.
         self.policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
         self.stop_requests = 0  # 1: warm stop asked, 2: cold stop asked
@@ -173,23 +181,25 @@ class QueueEngine:
         if self.handle_signals:
             signals.install()
         logger.info(
-            "Processing %s: concurrency=%d prefetch=%d pollers=%d visibility=%ds",
+            "Processing %s: concurrency=%d prefetch=%d pollers=%d%s visibility=%ds",
             queue.name,
             self.concurrency,
             self.prefetch,
             self.pollers,
+            " (solo: the job thread receives)" if self.solo else "",
             visibility,
         )
         try:
             self.keeper.start()
-            for i in range(self.concurrency):
-                self._spawn(JobThread(self).run, f"sqsw-job-{queue.name}-{i}")
-            pollers = [
-                self._spawn(Poller(self, i).run, f"sqsw-poll-{queue.name}-{i}")
-                for i in range(self.pollers)
-            ]
+            if self.solo:
+                self._spawn(SoloThread(self).run, f"sqsw-job-{queue.name}-0")
+            else:
+                for i in range(self.concurrency):
+                    self._spawn(JobThread(self).run, f"sqsw-job-{queue.name}-{i}")
+                for i in range(self.pollers):
+                    self._spawn(Poller(self, i).run, f"sqsw-poll-{queue.name}-{i}")
             self._supervise()
-            self._shutdown(pollers)
+            self._shutdown()
         finally:
             signals.restore()
         logger.info("Stopped processing %s: %s", queue.name, self.stats)
@@ -243,12 +253,12 @@ class QueueEngine:
 
     # -- stopping -------------------------------------------------------------
 
-    def _shutdown(self, pollers: list[threading.Thread]) -> None:
+    def _shutdown(self) -> None:
         scheduler = self.scheduler
         with scheduler.lock:
             scheduler.stop_intake()
         self._interrupt_receives()
-        self._wait_for_stop(pollers)
+        self._wait_for_stop()
         with scheduler.lock:
             running = scheduler.running
         if running:
@@ -267,7 +277,7 @@ class QueueEngine:
         with scheduler.lock:
             self.stats.in_flight = len(self.keeper)  # abandoned jobs' messages were released
 
-    def _wait_for_stop(self, pollers: list[threading.Thread]) -> None:
+    def _wait_for_stop(self) -> None:
         """Release the unrun messages once the receives in progress have ended; wait for
         the running jobs (not after a cold stop, nor past the grace period)."""
         scheduler = self.scheduler
@@ -278,7 +288,7 @@ class QueueEngine:
         while True:
             now = time.monotonic()
             if not scheduler.unrun_released and not self._receiving(
-                pollers, now, started, receives_deadline
+                now, started, receives_deadline
             ):
                 # Only now: released earlier, they could come straight back to one
                 # of these receives and gain a second receive from one stop.
@@ -291,12 +301,12 @@ class QueueEngine:
             self.wake.wait(0.05)
             self.wake.clear()
 
-    def _receiving(
-        self, pollers: list[threading.Thread], now: float, started: float, deadline: float
-    ) -> bool:
+    def _receiving(self, now: float, started: float, deadline: float) -> bool:
         """Whether receives started before the stop may still return messages."""
-        receiving = any(p.is_alive() for p in pollers)
-        if self.shared_stop and self.scheduler.unrun and now < deadline:
+        with self.scheduler.lock:
+            receiving = self.scheduler.receives > 0
+            unrun = bool(self.scheduler.unrun)
+        if self.shared_stop and unrun and now < deadline:
             return True  # the other processes' receives, ended by the deadline
         if receiving and now >= deadline:
             logger.warning(

@@ -57,14 +57,19 @@ class JobThread:
                 if slots is not None:
                     slots.acquire(engine.queue.name, handing_back=holding)
                     holding = True
-                if isinstance(job, list):
-                    self._run_bulk(job)
-                else:
-                    self._run_one(job)
+                self.run_job(job)
         finally:
             if holding:
                 assert slots is not None
                 slots.release()
+
+    def run_job(self, job: Message | list[Message]) -> None:
+        """Run a job taken from the scheduler (counted in ``running``): one message, or
+        the gathered messages of a bulk job."""
+        if isinstance(job, list):
+            self._run_bulk(job)
+        else:
+            self._run_one(job)
 
     def _run_one(self, message: Message) -> None:
         """Run one message's job; count it."""

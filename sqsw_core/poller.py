@@ -34,50 +34,67 @@ RECEIVE_RETRY_DELAYS = (1.0, 1.0, 2.0, 2.0, 5.0)
 class Poller:
     """One poller thread's loop (``run``) for an engine."""
 
-    def __init__(self, engine: QueueEngine, index: int) -> None:
+    def __init__(self, engine: QueueEngine, index: int, solo: bool = False) -> None:
         self.engine = engine
         self.scheduler = engine.scheduler
         self.index = index
+        #: The poller of a solo thread, which runs the jobs too (solo_thread.py).
+        self.solo = solo
 
     def run(self) -> None:
         """Receive until the engine stops (or gives up on a queue that is gone)."""
+        while self.poll_once():
+            pass
+
+    def poll_once(self) -> bool:
+        """Reserve room, receive one batch and hand it on; False once the poller should end
+        (a stop, or a queue found gone too often). A solo poller (the engine's only
+        thread, see solo_thread.py) does not wait for room while jobs are ready to run:
+        it returns True without receiving, for its caller to run them."""
         engine = self.engine
-        while True:
-            reserved = self._reserve()
-            if reserved is None:
-                return  # no new receive once a stop is asked for
-            want, wait = reserved
-            try:
-                messages = engine.runner.receive(wait, want)
-            except Exception as exc:
-                with self.scheduler.lock:
-                    self.scheduler.held -= want
-                    self.scheduler.receive_failures += 1
-                    failures = self.scheduler.receive_failures
-                if not self._receive_failed(exc, failures):
-                    return
-                continue
-            self._received(messages, want)
-            if not messages:
-                engine.wake.set()
-                if not wait:
-                    engine.stopped.wait(0.05)  # short polls of an empty queue: no hot loop
+        reserved = self._reserve()
+        if reserved is None:
+            return False  # no new receive once a stop is asked for
+        want, wait = reserved
+        if not want:
+            return True
+        try:
+            messages = engine.runner.receive(wait, want)
+        except Exception as exc:
+            with self.scheduler.lock:
+                self.scheduler.held -= want
+                self.scheduler.receives -= 1
+                self.scheduler.receive_failures += 1
+                failures = self.scheduler.receive_failures
+            return self._receive_failed(exc, failures)
+        self._received(messages, want)
+        if not messages:
+            engine.wake.set()
+            if not wait:
+                engine.stopped.wait(0.05)  # short polls of an empty queue: no hot loop
+        return True
 
     def _reserve(self) -> tuple[int, int] | None:
         """Wait for room for a full batch and reserve it; (batch size, seconds to wait),
-        or ``None`` once the engine stops."""
-        scheduler = self.scheduler
+        or ``None`` once the engine stops. A solo poller gets (0, 0) instead of waiting
+        when jobs are ready to run, and a short poll while a bulk job is being gathered
+        (a long poll in its thread would hold that job back)."""
+        scheduler, solo = self.scheduler, self.solo
         with scheduler.lock:
             want = scheduler.batch_room
             while not scheduler.stopping and (
                 scheduler.capacity - scheduler.held < want
                 or (self.index and (scheduler.last_poll_empty or scheduler.receive_failures))
             ):
+                if solo and scheduler.buffer:
+                    return 0, 0
                 scheduler.room.wait()
             if scheduler.stopping or self.engine.stop_requests:
                 return None
             scheduler.held += want
-            return want, self._receive_wait()
+            scheduler.receives += 1
+            wait = 0 if solo and scheduler.gathering else self._receive_wait()
+            return want, wait
 
     def _received(self, messages: list[Message], want: int) -> None:
         """Hold what a receive returned and hand it to the scheduler (or the stop)."""
@@ -91,6 +108,7 @@ class Poller:
         late: list[Message] = []
         with scheduler.lock:
             scheduler.held -= want - len(messages)
+            scheduler.receives -= 1
             if (scheduler.last_poll_empty and messages) or scheduler.receive_failures:
                 scheduler.room.notify_all()  # wake the paused pollers
             scheduler.receive_failures = 0

@@ -172,6 +172,11 @@ class GenericQueue:
         return self.name.endswith(".fifo")
 
     @property
+    def process_local(self) -> bool:
+        """Whether the queue lives in this process (the in-memory SQS)."""
+        return is_process_local(self.env.session)
+
+    @property
     def attributes(self) -> dict[str, str]:
         """The queue's SQS attributes, fetched once per process (and queue object)."""
         if self._attributes is None:

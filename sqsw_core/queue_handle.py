@@ -32,6 +32,12 @@ class QueueHandle(Protocol):
     def is_fifo(self) -> bool: ...
 
     @property
+    def process_local(self) -> bool:
+        """Whether the queue lives in this process (the in-memory SQS): a receive
+        never waits on the network."""
+        ...
+
+    @property
     def attributes(self) -> dict[str, str]:
         """The queue's SQS attributes (``VisibilityTimeout``...)."""
         ...

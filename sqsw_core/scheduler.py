@@ -26,7 +26,11 @@ class JobScheduler:
     """Buffered messages, FIFO groups in progress and bulk jobs being gathered."""
 
     def __init__(
-        self, capacity: int, fifo: bool, bulk_processors: Mapping[str, BulkProcessor]
+        self,
+        capacity: int,
+        fifo: bool,
+        bulk_processors: Mapping[str, BulkProcessor],
+        solo: bool = False,
     ) -> None:
         #: Everything below is read and changed under this lock. Take it as
         #: ``with scheduler.lock`` (the conditions share it; entering a Condition
@@ -34,8 +38,9 @@ class JobScheduler:
         self.lock = threading.Lock()
         #: Job threads wait here for a job.
         self.jobs = threading.Condition(self.lock)
-        #: Pollers wait here for room for a full batch.
-        self.room = threading.Condition(self.lock)
+        #: Pollers wait here for room for a full batch. A solo thread (solo_thread.py)
+        #: receives and runs jobs: it waits for either, on one condition.
+        self.room = self.jobs if solo else threading.Condition(self.lock)
         self.capacity = capacity
         #: Pollers receive full batches: they wait for this much room.
         self.batch_room = min(MAX_BATCH_ENTRIES, capacity)
@@ -45,6 +50,9 @@ class JobScheduler:
         #: Bulk jobs being gathered: job name -> (first arrival, messages).
         self.gathering: dict[str, tuple[float, list[Message]]] = {}
         self.held = 0  # buffered + running + receives in progress (reserved)
+        #: Receives reserved or in progress: what they return after a stop began is
+        #: released with the other unrun messages, once none is left.
+        self.receives = 0
         self.running = 0
         self.busy_groups: set[str] = set()
         self.last_poll_empty = False

@@ -17,7 +17,8 @@ from sqsw_core import (
     create_fifo_queue,
     create_standard_queue,
 )
-from sqsw_core.shutdown_policies import IdleShutdown
+from sqsw_core.shutdown_policies import IdleShutdown, MaxTasksShutdown
+from tests.helpers import expect_counts, on_memory
 
 
 @pytest.fixture
@@ -54,6 +55,31 @@ def test_a_partial_batch_runs_after_max_wait(queue: Any) -> None:
     index.delay(n=2)
     queue.process_queue(IdleShutdown(1.5), wait_seconds=1, concurrency=2)
     assert sum(size for _, size in calls) == 2
+
+
+def test_one_job_thread_runs_a_partial_batch_while_the_queue_is_empty(queue: Any) -> None:
+    """concurrency=1: a bulk job still being gathered runs after max_wait, not after the
+    next long poll (on the in-memory SQS the job thread is also the poller: it must not
+    sit in a 20 s receive while the batch waits)."""
+    calls: list[list[int]] = []
+
+    @queue.bulk_processor("index", max_jobs=100, max_wait=0.3)
+    def index(jobs: list[dict[str, Any]]) -> None:
+        calls.append(sorted(job["n"] for job in jobs))
+
+    for n in range(3):
+        index.delay(n=n)
+    # On SQS the pollers' own long polls would hold up the stop after the 3 jobs.
+    wait = 20 if on_memory(queue.env) else 1
+    started = time.monotonic()
+    stats = queue.process_queue(
+        MaxTasksShutdown(3), wait_seconds=wait, concurrency=1, handle_signals=False
+    )
+    took = time.monotonic() - started
+    assert calls == [[0, 1, 2]]
+    assert stats.succeeded == 3
+    assert took < 10, f"the gathered batch waited {took:.1f} s (a long poll's 20 s?)"
+    expect_counts(queue, (0, 0, 0), "after the run")
 
 
 def test_only_the_failed_jobs_of_a_batch_are_retried(queue: Any) -> None:

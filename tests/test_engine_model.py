@@ -392,7 +392,7 @@ JOB_SPECS = st.tuples(
     st.sampled_from(sorted(BASE_EXCEPTIONS)),
     st.lists(st.sampled_from(CHILD_KINDS), min_size=1, max_size=3),
 )
-ENGINE_OPTIONS = st.fixed_dictionaries(
+_THREADED_OPTIONS = st.fixed_dictionaries(
     {
         "concurrency": st.integers(1, 8),
         "pollers": st.none() | st.integers(1, 4),
@@ -401,6 +401,18 @@ ENGINE_OPTIONS = st.fixed_dictionaries(
         "grace_period": st.sampled_from([10.0, 0.5]),
     }
 )
+# concurrency=1 with automatic pollers: the solo thread (it receives and runs), a
+# path of its own, so drawn as often as every other configuration together.
+_SOLO_OPTIONS = st.fixed_dictionaries(
+    {
+        "concurrency": st.just(1),
+        "pollers": st.none(),
+        "prefetch": st.none() | st.integers(0, 20),
+        "wait_seconds": st.sampled_from([0, 1, 2]),
+        "grace_period": st.sampled_from([10.0, 0.5]),
+    }
+)
+ENGINE_OPTIONS = _SOLO_OPTIONS | _THREADED_OPTIONS
 STOP_PLANS = st.fixed_dictionaries(
     {
         "how": st.sampled_from(["warm", "cold", "warm_then_cold", "sigterm", "signal_twice"]),
@@ -1102,6 +1114,18 @@ def test_warm_stop_with_prefetched_jobs_burns_no_receive() -> None:
         ("enqueue", _jobs("brief", 20)),
         ("run", ({}, _stop("warm"))),
         ("run", ({"concurrency": 2}, _stop("sigterm", after_runs=2))),
+    )
+
+
+def test_solo_thread_stops_burn_no_receive() -> None:
+    """The solo thread (concurrency=1 in process) is its own poller: what it prefetched
+    goes back once per stop, warm or by SIGTERM, and a slow job is kept hidden."""
+    _scenario(
+        1,
+        ("enqueue", _jobs("brief", 20) + _jobs("slow", 1) + _jobs("fail_once", 3)),
+        ("run", ({"pollers": None}, _stop("warm", after_runs=3))),
+        ("run", ({"pollers": None}, _stop("sigterm", after_runs=2))),
+        ("run", ({"pollers": None, "wait_seconds": 0}, _stop("cold", after_runs=2, delay=1.2))),
     )
 
 
