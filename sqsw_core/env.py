@@ -198,6 +198,8 @@ class SQSEnv:
         self._lock = threading.RLock()
         self._client = sqs_client
         self._client_pid = os.getpid() if sqs_client is not None else None
+        #: The client was made here by the session (not given as ``sqs_client``).
+        self._client_made = False
         self._api: SQSApi | None = None
         self.retry = retry or RetryPolicy()
         self.max_delay_hop = check_hop(max_delay_hop)
@@ -330,6 +332,7 @@ class SQSEnv:
                 if self._client is None or self._client_pid != pid:
                     self._client = self.session.client("sqs")
                     self._client_pid = pid
+                    self._client_made = True
                     self._api = None
                     self._queue_urls = {}
         return self._client
@@ -340,7 +343,10 @@ class SQSEnv:
         client = self.sqs_client
         api = self._api
         if api is None or api.client is not client:
-            api = self._api = SQSApi(client, retry=self.retry)
+            # A session's clients that skip botocore's parameter check (AWSSession's
+            # default): SQSApi checks every request sqsw builds from a user's input.
+            checks = self._client_made and not getattr(self.session, "parameter_validation", True)
+            api = self._api = SQSApi(client, retry=self.retry, check_params=checks)
         return api
 
     def get_sqs_queue_name(self, queue_name: str) -> str:

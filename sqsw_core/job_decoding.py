@@ -122,8 +122,12 @@ class JobDecoder:
                 job_kwargs = codec.deserialize(message.body)
             except Exception as exc:
                 raise _decode_error(message, content_type, exc) from exc
-            context = self._context(message, codec, content_type, context_text)
-        _check_decoded(message, job_kwargs, context)
+            # The usual case inline (a context seen before): this runs once per job.
+            context = self._contexts.get((content_type, context_text)) if context_text else {}
+            if context is None or context is self._DECODE_AGAIN:
+                context = self._context(message, codec, content_type, context_text)
+        if type(job_kwargs) is not dict or not isinstance(context, dict):
+            _check_decoded(message, job_kwargs, context)
         return job_kwargs, JobContext(context)
 
     def _context(self, message: Message, codec: Codec, content_type: str, text: str | None) -> Any:

@@ -671,5 +671,5 @@ class JobQueue(GenericQueue):
                 f"(registered: {quote(known)}); register it with @queue.processor(...) in "
                 "the worker's code, or check that producer and worker use the same queue"
             )
-        job_kwargs, job_context = self.env.decode_job(message)
+        job_kwargs, job_context = self.env.decoding.decode_job(message)
         processor.run(message, job_kwargs, job_context)

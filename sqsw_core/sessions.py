@@ -55,6 +55,7 @@ class AWSSession:
         connect_timeout: float = 5,
         read_timeout: float = 30,
         botocore_config: Any = None,
+        parameter_validation: bool = False,
     ) -> None:
         self.endpoint_url = endpoint_url or os.environ.get(ENV_ENDPOINT_URL) or None
         self.region_name = region_name or os.environ.get(ENV_REGION) or None
@@ -68,6 +69,13 @@ class AWSSession:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.botocore_config = botocore_config
+        #: Whether botocore checks each request's parameters in the client. Off by
+        #: default: sqsw checks the requests it builds from your input itself (with
+        #: botocore's validator) and skips the check for the receives, deletes and
+        #: visibility changes it builds from what SQS returned (a few percent of the
+        #: client's CPU per request). Clients you use directly (``sqs.sqs_client``)
+        #: then leave the checking to SQS; True restores botocore's check everywhere.
+        self.parameter_validation = parameter_validation
         self._lock = threading.Lock()
         self._session: Any = None
 
@@ -97,6 +105,8 @@ class AWSSession:
             # attempts would multiply the attempts and the waits, unseen. (botocore's
             # "max_attempts" counts retries only: "total_max_attempts" is the total.)
             retries={"mode": "standard", "total_max_attempts": 1},
+            # See parameter_validation above (sqs_api.OWN_REQUESTS).
+            parameter_validation=self.parameter_validation,
         )
         if self.botocore_config is not None:
             config = config.merge(self.botocore_config)

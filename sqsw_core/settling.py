@@ -20,6 +20,7 @@ the latest ``max_delay`` seconds after the first); releases go out at once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -104,8 +105,10 @@ class Acker:
         self._idle = False
         self._closed = False
         self.failed_acks = 0
+        self.ack = functools.partial(self._add, self._deletes)  # type: ignore[method-assign]
 
     def ack(self, message: Message) -> None:
+        # Replaced per instance by a partial of _add (one Python call less per job).
         self._add(self._deletes, message)
 
     def retry(self, message: Message, visibility_timeout: int) -> None:

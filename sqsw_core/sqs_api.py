@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError
+from botocore.validate import validate_parameters
 from tenacity import RetryError
 
 from sqsw_core.exceptions import QueueNotFoundError, SQSCallError
@@ -25,7 +26,20 @@ from sqsw_core.retries import (
     is_transient,
 )
 
-__all__ = ["NONEXISTENT_QUEUE_CODES", "SQSApi", "error_code"]
+__all__ = ["NONEXISTENT_QUEUE_CODES", "OWN_REQUESTS", "SQSApi", "error_code"]
+
+#: Requests sqsw builds only from what SQS returned (receipt handles) and numbers it
+#: has already checked (batch sizes, clamped timeouts and waits): botocore's client-side
+#: parameter check adds nothing to them, once per request of the hot path.
+OWN_REQUESTS = frozenset(
+    {
+        "receive_message",
+        "delete_message",
+        "delete_message_batch",
+        "change_message_visibility",
+        "change_message_visibility_batch",
+    }
+)
 
 #: Error codes SQS uses for a queue that does not exist (query and JSON protocols).
 NONEXISTENT_QUEUE_CODES = frozenset(
@@ -36,10 +50,19 @@ NONEXISTENT_QUEUE_CODES = frozenset(
 class SQSApi:
     """A boto3-shaped SQS client wrapped with error translation and retries."""
 
-    def __init__(self, client: Any, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, client: Any, retry: RetryPolicy | None = None, check_params: bool = False
+    ) -> None:
         self.client = client
-        self.endpoint: str | None = getattr(getattr(client, "meta", None), "endpoint_url", None)
+        meta = getattr(client, "meta", None)
+        self.endpoint: str | None = getattr(meta, "endpoint_url", None)
         self.retry = retry or DEFAULT_RETRY_POLICY
+        #: ``check_params``: the client is a botocore client made without parameter
+        #: validation (AWSSession's default). Every request but OWN_REQUESTS is then
+        #: checked here, by botocore's own validator, so what sqsw sends from a user's
+        #: input fails as it did with a validating client.
+        self.checks_params = check_params and getattr(meta, "service_model", None) is not None
+        self._input_shapes: dict[str, Any] = {}
 
     def call(self, operation: str, queue_name: str | None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` (a boto3 method name) for ``queue_name``.
@@ -48,6 +71,8 @@ class SQSApi:
         raise at once, translated (:meth:`translate`).
         """
         method = getattr(self.client, operation)
+        if self.checks_params and operation not in OWN_REQUESTS:
+            self._check_params(operation, params)
         try:
             response: dict[str, Any] = method(**params)
             return response
@@ -57,6 +82,18 @@ class SQSApi:
             if isinstance(exc, ClientError):
                 raise self.translate(exc, operation, queue_name) from exc
             raise
+
+    def _check_params(self, operation: str, params: dict[str, Any]) -> None:
+        """Raise botocore's ``ParamValidationError`` for ``params``, as a validating client
+        would."""
+        shape = self._input_shapes.get(operation)
+        if shape is None:
+            meta = self.client.meta
+            api_name = meta.method_to_api_mapping[operation]
+            shape = self._input_shapes[operation] = meta.service_model.operation_model(
+                api_name
+            ).input_shape
+        validate_parameters(params, shape)
 
     def _retry(
         self,
