@@ -107,7 +107,7 @@ class JobThread:
                 self.engine.check_policy()
             stats.in_flight = scheduler.held
             dropped = scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
-            if scheduler.capacity - scheduler.held >= scheduler.batch_room:
+            if not scheduler.solo and scheduler.capacity - scheduler.held >= scheduler.batch_room:
                 scheduler.room.notify()  # a poller can receive a full batch now
         if dropped:
             # Visible just after the failed message, so they run after it.

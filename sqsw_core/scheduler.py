@@ -41,6 +41,8 @@ class JobScheduler:
         #: Pollers wait here for room for a full batch. A solo thread (solo_thread.py)
         #: receives and runs jobs: it waits for either, on one condition.
         self.room = self.jobs if solo else threading.Condition(self.lock)
+        #: Only the solo thread waits on the conditions: it never needs waking by a job's end.
+        self.solo = solo
         self.capacity = capacity
         #: Pollers receive full batches: they wait for this much room.
         self.batch_room = min(MAX_BATCH_ENTRIES, capacity)
