@@ -78,6 +78,11 @@ class Keeper(Protocol):
     def forget(self, message: ReceivedMessage) -> None: ...
 
 
+#: Seconds without a pending ack or retry after which the acker's flusher sleeps
+#: until woken (before that it looks every ``max_delay`` on its own).
+IDLE_AFTER = 1.0
+
+
 class Acker:
     """Deletes succeeded messages and delays failed ones, 10 per SQS call.
 
@@ -124,8 +129,7 @@ class Acker:
                 if self._thread is None:
                     self._start_thread()
                 elif self._idle:
-                    # Wake the flusher only from its untimed wait: a thread
-                    # switch per batch would cost more than the batching saves.
+                    # Wake the flusher only from its untimed wait (see _run).
                     self._cond.notify()
             full = len(pending) >= MAX_BATCH_ENTRIES
         if full:
@@ -138,16 +142,29 @@ class Acker:
         self._thread.start()
 
     def _run(self) -> None:
+        # While entries keep coming, the flusher looks every max_delay by itself: woken
+        # by _add, it would cost a thread switch per batch (job threads send full
+        # batches themselves). After IDLE_AFTER seconds without entries it sleeps
+        # until the next one wakes it.
+        quiet_since: float | None = None
         while True:
             with self._cond:
-                while self._oldest is None and not self._closed:
+                if self._closed:
+                    return
+                now = time.monotonic()
+                oldest = self._oldest
+                if oldest is None:
+                    quiet_since = quiet_since or now
+                    if now - quiet_since < IDLE_AFTER:
+                        self._cond.wait(self.max_delay)
+                        continue
                     self._idle = True
                     self._cond.wait()
                     self._idle = False
-                if self._closed:
-                    return
-                assert self._oldest is not None
-                wait = self._oldest + self.max_delay - time.monotonic()
+                    quiet_since = None
+                    continue
+                quiet_since = None
+                wait = oldest + self.max_delay - now
                 if wait > 0:
                     self._cond.wait(wait)
                     continue
