@@ -1,0 +1,57 @@
+"""One running dashboard: its environment, options and what it keeps while it runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqsw_dashboard.audit import AuditLog
+from sqsw_dashboard.auth import Credentials
+from sqsw_dashboard.oldest_ages import OldestAges
+from sqsw_dashboard.queue_listing import QueueInfo, fetch_queues
+from sqsw_dashboard.redrive_runs import RedriveRuns
+from sqsw_dashboard.sampling import Sampler
+from sqsw_dashboard.security import CsrfGuard
+
+if TYPE_CHECKING:
+    from sqsw_core.env import SQSEnv
+
+__all__ = ["Dashboard", "DashboardOptions"]
+
+
+@dataclass(frozen=True)
+class DashboardOptions:
+    """How the dashboard behaves (the ``sqsw dashboard`` flags)."""
+
+    read_only: bool = False
+    #: The app's name when loaded with ``--app``: enqueued jobs are checked against it.
+    app: str | None = None
+    credentials: Credentials | None = None
+    #: Seconds between two depth samples, and how many seconds of them are kept.
+    sample_interval: float = 10.0
+    history: float = 600.0
+    #: Seconds between two refreshes of the overview in the browser.
+    refresh: float = 5.0
+    #: The most messages the browser shows.
+    browse_limit: int = 100
+
+
+@dataclass
+class Dashboard:
+    """The state shared by the pages of one dashboard process."""
+
+    env: SQSEnv
+    options: DashboardOptions = field(default_factory=DashboardOptions)
+    csrf: CsrfGuard = field(default_factory=CsrfGuard)
+    audit: AuditLog = field(default_factory=AuditLog)
+    runs: RedriveRuns = field(default_factory=RedriveRuns)
+
+    def __post_init__(self) -> None:
+        self.oldest = OldestAges(self.env)
+        self.sampler = Sampler(self.fetch, self.options.sample_interval, self.options.history)
+
+    def fetch(self) -> list[QueueInfo]:
+        """Every queue's attributes (concurrently), recorded as a sample."""
+        infos = fetch_queues(self.env)
+        self.sampler.record(infos)
+        return infos
