@@ -14,6 +14,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,10 +25,13 @@ from sqsw_dashboard import Credentials, Dashboard, DashboardOptions, create_app
 from sqsw_dashboard.sampling import Sample, rates, sparkline
 from sqsw_signing import SigningCodec
 from tests.helpers import (
+    cli_environ,
     expect_counts,
+    one_error_line,
     queue_counts,
     queue_with_dead_letters,
     receive_all,
+    run_sqsw,
     wait_until,
 )
 
@@ -401,3 +405,27 @@ def test_bad_auth_specs_say_what_to_give(spec: str, expected: str) -> None:
     with pytest.raises(ValueError, match="at least 16 characters"):
         load_credentials("env:V", {"V": "short"})
     assert load_credentials("env:V", {"V": "ops:pw\n" + "x" * 16}).users == {"ops": "pw"}
+
+
+def test_the_command_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
+    environ = cli_environ(
+        {
+            "AWS_ACCESS_KEY_ID": "test",
+            "AWS_SECRET_ACCESS_KEY": "test",
+            "SQSW_REGION": "us-east-1",
+            "SQSW_ENDPOINT_URL": "http://127.0.0.1:9",  # nothing listens there
+        }
+    )
+    for args, code, expected in [
+        (
+            ["--host", "0.0.0.0"],
+            2,
+            "Error: --host 0.0.0.0: listening beyond this machine needs --auth env:VARIABLE",
+        ),
+        (["--auth", "env:SQSW_TEST_NO_SUCH_VAR"], 2, "variable SQSW_TEST_NO_SUCH_VAR is not set"),
+        (["--port", "70000"], 4, "Error: option --port: must be an integer from 0 to 65535"),
+        (["--app", "no_such_module:sqs"], 3, "Error: cannot import app 'no_such_module:sqs'"),
+        (["--port", "0"], 5, "Error: SQS list_queues at http://127.0.0.1:9 failed"),
+    ]:
+        line = one_error_line(run_sqsw("dashboard", *args, cwd=tmp_path, env=environ), code)
+        assert expected in line, (args, line)

@@ -168,6 +168,12 @@ def server(seeded: tuple[SQSEnv, dict[str, Any]], endpoint: str) -> Iterator[Ser
     yield running
     stderr = running.stop()
     assert "Traceback" not in stderr, stderr
+    # Every action is in the audit log: who, what, which queue, how many.
+    who = "anonymous@127.0.0.1"
+    redrove = f"{who} redrove orders_dead (2 message(s)): to orders, filter job=charge_card"
+    assert redrove in stderr, stderr
+    refused = f"{who} was refused (purge) on orders_dead: Refused: the request has no valid CSRF"
+    assert refused in stderr, stderr
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,13 @@ from sqsw_dashboard import actions
 from sqsw_dashboard.browsing import describe_message, hold_messages
 from sqsw_dashboard.errors import DashboardError
 from sqsw_dashboard.pages import show_queue
-from sqsw_dashboard.rendering import blocking, check_queue_name, dashboard_of
+from sqsw_dashboard.rendering import (
+    SQS_ERRORS,
+    blocking,
+    check_queue_name,
+    dashboard_of,
+    error_message,
+)
 from sqsw_dashboard.state import Dashboard
 
 __all__ = ["ROUTES"]
@@ -40,13 +46,30 @@ class Action:
 Handler = Callable[[Action], Awaitable[Response]]
 
 
+#: What an action shows in the queue page as one line: bad input, refusals, SQS errors.
+ACTION_ERRORS: tuple[type[Exception], ...] = (DashboardError, *SQS_ERRORS)
+
+
+def _check_allowed(
+    dashboard: Dashboard, form: dict[str, Any], request: Request, changes: bool
+) -> None:
+    dashboard.csrf.check(form, request.headers)
+    if changes and dashboard.options.read_only:
+        raise DashboardError(
+            "Refused: this dashboard runs with --read-only; it changes no queue.", 403
+        )
+
+
 def action(
     *, changes: bool = True
 ) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Wrap an action: CSRF check, read-only check (for actions that change queues),
-    form parsing; a ``DashboardError`` re-shows the queue page with its message."""
+    """Wrap an action: form parsing, the CSRF check, the read-only check (for actions
+    that change queues); an error re-shows the queue page with its one line, and a
+    refusal (CSRF, read-only, SQS) is logged with who tried what."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        what = handler.__name__.replace("_", " ")
+
         @wraps(handler)
         async def endpoint(request: Request) -> Response:
             dashboard = dashboard_of(request)
@@ -54,17 +77,16 @@ def action(
             raw = await request.form()
             form = {key: value for key, value in raw.items() if isinstance(value, str)}
             ids = [v for v in raw.getlist("id") if isinstance(v, str) and v]
-            dashboard.csrf.check(form, request.headers)
-            if changes and dashboard.options.read_only:
-                raise DashboardError(
-                    "Refused: this dashboard runs with --read-only; it changes no queue.", 403
-                )
             act = Action(request, dashboard, name, form, ids, request.state.user)
             try:
+                _check_allowed(dashboard, form, request, changes)
                 return await handler(act)
-            except DashboardError as exc:
+            except ACTION_ERRORS as exc:
+                message, status = error_message(exc)
+                if status != 400:  # bad input is the user's typo; refusals are logged
+                    act.log(f"was refused ({what}) on", None, message)
                 return await show_queue(
-                    request, name, exc.status, error=exc.message, form=form, selected=ids
+                    request, name, status, error=message, form=form, selected=ids
                 )
 
         return endpoint

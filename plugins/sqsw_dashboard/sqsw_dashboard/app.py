@@ -11,25 +11,18 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from sqsw_core.exceptions import QueueNotFoundError, SQSCallError
 from sqsw_dashboard import pages
 from sqsw_dashboard.action_routes import ROUTES, move_tasks_json
 from sqsw_dashboard.errors import DashboardError
-from sqsw_dashboard.rendering import error_page
+from sqsw_dashboard.rendering import SQS_ERRORS, error_page
 from sqsw_dashboard.security import GuardMiddleware
 from sqsw_dashboard.state import Dashboard
 
 __all__ = ["create_app"]
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    return (DashboardError, QueueNotFoundError, SQSCallError, BotoCoreError, ClientError)
-
-
 #: Errors shown as a page with one line (the others are bugs: logged, and a short page).
-USER_ERRORS = _user_errors()
+USER_ERRORS = (DashboardError, *SQS_ERRORS)
 
 
 def create_app(dashboard: Dashboard, *, sample: bool = True) -> Starlette:

@@ -49,7 +49,11 @@ class AuditLog:
         entry = AuditEntry(time.time(), who, action, queue, count, detail)
         with self._lock:
             self._entries.append(entry)
-        logger.info("%s", entry)
+        logger.info(
+            "%s",
+            entry,
+            extra={"who": who, "action": action, "queue": queue, "count": count},
+        )
         return entry
 
     def recent(self) -> list[AuditEntry]:

@@ -54,8 +54,15 @@ class BrowsedMessage:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
+#: The most characters of arguments or context a page shows per message.
+SHOWN_CHARACTERS = 4000
+
+
 def _pretty(value: Any) -> str:
-    return json.dumps(value, indent=1, sort_keys=True, default=repr, ensure_ascii=False)
+    text = json.dumps(value, indent=1, sort_keys=True, default=repr, ensure_ascii=False)
+    if len(text) > SHOWN_CHARACTERS:
+        return f"{text[:SHOWN_CHARACTERS]}\n... ({len(text) - SHOWN_CHARACTERS} more characters)"
+    return text
 
 
 def _attributes(message: Message) -> dict[str, str]:
@@ -109,7 +116,7 @@ def describe_message(env: SQSEnv, message: Message, now: float | None = None) ->
     )
     if message.job_name is None:
         shown.note = "not a job (no JobName attribute): raw body below"
-        shown.arguments = message.body[:2000]
+        shown.arguments = message.body[:SHOWN_CHARACTERS]
         return shown
     _decode(env, message, shown)
     return shown

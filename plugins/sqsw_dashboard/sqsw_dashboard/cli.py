@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import sys
 from typing import Any
 
 import click
@@ -21,6 +22,7 @@ from sqsw_core.cli.common import (
     load_app,
     settings_for,
 )
+from sqsw_core.cli.log_format import JsonFormatter
 from sqsw_core.env import SQSEnv
 from sqsw_dashboard.auth import Credentials, load_credentials
 from sqsw_dashboard.state import Dashboard, DashboardOptions
@@ -55,11 +57,20 @@ def _credentials(auth: str | None, host: str) -> Credentials | None:
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
-def _logging() -> None:
+def _logging(log_format: str | None) -> None:
+    """INFO records to stderr (the audit log among them): text lines, or JSON objects
+    with ``log_format = "json"`` (config or ``SQSW_LOG_FORMAT``), as ``sqsw run``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("sqsw").setLevel(logging.INFO)
+    root.handlers.clear()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    for noisy in ("botocore", "boto3", "urllib3", "stevedore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 @click.command("dashboard", epilog=EXIT_CODES_HELP)
@@ -143,16 +154,16 @@ def dashboard(
         history=history,
         refresh=refresh,
     )
-    _serve(Dashboard(env, options), host, port)
+    _serve(Dashboard(env, options), host, port, settings.get("log_format"))
 
 
-def _serve(board: Dashboard, host: str, port: int) -> None:
+def _serve(board: Dashboard, host: str, port: int, log_format: str | None) -> None:
     import uvicorn
 
     from sqsw_dashboard.app import create_app
 
-    _logging()
     board.fetch()  # SQS unreachable or refused: exit 5 now, not at the first page
+    _logging(log_format)
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"sqsw dashboard on http://{shown}:{port}/ (Ctrl-C stops it)", err=True)
     uvicorn.run(create_app(board), host=host, port=port, log_level="warning")

@@ -20,7 +20,16 @@ from sqsw_dashboard.errors import DashboardError
 from sqsw_dashboard.security import CSRF_FIELD
 from sqsw_dashboard.state import Dashboard
 
-__all__ = ["blocking", "check_queue_name", "dashboard_of", "error_page", "render", "templates"]
+__all__ = [
+    "SQS_ERRORS",
+    "blocking",
+    "check_queue_name",
+    "dashboard_of",
+    "error_message",
+    "error_page",
+    "render",
+    "templates",
+]
 
 logger = logging.getLogger("sqsw.dashboard")
 
@@ -30,6 +39,16 @@ templates = Jinja2Templates(directory=str(files("sqsw_dashboard") / "templates")
 QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}(\.fifo)?$")
 
 T = TypeVar("T")
+
+
+def _sqs_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (QueueNotFoundError, SQSCallError, BotoCoreError, ClientError)
+
+
+#: What SQS raises for a refused call: shown as one line, like bad input.
+SQS_ERRORS = _sqs_errors()
 
 
 def dashboard_of(request: Request) -> Dashboard:
@@ -77,9 +96,7 @@ def error_message(exc: BaseException) -> tuple[str, int]:
         return (f"No queue named {exc.queue_name!r} here: {exc}".split(". Create it")[0], 404)
     if isinstance(exc, SQSCallError):
         return f"SQS refused: {exc}", 502
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if isinstance(exc, BotoCoreError | ClientError):
+    if isinstance(exc, SQS_ERRORS):
         return f"SQS refused: {describe_error(exc)}", 502
     logger.error("Dashboard page failed", exc_info=exc)
     return (
