@@ -141,7 +141,9 @@ def _start_redrive(act: Action) -> str:
     dead.upstream.url  # noqa: B018 - a missing target fails here, not in the run
     depth = int(get_queue_attributes(env, act.name).get("ApproximateNumberOfMessages", 0))
     described = _describe_selection(act)
-    total = len(act.ids) if act.ids else depth
+    expected = act.form.get("expected", "")
+    # The progress bar's total: what the preview found, the selection, else the depth.
+    total = int(expected) if expected.isdigit() else len(act.ids) or depth
 
     def finished(run: Any) -> None:
         act.log("redrove", run.moved, f"to {target}, {described}, {run.failed} failed")

@@ -8,6 +8,7 @@ from importlib.resources import files
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -53,7 +54,10 @@ def create_app(dashboard: Dashboard, *, sample: bool = True) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(GuardMiddleware, credentials=dashboard.options.credentials)],
+        middleware=[
+            Middleware(TrustedHostMiddleware, allowed_hosts=list(dashboard.options.allowed_hosts)),
+            Middleware(GuardMiddleware, credentials=dashboard.options.credentials),
+        ],
         exception_handlers={
             **dict.fromkeys(USER_ERRORS, error_page),
             404: error_page,

@@ -30,6 +30,8 @@ from sqsw_dashboard.state import Dashboard, DashboardOptions
 __all__ = ["dashboard", "is_loopback"]
 
 DEFAULT_PORT = 8642
+#: The ``Host`` names served without ``--auth``: this machine's only.
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
 def is_loopback(host: str) -> bool:
@@ -153,6 +155,7 @@ def dashboard(
         sample_interval=sample_interval,
         history=history,
         refresh=refresh,
+        allowed_hosts=("*",) if credentials is not None else (*LOOPBACK_NAMES, host),
     )
     _serve(Dashboard(env, options), host, port, settings.get("log_format"))
 

@@ -34,6 +34,10 @@ class DashboardOptions:
     refresh: float = 5.0
     #: The most messages the browser shows.
     browse_limit: int = 100
+    #: ``Host`` headers served (``*``: any). ``sqsw dashboard`` without ``--auth`` serves
+    #: only this machine's names, so a page of another site whose name resolves to
+    #: 127.0.0.1 (DNS rebinding) cannot reach it.
+    allowed_hosts: tuple[str, ...] = ("*",)
 
 
 @dataclass
