@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import re
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -408,6 +409,7 @@ def test_bad_auth_specs_say_what_to_give(spec: str, expected: str) -> None:
 
 
 def test_the_command_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
+    taken = socket.create_server(("127.0.0.1", 0))
     environ = cli_environ(
         {
             "AWS_ACCESS_KEY_ID": "test",
@@ -426,6 +428,8 @@ def test_the_command_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
         (["--port", "70000"], 4, "Error: option --port: must be an integer from 0 to 65535"),
         (["--app", "no_such_module:sqs"], 3, "Error: cannot import app 'no_such_module:sqs'"),
         (["--port", "0"], 5, "Error: SQS list_queues at http://127.0.0.1:9 failed"),
+        (["--port", str(taken.getsockname()[1])], 2, "choose another --port"),
     ]:
         line = one_error_line(run_sqsw("dashboard", *args, cwd=tmp_path, env=environ), code)
         assert expected in line, (args, line)
+    taken.close()

@@ -30,11 +30,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FILTER_FIELDS",
+    "cancel_move_task",
     "check_enqueue",
     "dead_letter_queue",
     "delete_selected",
     "enqueue",
+    "move_tasks",
     "purge",
+    "receive_wait",
     "selection_from",
     "start_move_task",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import sys
 from typing import Any
 
@@ -78,7 +79,12 @@ def _logging(log_format: str | None) -> None:
 @click.command("dashboard", epilog=EXIT_CODES_HELP)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", type=int, default=DEFAULT_PORT, show_default=True, callback=bounded(0, 65535)
+    "--port",
+    type=int,
+    default=DEFAULT_PORT,
+    show_default=True,
+    callback=bounded(0, 65535),
+    help="Port to listen on (0: any free port, printed at start).",
 )
 @click.option(
     "--auth",
@@ -160,13 +166,31 @@ def dashboard(
     _serve(Dashboard(env, options), host, port, settings.get("log_format"))
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket (bound here, so a port in use is one line, and port 0 says
+    which port it got)."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        raise CliError(
+            f"cannot listen on {host} port {port}: {exc.strerror or exc}; choose another "
+            "--port (or --host)",
+            EXIT_USAGE,
+        ) from None
+
+
 def _serve(board: Dashboard, host: str, port: int, log_format: str | None) -> None:
     import uvicorn
 
     from sqsw_dashboard.app import create_app
 
-    board.fetch()  # SQS unreachable or refused: exit 5 now, not at the first page
-    _logging(log_format)
-    shown = f"[{host}]" if ":" in host else host
-    click.echo(f"sqsw dashboard on http://{shown}:{port}/ (Ctrl-C stops it)", err=True)
-    uvicorn.run(create_app(board), host=host, port=port, log_level="warning")
+    listener = _listen(host, port)
+    with listener:
+        board.fetch()  # SQS unreachable or refused: exit 5 now, not at the first page
+        _logging(log_format)
+        bound_port = listener.getsockname()[1]
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"sqsw dashboard on http://{shown}:{bound_port}/ (Ctrl-C stops it)", err=True)
+        config = uvicorn.Config(create_app(board), log_level="warning")
+        uvicorn.Server(config).run(sockets=[listener])

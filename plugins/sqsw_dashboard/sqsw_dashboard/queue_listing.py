@@ -20,7 +20,14 @@ from sqsw_core.retries import describe_error
 if TYPE_CHECKING:
     from sqsw_core.env import SQSEnv
 
-__all__ = ["QueueInfo", "fetch_queues", "list_queue_urls", "parallel"]
+__all__ = [
+    "QueueInfo",
+    "fetch_queue",
+    "fetch_queues",
+    "link_dead_letters",
+    "list_queue_urls",
+    "parallel",
+]
 
 #: Concurrent SQS calls: boto3's default connection pool holds 10 connections.
 MAX_CONCURRENT_CALLS = 10
