@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from sqsw_core import SQSEnv, create_standard_queue
+from sqsw_core import RedrivePolicy, SQSEnv, create_standard_queue
 from sqsw_dashboard import Credentials, Dashboard, DashboardOptions, create_app
 from sqsw_dashboard.sampling import Sample, rates, sparkline
 from sqsw_signing import SigningCodec
@@ -433,3 +433,22 @@ def test_the_command_refuses_bad_options_in_one_line(tmp_path: Path) -> None:
         line = one_error_line(run_sqsw("dashboard", *args, cwd=tmp_path, env=environ), code)
         assert expected in line, (args, line)
     taken.close()
+
+
+def test_a_dead_letter_queue_outside_the_prefix_is_named_not_linked(
+    make_env: Callable[..., SQSEnv], queue_prefix: str
+) -> None:
+    env = make_env()
+    other = make_env(queue_prefix=f"o{queue_prefix}")  # another team's prefix
+    create_standard_queue(other, "shared_dead")
+    try:
+        redrive = RedrivePolicy(other, "shared_dead", 2)
+        create_standard_queue(env, "work", redrive_policy=redrive)
+        page = client_for(env).get("/").text
+        cell = re.search(r'<td class="dead-letter">(.*?)</td>', page, re.S)
+        assert cell is not None
+        assert f"o{queue_prefix}shared_dead (outside the prefix)" in cell.group(1)
+        assert "<a " not in cell.group(1)
+        assert re.findall(r'<tr data-queue="([^"]+)"', page) == ["work"]
+    finally:
+        other.sqs_client.delete_queue(QueueUrl=other.get_queue_url("shared_dead"))

@@ -21,6 +21,8 @@ class OverviewRow:
     age: str
     age_error: str | None
     dead_letter_queue: str | None
+    #: Whether the dead-letter queue has the environment's prefix (it has a page here).
+    dead_letter_listed: bool
     dead_letter_depth: int | None
     sources: tuple[str, ...]
     received_rate: str
@@ -64,6 +66,7 @@ def overview_rows(
                 age=age_text(age.seconds, age.error),
                 age_error=age.error,
                 dead_letter_queue=dead_name,
+                dead_letter_listed=dead is not None,
                 dead_letter_depth=dead.visible if dead else None,
                 sources=tuple(info.sources),
                 received_rate=_rate(rate.received),
