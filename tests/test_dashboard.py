@@ -235,12 +235,11 @@ def test_filtered_redrive_preview_and_bad_filters(make_env: Callable[..., SQSEnv
 
     bad = post(client, "/queues/work_dead/preview", {"min_age": "soon", "target": "work"})
     assert bad.status_code == 400
-    assert (
-        one_line_error(bad.text)
-        == "Bad filter: Invalid value for filter: 'min-age=soon': not a number"
-    )
+    assert one_line_error(bad.text) == "Bad filter: 'min-age=soon': not a number"
     negative = post(client, "/queues/work_dead/redrive", {"max_receives": "-1", "target": "work"})
-    assert "max-receives must be a number >= 0, got -1" in one_line_error(negative.text)
+    assert one_line_error(negative.text) == (
+        "Bad filter: 'max-receives=-1': max-receives must be a number >= 0, got -1"
+    )
     expect_counts(dead, (4, 0, 0))
     expect_counts(work, (0, 0, 0))
 

@@ -77,8 +77,8 @@ def selection_from(form: Mapping[str, Any], ids: list[str]) -> RedriveFilter | N
             texts.append(f"{key}={value}")
     try:
         options = parse_filters(tuple(texts))
-    except click.ClickException as exc:
-        message = exc.format_message().replace("--filter", "filter")
+    except click.ClickException as exc:  # sqsw-deadletter's words for its --filter flag
+        message = exc.message.removeprefix("option --filter: ")
         raise DashboardError(f"Bad filter: {message}") from None
     if ids:
         wanted = frozenset(ids)
