@@ -23,7 +23,9 @@ from starlette.testclient import TestClient
 
 from sqsw_core import RedrivePolicy, SQSEnv, create_standard_queue
 from sqsw_dashboard import Credentials, Dashboard, DashboardOptions, create_app
+from sqsw_dashboard.redrive_runs import RedriveRuns
 from sqsw_dashboard.sampling import Sample, rates, sparkline
+from sqsw_deadletter import DeadLetterQueue
 from sqsw_signing import SigningCodec
 from tests.helpers import (
     cli_environ,
@@ -388,7 +390,7 @@ def test_each_overview_is_a_sample_and_rates_follow(make_env: Callable[..., SQSE
     board = Dashboard(env)
     client = TestClient(create_app(board, sample=False))
     client.get("/")
-    time.sleep(0.6)
+    time.sleep(1.1)  # pages within a second share one round of SQS calls
     dead.get_raw_messages(max_messages=2)  # two received: waiting drops by 2
     expect_counts(dead, (2, 2, 0))
     client.get("/")
@@ -460,3 +462,22 @@ def test_a_dead_letter_queue_outside_the_prefix_is_named_not_linked(
         assert re.findall(r'<tr data-queue="([^"]+)"', page) == ["work"]
     finally:
         other.sqs_client.delete_queue(QueueUrl=other.get_queue_url("shared_dead"))
+
+
+def test_a_stopping_dashboard_moves_nothing_more(make_env: Callable[..., SQSEnv]) -> None:
+    env = make_env()
+    _, dead = seed_dead_letters(env)
+    runs = RedriveRuns()
+    runs.stop()  # the dashboard is stopping: a redrive still starting moves nothing
+    run = runs.start(
+        DeadLetterQueue(env, "work_dead", upstream="work"),
+        None,
+        total=4,
+        limit=None,
+        wait_seconds=0,
+        description="every message",
+        who="test",
+    )
+    wait_until(lambda: run.state != "running", 5, "the redrive to stop")
+    assert (run.state, run.moved) == ("stopped", 0)
+    expect_counts(dead, (4, 0, 0))

@@ -37,6 +37,7 @@ def create_app(dashboard: Dashboard, *, sample: bool = True) -> Starlette:
             yield
         finally:
             dashboard.sampler.stop()
+            dashboard.runs.stop()
 
     routes = [
         Route("/", pages.overview),

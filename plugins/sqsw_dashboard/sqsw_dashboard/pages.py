@@ -19,7 +19,7 @@ __all__ = ["overview", "queue_page", "redrive_run", "redrive_run_json", "show_qu
 
 
 def _overview_rows(dashboard: Dashboard, prefix: str, search: str) -> list[OverviewRow]:
-    infos = dashboard.fetch()
+    infos = dashboard.recent()
     names = [info.name for info in infos if info.name.startswith(prefix)]
     ages = dashboard.oldest.get(names)
     samples = {name: dashboard.sampler.samples(name) for name in names}

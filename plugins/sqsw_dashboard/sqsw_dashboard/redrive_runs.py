@@ -68,7 +68,21 @@ class RedriveRuns:
 
     def __init__(self) -> None:
         self._runs: dict[str, RedriveRun] = {}
+        self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Let running redrives finish their chunk and stop (the dashboard is stopping):
+        no message is left half-moved, the rest stays in the dead-letter queue."""
+        self._stopping.set()
+        with self._lock:
+            threads = list(self._threads.values())
+        if threads:
+            logger.info("Waiting for %d redrive(s) to finish their chunk", len(threads))
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def get(self, run_id: str) -> RedriveRun | None:
         with self._lock:
@@ -90,19 +104,20 @@ class RedriveRuns:
         run = RedriveRun(
             uuid.uuid4().hex[:12], dead.name, dead.upstream.name, total, description, who
         )
-        with self._lock:
-            self._runs[run.id] = run
         thread = threading.Thread(
             target=self._run,
             args=(run, dead, selection, limit, wait_seconds, on_finish),
             name=f"sqsw-dashboard-redrive-{run.id}",
             daemon=True,
         )
+        with self._lock:
+            self._runs[run.id] = run
+            self._threads[run.id] = thread
         thread.start()
         return run
 
-    @staticmethod
     def _run(
+        self,
         run: RedriveRun,
         dead: DeadLetterQueue,
         selection: RedriveFilter | None,
@@ -112,6 +127,10 @@ class RedriveRuns:
     ) -> None:
         try:
             while limit is None or run.moved + run.failed < limit:
+                if self._stopping.is_set():
+                    run.state = "stopped"
+                    run.error = "the dashboard stopped; the rest stays in the dead-letter queue"
+                    return
                 report = dead.push_back(selection, wait_seconds=wait_seconds, max_messages=CHUNK)
                 run.moved += report.moved
                 run.failed += report.failed
@@ -125,5 +144,7 @@ class RedriveRuns:
             run.error = f"{type(exc).__name__}: {exc}"
         finally:
             run.finished_at = time.time()
+            with self._lock:
+                self._threads.pop(run.id, None)
             if on_finish is not None:
                 on_finish(run)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -51,6 +53,8 @@ class Dashboard:
     runs: RedriveRuns = field(default_factory=RedriveRuns)
 
     def __post_init__(self) -> None:
+        self._fetch_lock = threading.Lock()
+        self._latest: tuple[float, list[QueueInfo]] | None = None
         self.oldest = OldestAges(self.env)
         self.sampler = Sampler(self.fetch, self.options.sample_interval, self.options.history)
 
@@ -58,4 +62,15 @@ class Dashboard:
         """Every queue's attributes (concurrently), recorded as a sample."""
         infos = fetch_queues(self.env)
         self.sampler.record(infos)
+        with self._fetch_lock:
+            self._latest = (time.monotonic(), infos)
         return infos
+
+    def recent(self, max_age: float = 1.0) -> list[QueueInfo]:
+        """:meth:`fetch`, or its result if it is less than ``max_age`` seconds old: several
+        open pages refreshing at once cost one round of SQS calls."""
+        with self._fetch_lock:
+            latest = self._latest
+        if latest is not None and time.monotonic() - latest[0] < max_age:
+            return latest[1]
+        return self.fetch()
