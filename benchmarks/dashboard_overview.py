@@ -1,6 +1,7 @@
 """How long the dashboard's overview takes to render 200 queues, on LocalStack.
 
-    .venv/bin/python benchmarks/dashboard_overview.py [--queues 200] [--repeat 5] [--endpoint URL]
+    .venv/bin/python benchmarks/dashboard_overview.py [--queues 200] [--repeat 5] [--latency 10]
+                                                       [--endpoint URL]
 
 Creates ``--queues`` queues (half of them dead-letter queues of the other half,
 a few messages in each work queue), then renders the overview page (``GET /``
@@ -8,7 +9,9 @@ through the dashboard's whole ASGI app: listing, attributes of every queue,
 dead-letter links, oldest ages, rates, charts, HTML) ``--repeat`` times. The
 baseline, measured in the same run, is fetching the same attributes one queue
 after the other, as a loop over ``get_queue_attributes`` would. Target: under
-1 s for 200 queues. Uses ``--endpoint`` (or ``SQSW_TEST_ENDPOINT``) when given,
+1 s for 200 queues. LocalStack answers in about a millisecond, where AWS takes
+several: the second round adds ``--latency`` ms to every call, which is where
+fetching concurrently pays. Uses ``--endpoint`` (or ``SQSW_TEST_ENDPOINT``) when given,
 else starts LocalStack itself (scripts/localstack.py); the queues are deleted
 at the end.
 """
@@ -29,7 +32,7 @@ from starlette.testclient import TestClient
 
 from sqsw_core import AWSSession, SQSEnv, create_standard_queue
 from sqsw_core.queue_management import get_queue_attributes
-from sqsw_dashboard import Dashboard, create_app
+from sqsw_dashboard import Dashboard, DashboardOptions, create_app
 from sqsw_dashboard.queue_listing import fetch_queues, list_queue_urls, parallel
 
 CREDENTIALS = {
@@ -70,11 +73,24 @@ def show(label: str, times: list[float]) -> None:
     )
 
 
-def measure(env: SQSEnv, count: int, repeat: int) -> None:
-    create_queues(env, count)
+def add_latency(env: SQSEnv, seconds: float) -> Callable[[], None]:
+    """Make every SQS call of ``env`` take ``seconds`` longer (a network round trip);
+    returns the function that takes it away again."""
+
+    def wait(**_: Any) -> None:
+        time.sleep(seconds)
+
+    events = env.sqs_client.meta.events
+    events.register("before-send.sqs", wait)
+    return lambda: events.unregister("before-send.sqs", wait)
+
+
+def measure(env: SQSEnv, count: int, repeat: int, label: str) -> None:
     urls = list_queue_urls(env)
     assert len(urls) == count, f"{len(urls)} queues listed, expected {count}"
-    client = TestClient(create_app(Dashboard(env), sample=False))
+    # Every render asks SQS afresh (no sharing of one round between pages).
+    board = Dashboard(env, DashboardOptions(reuse_seconds=0))
+    client = TestClient(create_app(board, sample=False))
     page = client.get("/")  # warm up: connections, templates, CloudWatch's answer
     assert page.status_code == 200, page.text
     assert page.text.count("<tr data-queue=") == count
@@ -86,7 +102,7 @@ def measure(env: SQSEnv, count: int, repeat: int) -> None:
     render = timed(lambda: client.get("/").raise_for_status(), repeat)
     fetch = timed(lambda: fetch_queues(env), repeat)
     one_by_one = timed(sequential, repeat)
-    print(f"{count} queues on LocalStack, {repeat} runs each")
+    print(f"{count} queues on LocalStack{label}, {repeat} runs each")
     show("overview page (GET /, whole app)", render)
     show("attributes, concurrent (fetch_queues)", fetch)
     show("baseline: attributes one queue at a time", one_by_one)
@@ -102,6 +118,13 @@ def main() -> int:
     parser.add_argument("--queues", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--endpoint", default=os.environ.get("SQSW_TEST_ENDPOINT"))
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=10.0,
+        help="Then again with this many ms added to each SQS call, as a round trip to AWS "
+        "adds (0: skip).",
+    )
     args = parser.parse_args()
     ls = server = None
     endpoint = args.endpoint
@@ -115,7 +138,13 @@ def main() -> int:
         queue_prefix=f"dash{uuid.uuid4().hex[:6]}_",
     )
     try:
-        measure(env, args.queues, args.repeat)
+        create_queues(env, args.queues)
+        measure(env, args.queues, args.repeat, "")
+        if args.latency > 0:
+            remove = add_latency(env, args.latency / 1000)
+            print()
+            measure(env, args.queues, args.repeat, f" + {args.latency:g} ms per SQS call")
+            remove()
     finally:
         parallel(
             lambda url: env.sqs_client.delete_queue(QueueUrl=url), list_queue_urls(env).values()

@@ -40,6 +40,8 @@ class DashboardOptions:
     #: only this machine's names, so a page of another site whose name resolves to
     #: 127.0.0.1 (DNS rebinding) cannot reach it.
     allowed_hosts: tuple[str, ...] = ("*",)
+    #: Pages opened within this many seconds of each other share one round of SQS calls.
+    reuse_seconds: float = 1.0
 
 
 @dataclass
@@ -66,11 +68,11 @@ class Dashboard:
             self._latest = (time.monotonic(), infos)
         return infos
 
-    def recent(self, max_age: float = 1.0) -> list[QueueInfo]:
-        """:meth:`fetch`, or its result if it is less than ``max_age`` seconds old: several
+    def recent(self) -> list[QueueInfo]:
+        """:meth:`fetch`, or its result if it is less than ``reuse_seconds`` old: several
         open pages refreshing at once cost one round of SQS calls."""
         with self._fetch_lock:
             latest = self._latest
-        if latest is not None and time.monotonic() - latest[0] < max_age:
+        if latest is not None and time.monotonic() - latest[0] < self.options.reuse_seconds:
             return latest[1]
         return self.fetch()
