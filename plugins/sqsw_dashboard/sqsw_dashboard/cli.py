@@ -10,7 +10,7 @@ import ipaddress
 import logging
 import socket
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,7 +26,9 @@ from sqsw_core.cli.common import (
 from sqsw_core.cli.log_format import JsonFormatter
 from sqsw_core.env import SQSEnv
 from sqsw_dashboard.auth import Credentials, load_credentials
-from sqsw_dashboard.state import Dashboard, DashboardOptions
+
+if TYPE_CHECKING:
+    from sqsw_dashboard.state import Dashboard
 
 __all__ = ["dashboard", "is_loopback"]
 
@@ -150,6 +152,8 @@ def dashboard(
     Listens on this machine only unless --host and --auth are given. Every action
     is logged (logger sqsw.dashboard.audit) with who did it and to how many messages.
     """
+    from sqsw_dashboard.state import Dashboard, DashboardOptions  # the web stack, when used
+
     credentials = _credentials(auth, host)
     settings = settings_for(ctx, app=app, accept=list(accept) or None, **flags)
     app_name = settings.get("app")
