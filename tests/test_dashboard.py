@@ -481,3 +481,34 @@ def test_a_stopping_dashboard_moves_nothing_more(make_env: Callable[..., SQSEnv]
     wait_until(lambda: run.state != "running", 5, "the redrive to stop")
     assert (run.state, run.moved) == ("stopped", 0)
     expect_counts(dead, (4, 0, 0))
+
+
+def test_queue_page_says_the_settings_in_words(make_env: Callable[..., SQSEnv]) -> None:
+    env = make_env()
+    create_standard_queue(env, "slow_dead")
+    create_standard_queue(
+        env,
+        "slow",
+        visibility_timeout=45,
+        message_retention_period=3600,
+        delay_seconds=5,
+        receive_wait_time_seconds=20,
+        redrive_policy=env.redrive_policy("slow_dead", 3),
+    )
+    page = html.unescape(client_for(env).get("/queues/slow").text)
+    settings = re.search(r'<ul class="settings">(.*?)</ul>', page, re.S)
+    assert settings is not None
+    lines = re.findall(r"<li>(.*?)</li>", settings.group(1))
+    for expected in [
+        "Standard queue.",
+        "A received message stays hidden 45 s (visibility timeout) before it is delivered again.",
+        "Messages are kept 60 min (retention period).",
+        "New messages are delayed 5 s (delivery delay).",
+        "A receive waits up to 20 s for messages (long polling).",
+        "A message received 3 times without being deleted moves to the dead-letter queue "
+        "slow_dead.",
+    ]:
+        assert expected in lines, (expected, lines)
+    dead = html.unescape(client_for(env).get("/queues/slow_dead").text)
+    assert "This is the dead-letter queue of: slow." in dead
+    assert "No dead-letter queue: a failing message is retried until it expires." in dead

@@ -29,7 +29,12 @@ def age_text(seconds: float | None, error: str | None) -> str:
 
 
 def size_text(size: int) -> str:
-    return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KiB"
+    """``120 B``, ``2.5 KiB``, ``1 MiB``."""
+    if size < 1024:
+        return f"{size} B"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KiB".replace(".0 ", " ")
+    return f"{size / 1024 / 1024:.1f} MiB".replace(".0 ", " ")
 
 
 def _when(epoch_seconds: str | None) -> str | None:
@@ -64,6 +69,18 @@ def _redrive_lines(info: QueueInfo, dead_letter_name: str | None) -> list[str]:
     return lines
 
 
+def _delay_line(delay: int) -> str:
+    if not delay:
+        return "New messages are delivered at once (no queue delay)."
+    return f"New messages are delayed {duration(delay)} (delivery delay)."
+
+
+def _wait_line(wait: int) -> str:
+    if not wait:
+        return "A receive with no wait of its own returns at once (no long polling)."
+    return f"A receive waits up to {wait} s for messages (long polling)."
+
+
 def attribute_lines(info: QueueInfo, dead_letter_name: str | None = None) -> list[str]:
     """One sentence per setting of the queue."""
     a = info.attributes
@@ -78,9 +95,8 @@ def attribute_lines(info: QueueInfo, dead_letter_name: str | None = None) -> lis
         "(visibility timeout) before it is delivered again.",
         f"Messages are kept {duration(int(a.get('MessageRetentionPeriod', 345600)))} "
         "(retention period).",
-        f"New messages are delayed {duration(int(a.get('DelaySeconds', 0)))}.",
-        f"A receive waits up to {a.get('ReceiveMessageWaitTimeSeconds', '0')} s for messages "
-        "(long polling).",
+        _delay_line(int(a.get("DelaySeconds", 0))),
+        _wait_line(int(a.get("ReceiveMessageWaitTimeSeconds", 0))),
         f"Largest message: {size_text(int(a.get('MaximumMessageSize', 262144)))}.",
     ]
     lines += _redrive_lines(info, dead_letter_name)
