@@ -512,3 +512,20 @@ def test_queue_page_says_the_settings_in_words(make_env: Callable[..., SQSEnv]) 
     dead = html.unescape(client_for(env).get("/queues/slow_dead").text)
     assert "This is the dead-letter queue of: slow." in dead
     assert "No dead-letter queue: a failing message is retried until it expires." in dead
+
+
+def test_a_move_task_can_be_cancelled(make_env: Callable[..., SQSEnv]) -> None:
+    env = make_env()
+    work, dead = seed_dead_letters(env)
+    client = client_for(env)
+    nothing = post(client, "/queues/work_dead/move-task/cancel")
+    assert one_line_error(nothing.text).startswith("Nothing to cancel: no server-side redrive")
+    post(client, "/queues/work_dead/move-task", {"rate": "1"})
+    cancelled = html.unescape(post(client, "/queues/work_dead/move-task/cancel").text)
+    moved = int(re.search(r"Move task cancelled after (\d+) message\(s\)", cancelled).group(1))
+    assert moved < 4
+    tasks = client.get("/queues/work_dead/move-tasks.json").json()
+    assert tasks[0]["status"] == "CANCELLED"
+    # Nothing lost: what moved is on work, the rest is still dead.
+    on_work = len(receive_all(work, timeout=5))
+    assert on_work + len(receive_all(dead, expected=4 - on_work)) == 4
