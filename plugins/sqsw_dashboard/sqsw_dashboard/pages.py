@@ -13,9 +13,13 @@ from sqsw_dashboard.errors import DashboardError
 from sqsw_dashboard.overview import OverviewRow, age_notes, overview_rows
 from sqsw_dashboard.queue_listing import fetch_queue
 from sqsw_dashboard.rendering import blocking, check_queue_name, dashboard_of, render
+from sqsw_dashboard.sampling import sparkline
 from sqsw_dashboard.state import Dashboard
 
 __all__ = ["overview", "queue_page", "redrive_run", "redrive_run_json", "show_queue"]
+
+#: The size of the depth chart on a queue's page.
+CHART_WIDTH, CHART_HEIGHT = 240, 40
 
 
 def _overview_rows(dashboard: Dashboard, prefix: str, search: str) -> list[OverviewRow]:
@@ -73,7 +77,7 @@ def _queue_context(dashboard: Dashboard, name: str) -> dict[str, Any]:
         "tasks": tasks,
         "tasks_error": tasks_error,
         "jobs": jobs,
-        "samples": dashboard.sampler.samples(name),
+        "chart": sparkline(dashboard.sampler.samples(name), CHART_WIDTH, CHART_HEIGHT),
     }
 
 
