@@ -36,6 +36,20 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
 
+# ---- Chromium for the dashboard's browser tests (tests/test_dashboard_browser.py):
+# Debian's chromium package, installed once where missing (as root; Playwright's own
+# browser downloads need the internet, which CI does not have).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" -eq 0 ]; then
+        log "installing chromium (Debian package) for the dashboard's browser tests"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q chromium >/dev/null \
+            || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }
+    else
+        log "chromium is missing and this is not root: the dashboard's browser tests will fail (apt-get install chromium)"
+    fi
+fi
+
 # ---- lint (whole-suite runs only)
 lint_rc=0
 if [ "${SQSW_LINT:-auto}" = 1 ] || { [ "${SQSW_LINT:-auto}" = auto ] && [ $# -eq 0 ]; }; then
