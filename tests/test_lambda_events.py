@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -350,3 +353,20 @@ def test_sqsw_lambda_runs_an_apps_jobs_through_the_handler(
     assert sorted(out.read_text()) == ["a", "b", "c"]
     assert "0 reported as failed" in result.stderr
     expect_counts(ls_env.queue("jobs"), (0, 0, 0))
+
+
+def test_the_readmes_lambda_example_runs_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## Running on AWS Lambda") : readme.index("## Running on Kube")]
+    blocks = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    assert len(blocks) == 2 and "sqsw_lambda.handler(sqs)" in blocks[0]
+    script = tmp_path / "try_lambda.py"
+    script.write_text(blocks[1])
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "Sending Hello from Lambda to user@example.com",
+        "1 invocation(s)",
+    ]
