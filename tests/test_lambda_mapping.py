@@ -15,11 +15,18 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
 from sqsw_core import RetryJob, SQSEnv, create_fifo_queue, create_standard_queue
 from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_NAME_ATTR
 from sqsw_lambda import handler, lambda_context
 from sqsw_lambda.testing import EventSourceMapping
+from sqsw_otel import OtelProcessor
+from sqsw_signing import SigningCodec
 from tests.helpers import (
     dead_letter_depth,
     expect_counts,
@@ -273,4 +280,53 @@ def test_retry_job_and_undecodable_codecs_are_reported_not_raised(
     mapping = _mapping(sqs, queue, function)
     mapping.run(lambda: tries["a"] == 2 and dead_letter_depth(dead) == 1, timeout=20)
     assert raised == [] and tries == {"a": 2}
+    expect_counts(queue, (0, 0, 0), dead=dead)
+
+
+def test_the_consumer_span_continues_the_producers_trace(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    sqs = make_env(processor=OtelProcessor.using(tracer_provider=provider))
+    create_standard_queue(sqs, "traced")
+    queue = sqs.queue("traced")
+    request_ids: list[str] = []
+
+    @queue.processor("greet")
+    def greet(name: str) -> None:
+        request_ids.append(lambda_context().aws_request_id)
+
+    greet.delay(name="Ada")
+    mapping = _mapping(sqs, queue, handler(sqs))
+    mapping.run(lambda: bool(request_ids), timeout=10)
+    (send,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.PRODUCER]
+    (process,) = [s for s in exporter.get_finished_spans() if s.kind == SpanKind.CONSUMER]
+    assert send.context is not None and process.context is not None
+    assert process.context.trace_id == send.context.trace_id
+    assert process.parent is not None and process.parent.span_id == send.context.span_id
+    assert request_ids == ["req-1"]
+    expect_counts(queue, (0, 0, 0))
+
+
+def test_signed_jobs_run_and_a_tampered_one_is_reported(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    signed = SigningCodec(key="k" * 32, key_id="2026")
+    sqs = make_env(codec=signed, backoff_policy=ConstantBackoff(BACKOFF))
+    queue, dead = queue_with_dead_letters(sqs, "signed", max_receives=1, visibility_timeout=30)
+    paid: list[int] = []
+
+    @queue.processor("pay")
+    def pay(cents: int) -> None:
+        paid.append(cents)
+
+    pay.delay(cents=100)
+    body, context = signed.encode_job("pay", {"cents": 100}, {})
+    queue.add_raw_job("pay", body.replace("100", "999"), context, "signed")
+    function, raised = _checked(handler(sqs))
+    mapping = _mapping(sqs, queue, function)
+    mapping.run(lambda: paid == [100] and dead_letter_depth(dead) == 1, timeout=15)
+    assert raised == [] and paid == [100]
     expect_counts(queue, (0, 0, 0), dead=dead)
