@@ -22,6 +22,11 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from sqsw_core import SQSEnv, create_standard_queue
+from sqsw_core.shutdown_policies import IdleShutdown
+from sqsw_memory import MemorySession
+from tests.helpers import InterceptedClient
+
 KIT = Path(__file__).resolve().parent.parent / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.33.0"
 
@@ -268,3 +273,48 @@ def test_the_image_installs_the_wheels_build_dists_makes() -> None:
     assert "COPY dist/*.whl" in dockerfile and "scripts/build-dists.sh" in dockerfile
     assert re.search(r"^USER \d+$", dockerfile, re.MULTILINE)
     assert re.search(r'^ENTRYPOINT \["sqsw"\]$', dockerfile, re.MULTILINE)
+
+
+class _Recorder(InterceptedClient):
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.operations: set[str] = set()
+
+    def intercept(self, operation: str, target: Any, params: dict[str, Any]) -> Any:
+        self.operations.add(operation)
+        return target(**params)
+
+
+def test_a_worker_needs_exactly_the_actions_of_the_iam_policy() -> None:
+    """A worker (sqsw run's engine) whose jobs succeed, fail, send jobs and wait past a
+    delay hop needs every action of the policy, and no other."""
+    session = MemorySession()
+    producer = SQSEnv(session, max_delay_hop=1)
+    create_standard_queue(producer, "work")
+    recorder = _Recorder(producer.sqs_client)
+    worker = SQSEnv(session, sqs_client=recorder, backoff_policy="immediate", max_delay_hop=1)
+    queue = worker.queue("work")
+    runs: list[str] = []
+
+    @queue.processor("step")
+    def step(name: str) -> None:
+        runs.append(name)
+        if name == "flaky" and runs.count(name) == 1:
+            raise RuntimeError("fails once")
+        if name == "first":
+            step.delay(name="sent by a job")
+
+    for name in ("first", "flaky"):
+        producer.queue("work").add_job("step", name=name)
+    producer.queue("work").add_job("step", name="later", _delay_seconds=2)
+    queue.process_queue(IdleShutdown(2.5), wait_seconds=1, handle_signals=False)
+    assert sorted(runs) == ["first", "flaky", "flaky", "later", "sent by a job"]
+    action_of = {
+        "DeleteMessageBatch": "DeleteMessage",
+        "ChangeMessageVisibilityBatch": "ChangeMessageVisibility",
+        "SendMessageBatch": "SendMessage",
+    }
+    # interrupt_receives is the in-memory SQS's own way to end a long poll, not an SQS API.
+    called = {f"sqs:{action_of.get(op, op)}" for op in recorder.operations - {"InterruptReceives"}}
+    policy = json.loads((KIT / "iam-policy.json").read_text())
+    assert called == set(policy["Statement"][0]["Action"])
