@@ -370,3 +370,22 @@ def test_the_readmes_lambda_example_runs_as_written(tmp_path: Path) -> None:
         "Sending Hello from Lambda to user@example.com",
         "1 invocation(s)",
     ]
+
+
+def test_a_job_raising_system_exit_stops_the_batch_without_raising_out() -> None:
+    sqs = SQSEnv(MemorySession())
+    seen: list[str] = []
+
+    @sqs.queue("my-queue", "raw").raw_processor()
+    def on_message(message: Message) -> None:
+        seen.append(message.message_id)
+        raise SystemExit(3)
+
+    answer = handler(sqs, change_visibility=False)(copy.deepcopy(STANDARD_EVENT), None)
+    assert seen == ["059f36b4-87a3-44ab-83d2-661975830a7d"]  # the second never ran
+    assert answer == {
+        "batchItemFailures": [
+            {"itemIdentifier": "059f36b4-87a3-44ab-83d2-661975830a7d"},
+            {"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"},
+        ]
+    }

@@ -330,3 +330,24 @@ def test_signed_jobs_run_and_a_tampered_one_is_reported(
     mapping.run(lambda: paid == [100] and dead_letter_depth(dead) == 1, timeout=15)
     assert raised == [] and paid == [100]
     expect_counts(queue, (0, 0, 0), dead=dead)
+
+
+def test_without_change_visibility_a_failure_waits_for_the_visibility_timeout(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    sqs = make_env(backoff_policy="immediate")  # backoff 0: would be back at once
+    create_standard_queue(sqs, "plain", visibility_timeout=3)
+    queue = sqs.queue("plain")
+    runs: list[float] = []
+
+    @queue.processor("flaky")
+    def flaky() -> None:
+        runs.append(time.monotonic())
+        if len(runs) == 1:
+            raise RuntimeError("fails once")
+
+    flaky.delay()
+    mapping = _mapping(sqs, queue, handler(sqs, change_visibility=False))
+    mapping.run(lambda: len(runs) == 2, timeout=15)
+    assert runs[1] - runs[0] >= 2.5, "the failed record came back before its visibility timeout"
+    expect_counts(queue, (0, 0, 0))
