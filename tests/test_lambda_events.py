@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from sqsw_core import SQSEnv, create_standard_queue
+from sqsw_core.exceptions import ConfigurationError
 from sqsw_core.messages import Message
 from sqsw_lambda import NotAnSQSEventError, handler, message_from_record
 from sqsw_lambda.testing import sqs_record
@@ -286,7 +287,8 @@ def test_an_event_that_is_not_from_sqs_is_refused_in_one_line(event: Any) -> Non
         handler(sqs)(event, None)
 
 
-def test_the_time_margin_gives_back_what_has_not_run() -> None:
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_the_time_margin_gives_back_what_has_not_run(concurrency: int) -> None:
     class AlmostOut:
         aws_request_id = "r"
 
@@ -294,7 +296,7 @@ def test_the_time_margin_gives_back_what_has_not_run() -> None:
             return 500
 
     sqs, seen = _raw_env("my-queue")
-    answer = handler(sqs, change_visibility=False, time_margin=1.0)(
+    answer = handler(sqs, change_visibility=False, time_margin=1.0, concurrency=concurrency)(
         copy.deepcopy(STANDARD_EVENT), AlmostOut()
     )
     assert len(seen) == 1  # the first record always runs
@@ -389,3 +391,16 @@ def test_a_job_raising_system_exit_stops_the_batch_without_raising_out() -> None
             {"itemIdentifier": "2e1424d4-f796-459a-8184-9c92662be6da"},
         ]
     }
+
+
+@pytest.mark.parametrize(
+    ("options", "error"),
+    [
+        ({"concurrency": 0}, "concurrency must be an int >= 1, got 0"),
+        ({"time_margin": -1}, "time_margin must be >= 0 seconds, got -1"),
+    ],
+)
+def test_bad_handler_options_are_refused_in_one_line(options: dict[str, Any], error: str) -> None:
+    with pytest.raises(ConfigurationError) as refused:
+        handler(SQSEnv(MemorySession()), **options)
+    assert str(refused.value) == error

@@ -351,3 +351,33 @@ def test_without_change_visibility_a_failure_waits_for_the_visibility_timeout(
     mapping.run(lambda: len(runs) == 2, timeout=15)
     assert runs[1] - runs[0] >= 2.5, "the failed record came back before its visibility timeout"
     expect_counts(queue, (0, 0, 0))
+
+
+def test_concurrency_runs_a_batchs_jobs_on_threads_with_the_lambda_context(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    sqs = make_env()
+    create_standard_queue(sqs, "io")
+    queue = sqs.queue("io")
+    running, peak, seen = [0], [0], []
+    lock = threading.Lock()
+
+    @queue.processor("fetch")
+    def fetch(n: int) -> None:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.2)
+        with lock:
+            running[0] -= 1
+            seen.append((n, lambda_context().aws_request_id))
+
+    with queue.add_batch():
+        for n in range(10):
+            fetch.delay(n=n)
+    mapping = _mapping(sqs, queue, handler(sqs, concurrency=5))
+    mapping.run(lambda: len(seen) == 10, timeout=15)
+    assert peak[0] == 5
+    assert sorted(n for n, _ in seen) == list(range(10))
+    assert all(request_id.startswith("req-") for _, request_id in seen)
+    expect_counts(queue, (0, 0, 0))

@@ -8,8 +8,10 @@ hops, decoding and ``accept`` lists, processors (otel included), raw queues,
 
 Order rules:
 
-* standard queues run every message; bulk jobs are gathered per job name
-  (up to the bulk processor's ``max_jobs`` per call) and run after the others;
+* standard queues run every message, ``concurrency`` at a time (threads, for
+  I/O-bound jobs; 1 by default, as a function's own loop would); bulk jobs are
+  gathered per job name (up to the bulk processor's ``max_jobs`` per call) and
+  run after the others;
 * FIFO queues stop at the first message that is not done (failed, retried, or
   held back until a long delay is due): it and every later record are reported
   as failed, as AWS requires, so no later message of its group can run first.
@@ -27,8 +29,11 @@ form of ``run_message`` when the core offers one.
 
 from __future__ import annotations
 
+import contextvars
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from sqsw_core.job_runner import JobRunner
@@ -48,14 +53,18 @@ logger = logging.getLogger("sqsw.lambda")
 class BatchRun:
     """The messages of one queue in one invocation: run them, record each verdict."""
 
-    def __init__(self, queue: GenericQueue, out_of_time: Callable[[], bool]) -> None:
+    def __init__(
+        self, queue: GenericQueue, out_of_time: Callable[[], bool], concurrency: int = 1
+    ) -> None:
         self.queue = queue
         self.verdicts = Verdicts(queue)
         self.runner = JobRunner(queue, Settler(queue, acker=self.verdicts))
         self.out_of_time = out_of_time
+        self.concurrency = concurrency
         #: A ``KeyboardInterrupt`` or ``SystemExit`` a job raised (the batch stopped there).
         self.interrupt: BaseException | None = None
         self._ran_any = False
+        self._lock = threading.Lock()
 
     def run(self, messages: list[Message]) -> None:
         """Run ``messages`` (in record order); every one ends with a verdict."""
@@ -64,11 +73,16 @@ class BatchRun:
         else:
             self._run_standard(messages)
 
-    def _stop_here(self, rest: list[Message]) -> bool:
-        """Whether to stop before ``rest`` for lack of time (after at least one message ran)."""
-        if not self._ran_any or not rest or not self.out_of_time():
+    def _may_start(self) -> bool:
+        """Whether another message may start: time is left, or none has run yet."""
+        with self._lock:
+            if self._ran_any and self.out_of_time():
+                return False
             self._ran_any = True
-            return False
+            return True
+
+    def _out_of_time(self, rest: list[Message]) -> None:
+        """Give back ``rest`` (not run: the invocation is about to time out)."""
         logger.warning(
             "The Lambda invocation is close to its timeout: %d message(s) of %s that did "
             "not run are reported as failed and visible again now",
@@ -76,7 +90,6 @@ class BatchRun:
             self.queue.name,
         )
         self._give_back(rest, 0)
-        return True
 
     def _give_back(self, messages: list[Message], delay: int) -> None:
         for message in messages:
@@ -85,36 +98,79 @@ class BatchRun:
     def _run_standard(self, messages: list[Message]) -> None:
         bulk = self.queue.bulk_processors
         gathered: dict[str, list[Message]] = {}
-        for index, message in enumerate(messages):
+        singles: list[Message] = []
+        for message in messages:
             name = message.job_name if bulk else None
             if name is not None and name in bulk:
                 gathered.setdefault(name, []).append(message)
-                continue
-            if self._stop_here(messages[index:]):
-                self._give_back([m for group in gathered.values() for m in group], 0)
-                return
-            _outcome, interrupt = self.runner.run_message(message)
-            if interrupt is not None:
-                rest = messages[index + 1 :] + [m for g in gathered.values() for m in g]
-                self._interrupted(interrupt, rest)
-                return
+            else:
+                singles.append(message)
         batches = [
             batch
             for name, group in gathered.items()
             for batch in chunks(group, bulk[name].max_jobs)
         ]
+        if self.concurrency > 1 and len(singles) > 1:
+            done = self._run_concurrently(singles)
+        else:
+            done = self._run_in_turn(singles)
+        if not done:
+            self._give_back([m for batch in batches for m in batch], 0)
+            return
         for index, batch in enumerate(batches):
             rest = [m for later in batches[index:] for m in later]
-            if self._stop_here(rest):
+            if not self._may_start():
+                self._out_of_time(rest)
                 return
             _outcomes, interrupt = self.runner.run_bulk(batch)
             if interrupt is not None:
                 self._interrupted(interrupt, rest[len(batch) :])
                 return
 
+    def _run_in_turn(self, messages: list[Message]) -> bool:
+        """Run ``messages`` one after another; whether the batch may go on."""
+        for index, message in enumerate(messages):
+            if not self._may_start():
+                self._out_of_time(messages[index:])
+                return False
+            _outcome, interrupt = self.runner.run_message(message)
+            if interrupt is not None:
+                self._interrupted(interrupt, messages[index + 1 :])
+                return False
+        return True
+
+    def _run_concurrently(self, messages: list[Message]) -> bool:
+        """Run ``messages`` on ``concurrency`` threads (the invocation's context variables,
+        the Lambda context among them, in each); whether the batch may go on."""
+        context = contextvars.copy_context()
+        late: list[Message] = []
+        unrun: list[Message] = []
+
+        def run_one(message: Message) -> None:
+            if self.interrupt is not None:
+                unrun.append(message)
+                return
+            if not self._may_start():
+                late.append(message)
+                return
+            _outcome, interrupt = self.runner.run_message(message)
+            if interrupt is not None:
+                with self._lock:
+                    self.interrupt = self.interrupt or interrupt
+
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="sqsw-lambda") as pool:
+            for message in messages:
+                pool.submit(context.copy().run, run_one, message)
+        if late:
+            self._out_of_time(late)
+        if self.interrupt is not None:
+            self._interrupted(self.interrupt, unrun)
+        return not late and self.interrupt is None
+
     def _run_fifo(self, messages: list[Message]) -> None:
         for index, message in enumerate(messages):
-            if self._stop_here(messages[index:]):
+            if not self._may_start():
+                self._out_of_time(messages[index:])
                 return
             outcome, interrupt = self.runner.run_message(message)
             if outcome.ok is True:

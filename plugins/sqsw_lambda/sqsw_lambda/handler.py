@@ -42,10 +42,19 @@ class NotAnSQSEventError(ConfigurationError):
 
 
 def handler(
-    env: SQSEnv, *, change_visibility: bool = True, time_margin: float = DEFAULT_TIME_MARGIN
+    env: SQSEnv,
+    *,
+    change_visibility: bool = True,
+    time_margin: float = DEFAULT_TIME_MARGIN,
+    concurrency: int = 1,
 ) -> LambdaHandler:
     """The Lambda handler running ``env``'s registered jobs (see :class:`LambdaHandler`)."""
-    return LambdaHandler(env, change_visibility=change_visibility, time_margin=time_margin)
+    return LambdaHandler(
+        env,
+        change_visibility=change_visibility,
+        time_margin=time_margin,
+        concurrency=concurrency,
+    )
 
 
 class LambdaHandler:
@@ -61,6 +70,9 @@ class LambdaHandler:
     records not yet run are reported as failed (visible again at once) rather
     than left to a timeout, which would deliver the whole batch again. The
     first record of an invocation always runs.
+
+    ``concurrency``: jobs of a standard queue run on this many threads at once
+    (for I/O-bound jobs; FIFO queues always run in order, one at a time).
     """
 
     def __init__(
@@ -69,9 +81,13 @@ class LambdaHandler:
         *,
         change_visibility: bool = True,
         time_margin: float = DEFAULT_TIME_MARGIN,
+        concurrency: int = 1,
     ) -> None:
         if time_margin < 0:
             raise ConfigurationError(f"time_margin must be >= 0 seconds, got {time_margin!r}")
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ConfigurationError(f"concurrency must be an int >= 1, got {concurrency!r}")
+        self.concurrency = concurrency
         self.env = env
         self.change_visibility = change_visibility
         self.time_margin = time_margin
@@ -134,7 +150,7 @@ class LambdaHandler:
             held = [m for i, m in messages if i > first]
         else:
             run_now, held = [m for _, m in messages], []
-        batch = BatchRun(queue, out_of_time)
+        batch = BatchRun(queue, out_of_time, self.concurrency)
         batch.run(run_now)
         for message in held:
             batch.verdicts.retry(message, 0)
