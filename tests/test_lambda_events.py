@@ -404,3 +404,17 @@ def test_bad_handler_options_are_refused_in_one_line(options: dict[str, Any], er
     with pytest.raises(ConfigurationError) as refused:
         handler(SQSEnv(MemorySession()), **options)
     assert str(refused.value) == error
+
+
+def test_on_fifo_nothing_after_a_bad_record_runs() -> None:
+    sqs, seen = _raw_env("fifo.fifo")
+    first = FIFO_EVENT["Records"][0]
+    records = []
+    for i in range(3):
+        record = copy.deepcopy(first)
+        record["messageId"] = f"id-{i}"
+        records.append(record)
+    records[1]["messageAttributes"] = {"bad": {"binaryValue": "%%%", "dataType": "Binary"}}
+    answer = handler(sqs, change_visibility=False)({"Records": records}, None)
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "id-1"}, {"itemIdentifier": "id-2"}]}
+    assert [m.message_id for m in seen] == ["id-0"]

@@ -144,7 +144,8 @@ class LambdaHandler:
             return {_message_id(r) for r in records}
         messages, bad = _messages(queue, records)
         if bad and queue.is_fifo:
-            # Nothing after a bad record may run before it: it and the rest go back.
+            # Nothing after a bad record may run before it: the records after it come
+            # back with it, after the queue's visibility timeout (none is changed).
             first = min(bad)
             run_now = [m for i, m in messages if i < first]
             held = [m for i, m in messages if i > first]
@@ -152,8 +153,6 @@ class LambdaHandler:
             run_now, held = [m for _, m in messages], []
         batch = BatchRun(queue, out_of_time, self.concurrency)
         batch.run(run_now)
-        for message in held:
-            batch.verdicts.retry(message, 0)
         failed = [m for m in run_now + held if not batch.verdicts.succeeded(m)]
         if self.change_visibility:
             self._delay(queue, batch, failed)
