@@ -375,9 +375,17 @@ def test_concurrency_runs_a_batchs_jobs_on_threads_with_the_lambda_context(
     with queue.add_batch():
         for n in range(10):
             fetch.delay(n=n)
-    mapping = _mapping(sqs, queue, handler(sqs, concurrency=5))
+    function = handler(sqs, concurrency=5)
+    sizes: list[int] = []
+
+    def invoke(event: dict[str, Any], context: Any) -> Any:
+        sizes.append(len(event["Records"]))
+        return function(event, context)
+
+    mapping = _mapping(sqs, queue, invoke)
     mapping.run(lambda: len(seen) == 10, timeout=15)
-    assert peak[0] == 5
+    # SQS may return fewer than 10 per receive: at most 5 at once, and as many as a batch had.
+    assert max(sizes) >= 2 and peak[0] == min(5, max(sizes))
     assert sorted(n for n, _ in seen) == list(range(10))
     assert all(request_id.startswith("req-") for _, request_id in seen)
     expect_counts(queue, (0, 0, 0))
