@@ -54,7 +54,11 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     QUEUE_TYPES: {"job": "sqsw-core", "raw": "sqsw-cloudwatch", "deadletter": "sqsw-deadletter"},
     BACKOFF: {"exponential": "sqsw-core", "constant": "sqsw-core", "immediate": "sqsw-core"},
     SHUTDOWN: {"never": "sqsw-core", "idle": "sqsw-core", "max_tasks": "sqsw-core"},
-    COMMANDS: {"dashboard": "sqsw-dashboard", "lambda": "sqsw-lambda", "redrive": "sqsw-deadletter"},
+    COMMANDS: {
+        "dashboard": "sqsw-dashboard",
+        "lambda": "sqsw-lambda",
+        "redrive": "sqsw-deadletter",
+    },
 }
 
 _lock = threading.Lock()
