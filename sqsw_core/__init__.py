@@ -1,5 +1,6 @@
 """sqsw: a plugin-based runtime for Amazon SQS job workers."""
 
+from sqsw_core.async_sending import AsyncSender
 from sqsw_core.backoff_policies import (
     DEFAULT_BACKOFF,
     IMMEDIATE_RETURN,
@@ -63,6 +64,7 @@ __all__ = [
     "AWSSession",
     "AndShutdown",
     "AsyncJobError",
+    "AsyncSender",
     "AsyncTask",
     "BackoffPolicy",
     "BadMessageError",

@@ -10,6 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, overload
 
 from sqsw_core import plugins
+from sqsw_core.async_sending import AsyncSender
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy, is_backoff_policy
 from sqsw_core.codecs import DEFAULT_CODEC, Codec, codec_or_missing, get_codec
 from sqsw_core.context import JobContext, SQSContext
@@ -203,6 +204,8 @@ class SQSEnv:
         self._api: SQSApi | None = None
         self.retry = retry or RetryPolicy()
         self.max_delay_hop = check_hop(max_delay_hop)
+        #: The threads that make SQS calls for coroutines (``delay_async``...).
+        self.async_sender = AsyncSender()
 
     def __repr__(self) -> str:
         return f"<SQSEnv session={self.session!r} prefix={self.queue_prefix!r}>"

@@ -10,13 +10,15 @@ import logging
 import math
 import numbers
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from typing_extensions import ParamSpec
 
+from sqsw_core.async_sending import ASYNC_BATCHES as _ASYNC_BATCHES
+from sqsw_core.async_sending import AsyncSendBatch
 from sqsw_core.bulk_jobs import BatchingConfiguration, BulkJobsFailed, BulkProcessor
 from sqsw_core.engine import QueueEngine
 from sqsw_core.engine_options import check_options
@@ -606,26 +608,93 @@ class JobQueue(GenericQueue):
         ``_deduplication_id`` and ``_group_id`` (default ``"default"``) apply.
         Returns the message id, or ``None`` inside ``add_batch()``.
         """
+        body, context, content_type = self.encode_job(job_name, job_kwargs, _content_type)
+        return self.add_raw_job(
+            job_name, body, context, content_type, _delay_seconds, _deduplication_id, _group_id
+        )
+
+    async def add_job_async(
+        self,
+        job_name: str,
+        _content_type: str | None = None,
+        _delay_seconds: float | None = None,
+        _deduplication_id: Any = None,
+        _group_id: Any = None,
+        **job_kwargs: Any,
+    ) -> str | None:
+        """:meth:`add_job` for asyncio code: the event loop never waits on SQS.
+
+        The job is encoded here (with this task's context); the SQS call runs on
+        a sending thread of the environment. Inside ``add_batch_async()`` the job
+        is buffered (``None`` is returned) and sent 10 per call.
+        """
+        body, context, content_type = self.encode_job(job_name, job_kwargs, _content_type)
+        batch = _ASYNC_BATCHES.get().get(self)
+        if batch is None:
+            return await self.env.async_sender.run(
+                self.add_raw_job,
+                job_name,
+                body,
+                context,
+                content_type,
+                _delay_seconds,
+                _deduplication_id,
+                _group_id,
+            )
+        entry = self.job_entry(
+            job_name, body, context, content_type, _delay_seconds, _deduplication_id, _group_id
+        )
+        await batch.add(entry, job_name)
+        return None
+
+    @asynccontextmanager
+    async def add_batch_async(self) -> AsyncIterator[AsyncSendBatch]:
+        """:meth:`add_batch` for asyncio code: ``add_job_async`` calls (and ``delay_async``)
+        in the block, and in the tasks it starts, are sent 10 per request.
+
+        Await every send of the block before it ends; entries SQS refuses raise
+        :class:`~sqsw_core.exceptions.SQSBatchError` at its end. Nested blocks join
+        the outer one.
+        """
+        batches = _ASYNC_BATCHES.get()
+        outer = batches.get(self)
+        if outer is not None:
+            yield outer
+            return
+        sender = self.env.async_sender
+        # The URL (and a FIFO queue's attributes) once, on a thread: building an
+        # entry in the loop then never calls SQS.
+        await sender.run(self._resolve_for_sending)
+        batch = AsyncSendBatch(self, sender, self.env.max_message_size)
+        token = _ASYNC_BATCHES.set({**batches, self: batch})
+        try:
+            yield batch
+        finally:
+            _ASYNC_BATCHES.reset(token)
+        await batch.close()
+
+    def _resolve_for_sending(self) -> None:
+        """Look up what building an entry needs from SQS (the URL, a FIFO queue's attributes)."""
+        _ = self.url
+        if self.is_fifo:
+            _ = self.attributes
+
+    def encode_job(
+        self, job_name: str, job_kwargs: dict[str, Any], content_type: str | None = None
+    ) -> tuple[str, str, str]:
+        """A job's body, context (this thread's or task's ``sqs.context``) and content type."""
         env = self.env
-        if _content_type is None:
+        if content_type is None:
             codec, encode_job = env.codec, env.job_encoder
         else:
-            codec = env.get_codec(_content_type)
+            codec = env.get_codec(content_type)
             encode_job = getattr(codec, "encode_job", None)
         if encode_job is not None:  # a JobCodec: body and context made together
             body, context = encode_job(job_name, job_kwargs, env.context.to_dict())
         else:
             body = codec.serialize(job_kwargs)
             context = codec.serialize(env.context.to_dict())
-        return self.add_raw_job(
-            job_name,
-            body,
-            context,
-            codec.content_type,
-            _delay_seconds,
-            _deduplication_id,
-            _group_id,
-        )
+        return body, context, codec.content_type
 
     def add_raw_job(
         self,
@@ -638,15 +707,34 @@ class JobQueue(GenericQueue):
         group_id: Any = None,
     ) -> str | None:
         """Send an already encoded job (the sqs-workers low-level API)."""
+        entry = self.job_entry(
+            job_name,
+            message_body,
+            job_context,
+            content_type,
+            delay_seconds,
+            deduplication_id,
+            group_id,
+        )
+        return self.send_entry(entry, job_name)
+
+    def job_entry(
+        self,
+        job_name: str,
+        message_body: str,
+        job_context: str,
+        content_type: str,
+        delay_seconds: float | None = None,
+        deduplication_id: Any = None,
+        group_id: Any = None,
+    ) -> dict[str, Any]:
+        """The ``SendMessage`` parameters of an encoded job (the sqs-workers attributes)."""
         attributes = {
             CONTENT_TYPE_ATTR: {"StringValue": content_type, "DataType": "String"},
             JOB_CONTEXT_ATTR: {"StringValue": job_context, "DataType": "String"},
             JOB_NAME_ATTR: {"StringValue": job_name, "DataType": "String"},
         }
-        entry = self.build_entry(
-            message_body, attributes, delay_seconds, deduplication_id, group_id
-        )
-        return self.send_entry(entry, job_name)
+        return self.build_entry(message_body, attributes, delay_seconds, deduplication_id, group_id)
 
     def handle_message(self, message: Message) -> None:
         attribute = message.message_attributes.get(JOB_NAME_ATTR)

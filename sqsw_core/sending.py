@@ -180,6 +180,15 @@ def size_chunks(
         yield chunk
 
 
+#: One buffered send: its ``SendMessage`` parameters, job name and size in bytes.
+BufferedEntry = tuple[dict[str, Any], "str | None", int]
+
+
+def batch_entries(chunk: list[BufferedEntry]) -> list[dict[str, Any]]:
+    """The ``Entries`` of one ``SendMessageBatch`` call (each with its ``Id``)."""
+    return [{"Id": str(i), **entry} for i, (entry, _, _) in enumerate(chunk)]
+
+
 class SendBatch:
     """Messages buffered by ``queue.add_batch()``; sent 10 (or fewer, by size) at a time.
 
@@ -191,7 +200,7 @@ class SendBatch:
         self.queue = queue
         self.max_bytes = max_bytes
         self.level = 0
-        self.entries: list[tuple[dict[str, Any], str | None, int]] = []
+        self.entries: list[BufferedEntry] = []
         self.pending_bytes = 0
         self.message_ids: list[str] = []
         self.errors: list[dict[str, Any]] = []
@@ -209,8 +218,10 @@ class SendBatch:
         if not self.entries:
             return
         chunk, self.entries, self.pending_bytes = self.entries, [], 0
-        entries = [{"Id": str(i), **entry} for i, (entry, _, _) in enumerate(chunk)]
-        response = self.queue.send_entries(entries)
+        self.record(chunk, self.queue.send_entries(batch_entries(chunk)))
+
+    def record(self, chunk: list[BufferedEntry], response: dict[str, Any]) -> None:
+        """Note what SQS accepted and refused of one ``SendMessageBatch`` call of ``chunk``."""
         for ok in response.get("Successful", []):
             self.message_ids.append(ok["MessageId"])
         for failed in response.get("Failed", []):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 from typing_extensions import ParamSpec
 
 if TYPE_CHECKING:
+    from sqsw_core.async_sending import AsyncSendBatch
     from sqsw_core.queue import JobQueue
     from sqsw_core.sending import SendBatch
 
@@ -121,6 +122,14 @@ class AsyncTask(Generic[P, R]):
         job_kwargs = self.job_kwargs(args, kwargs)
         return self.queue.add_job(self.job_name, **options, **job_kwargs)
 
+    async def delay_async(self, *args: P.args, **kwargs: P.kwargs) -> str | None:
+        """:meth:`delay` for asyncio code: the event loop never waits on SQS (see
+        :meth:`~sqsw_core.queue.JobQueue.add_job_async`). Wrong arguments raise
+        ``TypeError`` here, before anything is sent."""
+        options: dict[str, Any] = {key: kwargs.pop(key) for key in SEND_OPTIONS if key in kwargs}
+        job_kwargs = self.job_kwargs(args, kwargs)
+        return await self.queue.add_job_async(self.job_name, **options, **job_kwargs)
+
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the job function in this process, synchronously."""
         return self.fn(*args, **kwargs)
@@ -135,6 +144,13 @@ class AsyncTask(Generic[P, R]):
     def batch(self) -> Iterator[SendBatch]:
         """Send every ``delay()`` inside the block in as few requests as possible."""
         with self.queue.add_batch() as batch:
+            yield batch
+
+    @asynccontextmanager
+    async def batch_async(self) -> AsyncIterator[AsyncSendBatch]:
+        """:meth:`batch` for asyncio code: every ``delay_async()`` awaited inside the block
+        (and in the tasks it starts) is sent in as few requests as possible."""
+        async with self.queue.add_batch_async() as batch:
             yield batch
 
 
@@ -180,6 +196,9 @@ class BakedAsyncTask:
 
     def delay(self) -> str | None:
         return self.async_task.delay(*self.args, **self.kwargs)
+
+    async def delay_async(self) -> str | None:
+        return await self.async_task.delay_async(*self.args, **self.kwargs)
 
     def run(self) -> Any:
         plain = {k: v for k, v in self.kwargs.items() if k not in SEND_OPTIONS}

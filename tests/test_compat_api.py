@@ -18,6 +18,7 @@ from sqsw_core import (
     ExponentialBackoff,
     NoBatching,
     SQSEnv,
+    backoff_policies,
     create_fifo_queue,
     create_standard_queue,
 )
@@ -102,7 +103,11 @@ def test_exponential_backoff_accepts_odd_values_with_one_warning(
         assert delay <= policy.max_visibility_timeout
 
 
-def test_exponential_backoff_values_as_sqs_workers_computes_them() -> None:
+def test_exponential_backoff_values_as_sqs_workers_computes_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Each odd value is warned about once per process: another test may have had it.
+    monkeypatch.setattr(backoff_policies, "_warned", set())
     with pytest.warns(UserWarning, match="base=0.5"):
         shrinking = ExponentialBackoff(base=0.5, multiplier=8, jitter=0)
     assert [shrinking.get_visibility_timeout(_message(n)) for n in (1, 2, 3)] == [8, 4, 2]
