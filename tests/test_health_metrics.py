@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 import urllib.error
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sqsw_core import SQSEnv, create_standard_queue, plugins
+from sqsw_core import SQSEnv, create_standard_queue
 from sqsw_core.health import HealthServer, process_report
 from sqsw_core.shutdown_policies import MaxTasksShutdown
 from tests.apps.metrics_app import enqueue
@@ -405,7 +406,31 @@ def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
     assert line.endswith("; choose a free port"), line
 
 
-def test_the_missing_exporter_names_the_package_to_install() -> None:
-    error = plugins.not_found_error(plugins.METRICS, "prometheus")
-    assert "pip install sqsw-prometheus" in str(error)
-    assert "sqsw.metrics" in str(error)
+def test_metrics_without_sqsw_prometheus_say_what_to_install(tmp_path: Path) -> None:
+    """An environment with sqsw-core and the other plugins, without sqsw-prometheus and
+    prometheus_client: this one's site-packages minus those, as a site directory."""
+    site_dir = tmp_path / "site-packages"
+    site_dir.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if "sqsw_prometheus" not in entry.name and not entry.name.startswith("prometheus_client"):
+            (site_dir / entry.name).symlink_to(entry)
+    code = (
+        "import runpy, site, sys; site.addsitedir(sys.argv.pop(1)); "
+        "runpy.run_module('sqsw_core.cli', run_name='__main__')"
+    )
+    command = [sys.executable, "-S", "-c", code, str(site_dir), "run", "--app", APP]
+    command += ["--session", "memory", "--metrics-port", "9100", "metered"]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        env=cli_environ({}, REPO),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = one_error_line(result, 4)
+    assert line.startswith(
+        "Error: option --metrics-port: serving metrics needs a plugin. No sqsw plugin named "
+        "'prometheus' in group 'sqsw.metrics'"
+    ), line
+    assert line.endswith("Install it with: pip install sqsw-prometheus"), line

@@ -141,7 +141,10 @@ class Monitoring:
 
     @contextlib.contextmanager
     def worker(self, plan: RunPlan) -> Iterator[None]:
-        """In a forked worker process: its own clock for the SQS window."""
+        """In a forked worker process: its own clock for the SQS window, and not the
+        supervisor's listening socket (a worker left behind must not keep the port)."""
         self.started = time.monotonic()
+        if self.health is not None:
+            self.health.close()  # this process's copy; the supervisor's serves on
         with self.running(plan):
             yield

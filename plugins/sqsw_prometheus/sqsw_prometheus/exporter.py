@@ -45,6 +45,7 @@ class PrometheusExporter:
         self._server: Any = None
         self._previous_variable: str | None = None
         self._listener: Any = None
+        self._pid = os.getpid()
 
     def _registry(self) -> CollectorRegistry:
         """The registry to serve; sets up the multiprocess mode first when needed."""
@@ -68,6 +69,7 @@ class PrometheusExporter:
 
         from sqsw_prometheus.instruments import Instruments
 
+        self._pid = os.getpid()
         registry = self._registry()
         try:
             self._server, _thread = start_http_server(self.port, addr=self.addr, registry=registry)
@@ -94,6 +96,11 @@ class PrometheusExporter:
         from sqsw_prometheus.sampler import StatsSampler
 
         assert self.instruments is not None, "start() first"
+        if self._server is not None and os.getpid() != self._pid:
+            # A forked worker process: close its copy of the supervisor's listening
+            # socket (a worker left behind must not keep the port); the supervisor serves.
+            self._server.server_close()
+            self._server = None
         with StatsSampler(self.instruments, env, queue_names):
             yield
 
@@ -104,6 +111,8 @@ class PrometheusExporter:
             multiprocess.mark_process_dead(pid, self.directory)  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
+        if os.getpid() != self._pid:
+            return  # a forked worker process: the supervisor owns the server and files
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
