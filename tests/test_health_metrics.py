@@ -386,6 +386,17 @@ def test_bad_ports_are_refused_in_one_line(
     assert one_error_line(result, 4) == f"Error: {expected}"
 
 
+def test_a_config_file_port_out_of_range_is_refused_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "sqsw.toml").write_text(f'app = "{APP}"\nmetrics_port = 70000\n')
+    result = run_sqsw(
+        "run", "--session", "memory", "metered", cwd=tmp_path, env=cli_environ({}, REPO)
+    )
+    assert one_error_line(result, 4) == (
+        f"Error: {tmp_path / 'sqsw.toml'} key 'metrics_port': metrics_port must be an "
+        "integer from 1 to 65535, got 70000"
+    )
+
+
 def test_a_port_in_use_is_refused_in_one_line(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("0.0.0.0", 0))
