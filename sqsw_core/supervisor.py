@@ -261,9 +261,11 @@ class Supervisor:
         if self._held_dir is None:
             return out  # not running yet
         for slot in range(self.workers):
+            # The main loop drops a child within 50 ms of its end. Another thread must not
+            # poll it (is_alive reaps it, racing the main loop's join and exit code).
             process = self._processes.get(slot)
             pid = process.pid if process is not None else None
-            alive = process is not None and process.is_alive()
+            alive = process is not None
             report, age = None, None
             if alive:
                 try:
