@@ -105,13 +105,15 @@ def jobs_by_outcome(
 class Worker:
     """``sqsw run`` of the metrics app in a process group of its own, output in a file."""
 
-    def __init__(self, tmp_path: Path, variables: dict[str, str], *options: str) -> None:
+    def __init__(
+        self, tmp_path: Path, variables: dict[str, str], *options: str, queues: str = "metered"
+    ) -> None:
         self.tmp_path = tmp_path
         self.health_port, self.metrics_port = free_port(), free_port()
         command = [sys.executable, "-m", "sqsw_core.cli", "run", "--app", APP]
         command += ["--wait-seconds", "1", "--backoff-policy", "immediate"]
         command += ["--health-port", str(self.health_port)]
-        command += ["--metrics-port", str(self.metrics_port), *options, "metered"]
+        command += ["--metrics-port", str(self.metrics_port), *options, *queues.split()]
         environ = cli_environ({"APP_DIR": str(tmp_path), **variables})
         self.out = tmp_path / "out.log"
         with self.out.open("w") as out:
@@ -287,6 +289,27 @@ def test_two_worker_processes_serve_one_sum_localstack(
     expect_counts(queue, (0, 0, 0), "after the workers exited")
     # The supervisor's directories (held messages, metrics files) are gone.
     assert list(temporary.iterdir()) == []
+
+
+def test_several_queues_report_each_queue_memory(tmp_path: Path) -> None:
+    variables = {"APP_MEMORY": "1", "APP_SEED": "7", "APP_OTHER": "4"}
+    worker = Worker(tmp_path, variables, queues="metered other")
+    try:
+        ready = worker.wait_ready()
+        assert ready == {"status": "ready", "queues": {"metered": "running", "other": "running"}}
+
+        def counted() -> dict[str, float]:
+            samples = scrape(worker.metrics_port)
+            return {
+                queue: value(samples, "sqsw_messages_received_total", queue=queue)
+                + value(samples, "sqsw_jobs_total", queue=queue, job="ok", outcome="succeeded")
+                for queue in ("metered", "other")
+            }
+
+        wait_until(worker.running(lambda: counted() == {"metered": 14, "other": 8}), 20, "jobs")
+    finally:
+        code = worker.stop()
+    assert code == 0, worker.output()
 
 
 def test_readyz_is_503_during_a_warm_stop_memory(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ file in ``APP_DIR``, so "the first time" holds across worker processes:
   time with an odd ``n`` as failed;
 - ``lookup(name)`` asks SQS for the URL of a queue that does not exist (one
   failed SQS call), then succeeds;
+- queue ``other``: ``ok(n)`` succeeds (``APP_OTHER`` of them with ``APP_MEMORY=1``);
 - ``hold(n)`` leaves ``holding-n``, then waits until the file ``APP_DIR/release``
   exists (at most 30 s).
 
@@ -41,12 +42,18 @@ def first_time(kind: str, n: int) -> bool:
 
 sqs = SQSEnv(session="memory") if os.environ.get("APP_MEMORY") else SQSEnv()
 metered = sqs.queue("metered")
+other = sqs.queue("other")
 
 
 @metered.processor("ok")
 def ok(n: int, seconds: float = 0) -> None:
     first_time(f"ok-by-{os.getpid()}", n)  # which processes ran jobs
     time.sleep(seconds)
+
+
+@other.processor("ok")
+def other_ok(n: int) -> None:
+    pass
 
 
 @metered.processor("flaky")
@@ -112,5 +119,9 @@ def enqueue(
 
 if os.environ.get("APP_MEMORY"):
     create_standard_queue(sqs, "metered")
+    create_standard_queue(sqs, "other")
+    with other.add_batch():
+        for n in range(int(os.environ.get("APP_OTHER", "0"))):
+            other.add_job("ok", n=n)
     counts = [int(c) for c in os.environ.get("APP_SEED", "0,0,0,0,0").split(",")]
     enqueue(metered, *counts)
