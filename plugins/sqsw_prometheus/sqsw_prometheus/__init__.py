@@ -13,8 +13,21 @@ outcomes and durations), ``sampler`` (the engines' counters), ``exporter``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from sqsw_prometheus.exporter import PrometheusExporter
-from sqsw_prometheus.instruments import Instruments
 from sqsw_prometheus.processor import MetricsProcessor
 
+if TYPE_CHECKING:
+    from sqsw_prometheus.instruments import Instruments
+
 __all__ = ["Instruments", "MetricsProcessor", "PrometheusExporter"]
+
+
+def __getattr__(name: str) -> Any:
+    # prometheus_client is imported when metrics are made, not when sqsw lists plugins.
+    if name == "Instruments":
+        from sqsw_prometheus.instruments import Instruments
+
+        return Instruments
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
