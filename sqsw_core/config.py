@@ -92,6 +92,8 @@ KEYS: dict[str, str] = {
     "priority": "str",
     "weights": "weights",
     "log_format": "str",
+    "health_port": "int",
+    "metrics_port": "int",
 }
 
 #: ``log_format``'s values: ``text`` (lines for people) or ``json`` (one object a line).

@@ -165,6 +165,21 @@ class QueueEngine:
         with self.scheduler.lock:
             return self.scheduler.waiting()
 
+    def health(self) -> dict[str, object]:
+        """What a health check reports of this engine: ``running`` (its threads have
+        started), ``stopping`` (a stop was asked) and ``dead_threads``, the names of its
+        job, poller and visibility-heartbeat threads that have ended (all of them end
+        during a stop)."""
+        keeper = getattr(self, "keeper", None)
+        threads = list(self._threads)
+        if keeper is not None and keeper._thread is not None:
+            threads.append(keeper._thread)
+        return {
+            "running": bool(threads),
+            "stopping": self.stop_requests > 0,
+            "dead_threads": [t.name for t in threads if not t.is_alive()],
+        }
+
     # -- running --------------------------------------------------------------
 
     def run(self) -> EngineStats:

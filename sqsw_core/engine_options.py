@@ -74,6 +74,8 @@ RANGES: Final[dict[str, OptionRange]] = {
     "stats_interval": OptionRange(integer=False, minimum=0, exclusive=True),
     "workers": OptionRange(integer=True, minimum=1),
     "max_message_size": OptionRange(integer=True, minimum=1),
+    "health_port": OptionRange(integer=True, minimum=1, maximum=65535),
+    "metrics_port": OptionRange(integer=True, minimum=1, maximum=65535),
     "max_delay_hop": OptionRange(
         integer=True,
         minimum=1,

@@ -1,4 +1,4 @@
-"""Finding and loading plugins: six entry-point groups, loaded with stevedore.
+"""Finding and loading plugins: seven entry-point groups, loaded with stevedore.
 
 A plugin is an entry point in one of the groups below, declared in the
 ``pyproject.toml`` of the package that provides it. The core registers its own
@@ -26,6 +26,8 @@ PROCESSORS = "sqsw.processors"
 QUEUE_TYPES = "sqsw.queue_types"
 BACKOFF = "sqsw.backoff"
 SHUTDOWN = "sqsw.shutdown"
+#: Metrics exporters for ``sqsw run --metrics-port`` (:mod:`sqsw_core.metrics`).
+METRICS = "sqsw.metrics"
 #: ``sqsw`` subcommands from plugins: loaded by :mod:`sqsw_core.cli`, not by :func:`load`.
 COMMANDS = "sqsw.commands"
 
@@ -37,6 +39,7 @@ GROUPS: dict[str, str] = {
     QUEUE_TYPES: "a queue class",
     BACKOFF: "a retry delay policy",
     SHUTDOWN: "a policy deciding when a worker stops",
+    METRICS: "a metrics exporter for sqsw run --metrics-port",
 }
 
 #: The plugins sqsw ships and the distribution that provides each, so that a
@@ -54,6 +57,7 @@ KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
     QUEUE_TYPES: {"job": "sqsw-core", "raw": "sqsw-cloudwatch", "deadletter": "sqsw-deadletter"},
     BACKOFF: {"exponential": "sqsw-core", "constant": "sqsw-core", "immediate": "sqsw-core"},
     SHUTDOWN: {"never": "sqsw-core", "idle": "sqsw-core", "max_tasks": "sqsw-core"},
+    METRICS: {"prometheus": "sqsw-prometheus"},
     COMMANDS: {
         "dashboard": "sqsw-dashboard",
         "lambda": "sqsw-lambda",

@@ -7,6 +7,8 @@ here only.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -26,7 +28,16 @@ from sqsw_core.retries import (
     is_transient,
 )
 
-__all__ = ["NONEXISTENT_QUEUE_CODES", "OWN_REQUESTS", "SQSApi", "error_code"]
+__all__ = [
+    "ACTIVITY",
+    "NONEXISTENT_QUEUE_CODES",
+    "OWN_REQUESTS",
+    "SQSActivity",
+    "SQSApi",
+    "error_code",
+]
+
+logger = logging.getLogger("sqsw.sqs")
 
 #: Requests sqsw builds only from what SQS returned (receipt handles) and numbers it
 #: has already checked (batch sizes, clamped timeouts and waits): botocore's client-side
@@ -45,6 +56,43 @@ OWN_REQUESTS = frozenset(
 NONEXISTENT_QUEUE_CODES = frozenset(
     {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 )
+
+
+class SQSActivity:
+    """How this process's SQS calls went: health checks and metrics plugins read it.
+
+    ``last_success`` and ``last_error`` are ``time.monotonic()`` values (``None``:
+    not yet); ``last_error_text`` describes the last failure. Every failed
+    attempt, retried or not, calls each of ``error_listeners`` with the
+    operation (the boto3 method name, ``receive_message``) and the error's code
+    (the SQS error code, or the exception's type name for a connection error);
+    a listener must be quick and must not raise (what it raises is logged and
+    dropped). One per process, shared by every ``SQSEnv``; forked worker
+    processes inherit the listeners.
+    """
+
+    __slots__ = ("error_listeners", "last_error", "last_error_text", "last_success")
+
+    def __init__(self) -> None:
+        self.last_success: float | None = None
+        self.last_error: float | None = None
+        self.last_error_text = ""
+        self.error_listeners: list[Callable[[str, str], None]] = []
+
+    def failed(self, operation: str, exc: BaseException) -> None:
+        """Note a failed attempt of ``operation`` and tell the listeners."""
+        self.last_error = time.monotonic()
+        self.last_error_text = f"{operation}: {describe_error(exc)}"
+        code = error_code(exc) or type(exc).__name__
+        for listener in self.error_listeners:
+            try:
+                listener(operation, code)
+            except Exception:
+                logger.exception("SQS error listener %r failed; ignored", listener)
+
+
+#: The SQS calls of this process (see :class:`SQSActivity`).
+ACTIVITY = SQSActivity()
 
 
 class SQSApi:
@@ -75,13 +123,16 @@ class SQSApi:
             self._check_params(operation, params)
         try:
             response: dict[str, Any] = method(**params)
-            return response
         except RETRYABLE_TYPES as exc:
+            ACTIVITY.failed(operation, exc)
             if self.retry.max_attempts > 1 and is_transient(exc):
-                return self._retry(operation, queue_name, partial(method, **params), exc)
-            if isinstance(exc, ClientError):
+                response = self._retry(operation, queue_name, partial(method, **params), exc)
+            elif isinstance(exc, ClientError):
                 raise self.translate(exc, operation, queue_name) from exc
-            raise
+            else:
+                raise
+        ACTIVITY.last_success = time.monotonic()
+        return response
 
     def _check_params(self, operation: str, params: dict[str, Any]) -> None:
         """Raise botocore's ``ParamValidationError`` for ``params``, as a validating client
@@ -106,8 +157,16 @@ class SQSApi:
         # did reach SQS sends the message twice. SQS delivers at least once anyway,
         # so jobs must tolerate duplicates; FIFO sends keep their
         # MessageDeduplicationId (or body hash) across retries, so SQS drops the copy.
+
+        def attempt() -> dict[str, Any]:
+            try:
+                return call()
+            except RETRYABLE_TYPES as exc:
+                ACTIVITY.failed(operation, exc)
+                raise
+
         try:
-            return call_with_retries(call, first_error, self.retry, operation, queue_name)
+            return call_with_retries(attempt, first_error, self.retry, operation, queue_name)
         except ClientError as exc:  # a permanent error on a later attempt
             raise self.translate(exc, operation, queue_name) from exc
         except RetryError as exc:

@@ -32,6 +32,11 @@ counters twice a second into shared memory, and :meth:`Supervisor.totals`
 sums them over all children, past and present (plus what the supervisor
 released), so one process can show one live line and
 ``process_queue(workers=N)`` can return the whole run's counters.
+
+Reports. Given a ``report`` callable, each child publishes what it returns (a
+JSON object: its health, see :mod:`sqsw_core.health`) once a second to a file of
+its own; :meth:`Supervisor.reports` reads them with each slot's process and age.
+``on_exit`` is called here with the pid of each child that ended.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from collections.abc import Callable, Iterable
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from sqsw_core.health import WorkerReport
 from sqsw_core.limits import POLL_END_SLACK
 from sqsw_core.results import EngineStats
 from sqsw_core.settling import Settler
@@ -65,6 +71,8 @@ RESTART_DELAYS = (0.0, 1.0, 2.0, 5.0, 10.0, 30.0)
 PUBLISH_INTERVAL = 0.5
 #: Seconds between two looks at the messages a child holds (written when changed).
 HELD_INTERVAL = 0.1
+#: Seconds between two publications of a child's report (``Supervisor(report=)``).
+REPORT_INTERVAL = 1.0
 
 #: The counters children publish, then ``in_flight``.
 _FIELDS = (*EngineStats.COUNTERS, "in_flight")
@@ -108,10 +116,13 @@ def for_queues(
     name: str,
     stats: Callable[[], Iterable[EngineStats]],
     wait_seconds: float,
+    report: Callable[[], dict[str, Any]] | None = None,
+    on_exit: Callable[[int], None] | None = None,
 ) -> Supervisor:
     """A supervisor of ``workers`` processes running ``target`` (engines of ``queues``):
     each publishes what its engines hold; what a dead one held is released once its
-    last long poll (``wait_seconds``, at most 20, plus the server's slack) has ended."""
+    last long poll (``wait_seconds``, at most 20, plus the server's slack) has ended.
+    ``report`` and ``on_exit``: see :class:`Supervisor`."""
     return Supervisor(
         target,
         workers,
@@ -120,6 +131,8 @@ def for_queues(
         held=lambda: held_by(queues),
         release=lambda messages: release_held(env, messages),
         release_delay=min(20.0, max(0.0, wait_seconds)) + POLL_END_SLACK,
+        report=report,
+        on_exit=on_exit,
     )
 
 
@@ -162,6 +175,8 @@ class Supervisor:
         held: Callable[[], Iterable[HeldMessage]] | None = None,
         release: Callable[[list[HeldMessage]], int] | None = None,
         release_delay: float = 0.0,
+        report: Callable[[], dict[str, Any]] | None = None,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
@@ -172,6 +187,8 @@ class Supervisor:
         self.held = held
         self.release = release
         self.release_delay = release_delay
+        self.report = report
+        self.on_exit = on_exit
         # Messages of dead children to release: (when, what, process name).
         self._to_release: list[tuple[float, list[HeldMessage], str]] = []
         #: Children that ended with an error or were killed, over the whole run.
@@ -219,6 +236,46 @@ class Supervisor:
         totals = EngineStats.total([self._retired, *rows], self.started_at)
         totals.released += self.released
         return totals
+
+    # -- reports ------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked (the children are stopping or have ended)."""
+        return self._stopping
+
+    def _report_path(self, slot: int) -> str:
+        assert self._held_dir is not None
+        return os.path.join(self._held_dir, f"worker-{slot}.report.json")
+
+    def _publish_report(self, slot: int) -> None:
+        assert self.report is not None
+        path = self._report_path(slot)
+        with open(path + ".tmp", "w") as file:
+            json.dump(self.report(), file)
+        os.replace(path + ".tmp", path)
+
+    def reports(self) -> list[WorkerReport]:
+        """Each slot's process and the report it published last (see the module)."""
+        out: list[WorkerReport] = []
+        if self._held_dir is None:
+            return out  # not running yet
+        for slot in range(self.workers):
+            # The main loop drops a child within 50 ms of its end. Another thread must not
+            # poll it (is_alive reaps it, racing the main loop's join and exit code).
+            process = self._processes.get(slot)
+            pid = process.pid if process is not None else None
+            alive = process is not None
+            report, age = None, None
+            if alive:
+                try:
+                    with open(self._report_path(slot)) as file:
+                        age = max(0.0, time.time() - os.fstat(file.fileno()).st_mtime)
+                        report = json.load(file)
+                except (OSError, ValueError):
+                    report, age = None, None  # not published yet
+            out.append(WorkerReport(slot, pid, alive, age, report))
+        return out
 
     # -- held messages ------------------------------------------------------------
 
@@ -319,6 +376,7 @@ class Supervisor:
         """Child thread: hand early stops on, publish held messages and counters."""
         last_held: list[HeldMessage] | None = None
         next_stats = time.monotonic() + PUBLISH_INTERVAL
+        next_report = time.monotonic()
         while not done.wait(HELD_INTERVAL):
             signals.hand_on()
             try:
@@ -330,6 +388,9 @@ class Supervisor:
                 if self.stats is not None and time.monotonic() >= next_stats:
                     self._publish(slot)
                     next_stats = time.monotonic() + PUBLISH_INTERVAL
+                if self.report is not None and time.monotonic() >= next_report:
+                    self._publish_report(slot)
+                    next_report = time.monotonic() + REPORT_INTERVAL
             except Exception:  # keep publishing: the next tick retries
                 logger.exception("Worker process %d could not publish its state", os.getpid())
 
@@ -403,6 +464,16 @@ class Supervisor:
         process.join()
         del self._processes[slot]
         self._retire(slot)
+        if self._held_dir is not None:
+            try:
+                os.unlink(self._report_path(slot))
+            except FileNotFoundError:
+                pass
+        if self.on_exit is not None and process.pid is not None:
+            try:
+                self.on_exit(process.pid)
+            except Exception:
+                logger.exception("on_exit of worker process %d failed", process.pid)
         code = process.exitcode
         if code == 0:
             crashes.pop(slot, None)

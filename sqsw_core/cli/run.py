@@ -28,6 +28,7 @@ from sqsw_core.cli.common import (
     settings_for,
 )
 from sqsw_core.cli.log_format import JsonFormatter
+from sqsw_core.cli.monitoring import Monitoring
 from sqsw_core.config import Settings
 from sqsw_core.engine_options import check_option, check_queues_options
 from sqsw_core.env import SQSEnv
@@ -168,6 +169,18 @@ def setup_logging(out: Console, level: str, log_format: str = "text") -> None:
     help="Seconds a job's visibility is extended, at most (43200).",
 )
 @click.option(
+    "--health-port",
+    type=int,
+    default=None,
+    help="Serve /healthz and /readyz on this port, all interfaces (config health_port).",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Serve Prometheus /metrics on this port, all interfaces (needs sqsw-prometheus).",
+)
+@click.option(
     "--stats-interval",
     type=float,
     default=10.0,
@@ -208,7 +221,16 @@ def run(
     err = console(stderr=True)
     json_logs = settings.get("log_format") == "json"
     setup_logging(err, log_level, "json" if json_logs else "text")
-    plan = plan_run(settings, queues)
+    with Monitoring(settings) as monitoring:
+        plan = plan_run(settings, queues)
+        monitoring.instrument(plan)
+        run_plan(plan, monitoring, err, stats_interval, json_logs)
+
+
+def run_plan(
+    plan: RunPlan, monitoring: Monitoring, err: Console, stats_interval: float, json_logs: bool
+) -> None:
+    """Run the planned queues in this process, or in worker processes."""
     logger.info(
         "sqsw run %s: %s, processor %s, %d worker process(es)",
         " ".join(plan.names),
@@ -216,17 +238,30 @@ def run(
         plan.env.processor_class.__name__,
         plan.workers,
     )
+    live = err.is_terminal and not json_logs
     if plan.workers == 1:
-        live = err.is_terminal and not json_logs
-        with StatsReporter(plan.names, plan.engine_stats, err, stats_interval, live):
+        monitoring.serve_process(plan)
+        with (
+            StatsReporter(plan.names, plan.engine_stats, err, stats_interval, live),
+            monitoring.running(plan),
+        ):
             plan.run_queues()
     else:
-        run_worker_processes(plan, err, stats_interval, live=err.is_terminal and not json_logs)
+        run_worker_processes(plan, err, stats_interval, live, monitoring)
 
 
 #: Settings keys of ``sqsw run``'s own flags, applied after the shared ones; an error
 #: names the flag (``option --max-job-duration``).
-RUN_FLAGS = ("weights", "prefetch", "pollers", "grace_period", "max_job_duration", "log_format")
+RUN_FLAGS = (
+    "weights",
+    "prefetch",
+    "pollers",
+    "grace_period",
+    "max_job_duration",
+    "log_format",
+    "health_port",
+    "metrics_port",
+)
 
 
 def run_settings(ctx: click.Context, flags: dict[str, Any]) -> Settings:
@@ -385,7 +420,11 @@ def run_weights(settings: Settings, names: list[str], priority: str) -> dict[str
 
 
 def run_worker_processes(
-    plan: RunPlan, err: Console, stats_interval: float, live: bool = True
+    plan: RunPlan,
+    err: Console,
+    stats_interval: float,
+    live: bool = True,
+    monitoring: Monitoring | None = None,
 ) -> None:
     """Run ``plan`` in ``plan.workers`` forked processes under a :class:`Supervisor`.
 
@@ -400,15 +439,30 @@ def run_worker_processes(
             "process, so worker processes cannot share them; use --concurrency instead",
             EXIT_PLUGIN,
         )
+    target: Callable[[], None] = plan.run_queues
+    options: dict[str, Any] = {}
+    if monitoring is not None:
+        options = monitoring.supervisor_options(plan)
+        watched = monitoring
+
+        def in_worker() -> None:
+            with watched.worker(plan):
+                plan.run_queues()
+
+        target = in_worker
+
     supervisor = for_queues(
         env,
         [env.queue(name) for name in names],
-        plan.run_queues,
+        target,
         plan.workers,
         name="+".join(names),
         stats=plan.engine_stats,
         wait_seconds=plan.wait,
+        **options,
     )
+    if monitoring is not None:
+        monitoring.serve_supervisor(supervisor)
     live = live and err.is_terminal
     with StatsReporter(names, lambda: [supervisor.totals()], err, stats_interval, live):
         crashed = supervisor.run()

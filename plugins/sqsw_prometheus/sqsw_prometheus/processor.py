@@ -1,0 +1,88 @@
+"""Job outcomes and durations, measured by a processor around every job."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqsw_core.exceptions import RetryJob
+from sqsw_core.processors import HandlerCall, Processor
+
+if TYPE_CHECKING:
+    from sqsw_prometheus.instruments import Instruments
+
+__all__ = ["MetricsProcessor"]
+
+
+class MetricsProcessor(Processor):
+    """Counts each job by outcome and observes its duration (``sqsw_jobs_total``,
+    ``sqsw_job_duration_seconds``). Made for one :class:`Instruments` by :meth:`using`."""
+
+    instruments: ClassVar[Instruments | None] = None
+
+    @classmethod
+    def using(cls, instruments: Instruments) -> type[MetricsProcessor]:
+        """A subclass counting into ``instruments``."""
+        return type(
+            cls.__name__, (cls,), {"instruments": instruments, "__module__": cls.__module__}
+        )
+
+    def _series(self) -> tuple[Any, Any, Any, Any]:
+        """This processor's labelled series (made once): succeeded, failed, retried, duration."""
+        series = self.__dict__.get("_sqsw_series")
+        if series is None:
+            instruments = self.instruments
+            assert instruments is not None, "MetricsProcessor.using(instruments) makes a usable one"
+            queue, job = self.queue.name, self.job_name
+            series = self.__dict__["_sqsw_series"] = (
+                instruments.jobs.labels(queue, job, "succeeded"),
+                instruments.jobs.labels(queue, job, "failed"),
+                instruments.jobs.labels(queue, job, "retried"),
+                instruments.duration.labels(queue, job),
+            )
+        return series
+
+    def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
+        succeeded, failed, retried, duration = self._series()
+        start = time.perf_counter()
+        try:
+            result = super().process(job_kwargs, job_context)
+        except RetryJob:
+            duration.observe(time.perf_counter() - start)
+            retried.inc()
+            raise
+        except BaseException:
+            duration.observe(time.perf_counter() - start)
+            failed.inc()
+            raise
+        duration.observe(time.perf_counter() - start)
+        succeeded.inc()
+        return result
+
+    @classmethod
+    @contextmanager
+    def handling(cls, call: HandlerCall) -> Iterator[HandlerCall]:
+        """Around a raw queue's handler or a bulk job: one duration for the call, one
+        outcome per message (those the handler reported failed count as failed)."""
+        instruments = cls.instruments
+        assert instruments is not None, "MetricsProcessor.using(instruments) makes a usable one"
+        queue, job = call.queue.name, call.job_name or ""
+        start = time.perf_counter()
+        outcome = "failed"
+        try:
+            with super().handling(call):
+                yield call
+            outcome = "succeeded"
+        except RetryJob:
+            outcome = "retried"
+            raise
+        finally:
+            instruments.duration.labels(queue, job).observe(time.perf_counter() - start)
+            count = len(call.messages)
+            failed = len(call.failed) if outcome == "succeeded" else 0
+            if count - failed:
+                instruments.jobs.labels(queue, job, outcome).inc(count - failed)
+            if failed:
+                instruments.jobs.labels(queue, job, "failed").inc(failed)
