@@ -105,7 +105,7 @@ class JobThread:
                     BatchProcessingResult(self.queue_name, *((done, []) if ok else ([], done)))
                 )
                 self.engine.check_policy()
-            stats.in_flight = scheduler.held
+            stats.in_flight = len(self.engine.keeper)  # received, not settled yet
             dropped = scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
             if not scheduler.solo and scheduler.capacity - scheduler.held >= scheduler.batch_room:
                 scheduler.room.notify()  # a poller can receive a full batch now
@@ -142,6 +142,6 @@ class JobThread:
                 if ok or failed:
                     policy.update_state(BatchProcessingResult(engine.queue.name, ok, failed))
                     engine.check_policy()
-            engine.stats.in_flight = scheduler.held
+            engine.stats.in_flight = len(engine.keeper)  # received, not settled yet
             if scheduler.has_room():
                 scheduler.room.notify()  # a poller can receive a full batch now

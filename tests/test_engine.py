@@ -69,6 +69,39 @@ def test_many_jobs_each_run_once_and_all_are_acked(sqs: SQSEnv) -> None:
     assert in_queue(sqs, "jobs") == 0
 
 
+def test_in_flight_counts_received_messages_not_settled_yet(sqs: SQSEnv) -> None:
+    """``stats.in_flight`` is what the worker holds (received, not settled): 0 once every
+    job is done, not the room the pollers keep for their next receives."""
+    create_standard_queue(sqs, "jobs")
+    queue = sqs.queue("jobs")
+    seen_while_running: list[int] = []
+
+    @queue.processor("job")
+    def job(n: int) -> None:
+        seen_while_running.append(queue.engine.stats.in_flight)
+
+    with queue.add_batch():
+        for n in range(30):
+            job.delay(n=n)
+    after_last_job: list[int] = []
+
+    def sample_when_done() -> None:
+        while len(seen_while_running) < 30:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the last acks and counts are in; the engine idles 1.5 s
+        after_last_job.append(queue.engine.stats.in_flight)
+
+    sampler = threading.Thread(target=sample_when_done)
+    sampler.start()
+    stats = queue.process_queue(IdleShutdown(1.5), wait_seconds=1, concurrency=4)
+    sampler.join()
+    assert stats.succeeded == 30
+    assert 1 <= max(seen_while_running) <= 30
+    assert after_last_job == [0]
+    assert stats.in_flight == 0
+    assert in_queue(sqs, "jobs") == 0
+
+
 def test_a_job_longer_than_the_visibility_timeout_runs_once(sqs: SQSEnv) -> None:
     create_standard_queue(sqs, "slow", visibility_timeout=2)
     queue = sqs.queue("slow")
