@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from sqsw_core.async_jobs import DEFAULT_ASYNC_CONCURRENCY, AsyncJobs
 from sqsw_core.engine_options import check_engine_options
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.job_runner import JobRunner
@@ -93,6 +94,7 @@ class QueueEngine:
         shutdown_policy: ShutdownPolicy = NEVER_SHUTDOWN,
         grace_period: float = 30.0,
         max_job_duration: float = 12 * 3600,
+        async_concurrency: int | None = None,
         stats_interval: float = 60.0,
         handle_signals: bool = True,
         slots: SlotAllocator | None = None,
@@ -100,6 +102,7 @@ class QueueEngine:
     ) -> None:
         check_engine_options(
             concurrency=concurrency,
+            async_concurrency=async_concurrency,
             pollers=pollers,
             prefetch=prefetch,
             wait_seconds=wait_seconds,
@@ -115,7 +118,11 @@ class QueueEngine:
         self.pollers, self.prefetch = _pollers_and_prefetch(
             queue, concurrency, 1 if self.solo else pollers, prefetch
         )
-        self.capacity = concurrency + self.prefetch
+        #: Coroutines of async jobs in flight at most (async_jobs.py), beside the
+        #: ``concurrency`` job threads; the engine holds that many more messages.
+        self.async_concurrency = async_concurrency or DEFAULT_ASYNC_CONCURRENCY
+        async_room = self.async_concurrency if queue.has_async_jobs else 0
+        self.capacity = concurrency + async_room + self.prefetch
         self.wait_seconds = int(wait_seconds)  # SQS takes whole seconds
         self.shutdown_policy = shutdown_policy
         self.grace_period = grace_period
@@ -192,6 +199,7 @@ class QueueEngine:
         self.acker = Acker(queue, visibility_lock=self.keeper.lock)
         self.settler = Settler(queue, self.acker, self.keeper)
         self.runner = JobRunner(queue, self.settler)
+        self.async_jobs = AsyncJobs(self, self.async_concurrency)
         signals = StopSignals(self.request_stop, f"queue {queue.name}")
         if self.handle_signals:
             signals.install()
@@ -286,6 +294,8 @@ class QueueEngine:
                     "cold stop" if self.stop_requests >= 2 else "grace period over",
                 )
                 self.release(abandoned)
+            self.async_jobs.cancel()  # their messages were just released
+        self.async_jobs.close()
         self.acker.close()
         self.keeper.stop()
         self.stats.failed_acks = self.acker.failed_acks

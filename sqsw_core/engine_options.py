@@ -61,6 +61,7 @@ class OptionRange:
 #: the configuration sets, with its range.
 RANGES: Final[dict[str, OptionRange]] = {
     "concurrency": OptionRange(integer=True, minimum=1),
+    "async_concurrency": OptionRange(integer=True, minimum=1, automatic=True),
     "pollers": OptionRange(integer=True, minimum=1, automatic=True),
     "prefetch": OptionRange(integer=True, minimum=0, automatic=True),
     "wait_seconds": OptionRange(
@@ -191,6 +192,7 @@ _UNSET: Final = _Unset()
 def check_engine_options(
     *,
     concurrency: object = _UNSET,
+    async_concurrency: object = _UNSET,
     pollers: object = _UNSET,
     prefetch: object = _UNSET,
     wait_seconds: object = _UNSET,
@@ -208,6 +210,7 @@ def check_engine_options(
     """
     given = {
         "concurrency": concurrency,
+        "async_concurrency": async_concurrency,
         "pollers": pollers,
         "prefetch": prefetch,
         "wait_seconds": wait_seconds,

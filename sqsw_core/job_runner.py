@@ -9,14 +9,18 @@ included.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqsw_core.early_messages import hold_back_early, hold_back_if_early
 from sqsw_core.exceptions import JobError, RetryJob
+from sqsw_core.job_loop import JOB_LOOP
 from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
-from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
+from sqsw_core.results import NOT_DUE, RELEASED, SUCCEEDED, BatchProcessingResult, Outcome
 from sqsw_core.settling import Settler
 from sqsw_core.sqs_calls import receive_messages
 
@@ -27,6 +31,30 @@ if TYPE_CHECKING:
     from sqsw_core.queue_handle import QueueHandle
 
 logger = logging.getLogger("sqsw.jobs")
+
+T = TypeVar("T")
+
+
+class _Interrupt(Exception):
+    """A job's ``KeyboardInterrupt`` or ``SystemExit``, carried out of its task: asyncio
+    re-raises those out of the event loop itself, which would end the job loop."""
+
+    def __init__(self, interrupt: BaseException) -> None:
+        super().__init__(repr(interrupt))
+        self.interrupt = interrupt
+
+
+async def _awaited(job: Awaitable[T]) -> T:
+    """A coroutine of any awaitable (the job loop runs coroutines), its interrupts carried."""
+    try:
+        return await job
+    except (KeyboardInterrupt, SystemExit) as exc:
+        raise _Interrupt(exc) from None
+
+
+def _unwrapped(exc: BaseException) -> BaseException:
+    return exc.interrupt if isinstance(exc, _Interrupt) else exc
+
 
 #: run_message's answers that carry no failure (shared, not built per message).
 _SUCCEEDED: tuple[Outcome, None] = (SUCCEEDED, None)
@@ -107,13 +135,55 @@ class JobRunner:
                 self.settler, message
             ):
                 return _NOT_DUE
-            self.queue.handle_message(message)
+            job = self.queue.handle_message(message)
+            if job is not None and inspect.isawaitable(job):  # an async job: run it, wait
+                JOB_LOOP.run(_awaited(job))
         except BaseException as exc:
-            log_job_failure(self.queue, message, exc)
-            interrupt = exc if isinstance(exc, KeyboardInterrupt | SystemExit) else None
-            return self.settle(message, exc), interrupt
+            return self._failed(message, _unwrapped(exc))
         self.settler.ack(message)
         return _SUCCEEDED
+
+    def _failed(self, message: Message, exc: BaseException) -> tuple[Outcome, BaseException | None]:
+        log_job_failure(self.queue, message, exc)
+        interrupt = exc if isinstance(exc, KeyboardInterrupt | SystemExit) else None
+        return self.settle(message, exc), interrupt
+
+    def start_message(
+        self, message: Message, on_done: Callable[[Future[Any]], None]
+    ) -> tuple[Outcome, BaseException | None] | Future[Any]:
+        """:meth:`run_message` that does not wait for an async job.
+
+        A sync job runs here and its outcome is returned. An async job is
+        handed to the job loop and its future returned at once; when the
+        coroutine ends the loop calls ``on_done(future)`` (keep it short: it runs
+        on the loop's thread), and the caller settles it with :meth:`finish_async`.
+        """
+        try:
+            if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(
+                self.settler, message
+            ):
+                return _NOT_DUE
+            job = self.queue.handle_message(message)
+        except BaseException as exc:
+            return self._failed(message, exc)
+        if job is None or not inspect.isawaitable(job):
+            self.settler.ack(message)
+            return _SUCCEEDED
+        future = JOB_LOOP.submit(_awaited(job))
+        future.add_done_callback(on_done)
+        return future
+
+    def finish_async(self, message: Message, future: Future[Any]) -> Outcome:
+        """Settle the message of an async job that ended; its outcome. A cancelled job (a
+        cold stop, which released its message) is not settled: ``RELEASED``."""
+        if future.cancelled():
+            return RELEASED
+        try:
+            future.result()
+        except BaseException as exc:
+            return self._failed(message, _unwrapped(exc))[0]
+        self.settler.ack(message)
+        return SUCCEEDED
 
     def process_message(self, message: Message) -> bool | None:
         """Run and settle one message: ``True`` (succeeded), ``False`` or ``None`` (not

@@ -72,10 +72,11 @@ class JobThread:
             self._run_one(job)
 
     def _run_one(self, message: Message) -> None:
-        """Run one message's job; count it."""
-        outcome = FAILED
+        """Run one message's job and count it; an async job is handed to the engine's
+        async jobs, which settle and count it when its coroutine ends."""
+        outcome: Outcome | None = FAILED
         try:
-            outcome = self.runner.run_message(message)[0]
+            outcome = self.engine.async_jobs.start(self, message)
         except BaseException:  # the runner never raises; if settling did, retry here
             engine = self.engine
             if engine.keeper.is_held(message):
@@ -84,9 +85,10 @@ class JobThread:
                 )
                 outcome = Outcome(Outcome.FAILED, engine.settler.retry(message))
         finally:
-            self._done_one(message, outcome)
+            if outcome is not None:
+                self.done_one(message, outcome)
 
-    def _done_one(self, message: Message, outcome: Outcome) -> None:
+    def done_one(self, message: Message, outcome: Outcome) -> None:
         """Count one settled job (:meth:`_done` for one message, without its lists: this
         runs once per job)."""
         scheduler, stats = self.scheduler, self.stats

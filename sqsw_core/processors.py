@@ -11,11 +11,11 @@ each on its own (:mod:`sqsw_core.hooks`).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import inspect
-import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqsw_core.context import JobContext
 from sqsw_core.exceptions import (
@@ -30,11 +30,23 @@ if TYPE_CHECKING:
     from sqsw_core.messages import Message
     from sqsw_core.queue import GenericQueue
 
-__all__ = ["DEFAULT_CONTEXT_VAR", "HandlerCall", "Processor", "RetryJob", "compose_processors"]
+__all__ = [
+    "DEFAULT_CONTEXT_VAR",
+    "HandlerCall",
+    "Processor",
+    "RetryJob",
+    "compose_processors",
+    "when_done",
+]
 
 DEFAULT_CONTEXT_VAR = "context"
 
-_current = threading.local()
+T = TypeVar("T")
+
+#: The message and context of the job running in this thread or task.
+_current_job: contextvars.ContextVar[tuple[Message, JobContext] | None] = contextvars.ContextVar(
+    "sqsw_current_job", default=None
+)
 
 
 def async_kind(fn: Any) -> str | None:
@@ -58,29 +70,35 @@ def async_kind(fn: Any) -> str | None:
     return None
 
 
-def refuse_async(fn: Any, what: str) -> None:
-    """Raise ``ConfigurationError`` when ``fn`` is async; ``what`` says what it was given as.
+def refuse_async(fn: Any, what: str, coroutines: bool = False) -> None:
+    """Raise ``ConfigurationError`` when ``fn`` is async in a way ``what`` cannot run.
 
-    Called where functions are registered, so an async job fails when the
-    worker's code loads, not by being acked unrun.
+    Called where functions are registered, so such a job fails when the
+    worker's code loads, not by being acked unrun. ``coroutines``: coroutine
+    functions are fine here (jobs); async generators never are.
     """
     kind = async_kind(fn)
-    if kind is None:
+    if kind is None or (coroutines and "generator" not in kind):
         return
     name = quote(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
+    if coroutines:
+        raise ConfigurationError(
+            f"{what}: {name} is {kind}, which yields values instead of doing one job; "
+            "register an async def (or a def) that does the job and returns"
+        )
     raise ConfigurationError(
-        f"{what}: {name} is {kind}; sqsw runs sync functions only for now (async support "
-        "is planned); wrap it with asyncio.run (a sync def that returns "
-        f"asyncio.run({name}(...))) or register a sync function"
+        f"{what}: {name} is {kind}, and only jobs registered with @queue.processor run as "
+        "coroutines (bulk and raw processors take sync functions): register a sync "
+        "function here, or the async one with @queue.processor"
     )
 
 
 def refuse_awaitable(result: Any, queue_name: str, job_name: str | None) -> None:
-    """Raise :class:`AsyncJobError` when a job function returned an awaitable.
+    """Raise :class:`AsyncJobError` when a handler returned what sqsw cannot await.
 
-    A sync function that returns a coroutine (a wrapper around an async one,
-    say) has not done its work: the coroutine is closed unrun, and the job
-    fails and is retried instead of counting as succeeded.
+    An async generator (a job function written with ``yield``) and an
+    awaitable from a bulk processor do not run: the job fails and is retried
+    instead of counting as succeeded.
     """
     if not (inspect.isawaitable(result) or inspect.isasyncgen(result)):
         return
@@ -88,11 +106,42 @@ def refuse_awaitable(result: Any, queue_name: str, job_name: str | None) -> None
         result.close()  # unrun, and without a "never awaited" warning
     what = f"job {quote(job_name)!r}" if job_name is not None else "the processor"
     raise AsyncJobError(
-        f"{what} on queue {queue_name!r} returned "
-        f"{quote(type(result).__name__)}, an awaitable, so it did not run: sqsw runs "
-        "sync functions only for now; call asyncio.run(...) inside the job. The message is "
-        "retried per the backoff policy."
+        f"{what} on queue {queue_name!r} returned {quote(type(result).__name__)}, an "
+        "awaitable, so it did not run: only jobs registered with @queue.processor run as "
+        "coroutines (bulk and raw processors take sync functions), and an async generator "
+        "is not a job. The message is retried per the backoff policy."
     )
+
+
+def when_done(result: Any, done: Callable[[BaseException | None], None]) -> Any:
+    """For a processor's :meth:`Processor.process` override: call ``done(error)`` when the
+    job has really ended, and return what ``process`` should.
+
+    ``result`` is what ``super().process(...)`` returned. For a sync job it is the
+    job's result: ``done(None)`` is called now. For an async job it is the job's
+    coroutine, not run yet: a coroutine is returned that awaits it, then calls
+    ``done`` with the exception it raised (re-raised after) or ``None``.
+    """
+    if not inspect.isawaitable(result):
+        done(None)
+        return result
+    return _awaited_then(result, done)
+
+
+async def _awaited_then(job: Awaitable[T], done: Callable[[BaseException | None], None]) -> T:
+    try:
+        value = await job
+    except BaseException as exc:
+        done(exc)
+        raise
+    done(None)
+    return value
+
+
+async def _as_current_job(message: Message, job_context: JobContext, job: Awaitable[T]) -> T:
+    """Await an async job with its message and context current (in its own task)."""
+    _current_job.set((message, job_context))
+    return await job
 
 
 def _takes_context_argument(method: Callable[..., Any]) -> bool:
@@ -205,24 +254,31 @@ class Processor:
 
     @property
     def message(self) -> Message | None:
-        """The message being processed by the current thread, if any."""
-        job = getattr(_current, "job", None)
+        """The message being processed by the current thread (or async job), if any."""
+        job = _current_job.get()
         return job[0] if job is not None else None
 
     @property
     def job_context(self) -> JobContext:
-        """The context of the job being processed by the current thread."""
-        job = getattr(_current, "job", None)
+        """The context of the job being processed by the current thread (or async job)."""
+        job = _current_job.get()
         return job[1] if job is not None else JobContext()
 
     def run(self, message: Message, job_kwargs: dict[str, Any], job_context: JobContext) -> Any:
-        """Entry point used by the worker: run :meth:`process` for ``message``."""
-        _current.job = (message, job_context)
+        """Entry point used by the worker: run :meth:`process` for ``message``.
+
+        For an async job (``process`` returned an awaitable) this returns a
+        coroutine that awaits it with the job's message and context current:
+        the worker runs it on its job loop (:mod:`sqsw_core.job_loop`).
+        """
+        token = _current_job.set((message, job_context))
         try:
             result = self.process(job_kwargs, job_context)
         finally:
-            _current.job = None
+            _current_job.reset(token)
         if result is not None:  # a process() override that calls the function itself
+            if inspect.isawaitable(result):
+                return _as_current_job(message, job_context, result)
             refuse_awaitable(result, self.queue.name, self.job_name)
         return result
 
@@ -241,9 +297,7 @@ class Processor:
             if error is None:
                 raise
             raise error from exc
-        if result is not None:
-            refuse_awaitable(result, self.queue.name, self.job_name)
-        return result
+        return result  # an async job's coroutine: run() hands it to the job loop
 
     def copy(self, **changes: Any) -> Processor:
         """A new processor of the same class with some constructor arguments changed."""

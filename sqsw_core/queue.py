@@ -26,7 +26,13 @@ from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.job_runner import JobRunner
 from sqsw_core.long_delays import MAX_LONG_DELAY_SECONDS, defer
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, JOB_NAME_ATTR, Message
-from sqsw_core.processors import DEFAULT_CONTEXT_VAR, HandlerCall, Processor, refuse_async
+from sqsw_core.processors import (
+    DEFAULT_CONTEXT_VAR,
+    HandlerCall,
+    Processor,
+    async_kind,
+    refuse_async,
+)
 from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.sending import (
     MAX_DELAY_SECONDS,
@@ -172,6 +178,11 @@ class GenericQueue:
         if self.queue_url is not None:
             return self.queue_url.endswith(".fifo")
         return self.name.endswith(".fifo")
+
+    @property
+    def has_async_jobs(self) -> bool:
+        """Whether some of the queue's jobs are ``async def`` functions (none here)."""
+        return False
 
     @property
     def process_local(self) -> bool:
@@ -499,7 +510,7 @@ class JobQueue(GenericQueue):
         context_var: str = DEFAULT_CONTEXT_VAR,
     ) -> AsyncTask[P, R]:
         """Register ``fn`` as the processor of ``job_name``; returns its task."""
-        refuse_async(fn, f"job {job_name!r} on queue {self.name!r}")
+        refuse_async(fn, f"job {job_name!r} on queue {self.name!r}", coroutines=True)
         self.bulk_processors.pop(job_name, None)
         self.processors[job_name] = self.env.processor_maker(
             queue=self,
@@ -510,6 +521,11 @@ class JobQueue(GenericQueue):
         )
         logger.debug("Registered %s.%s -> %s", self.name, job_name, getattr(fn, "__qualname__", fn))
         return AsyncTask(self, job_name, fn, pass_context, context_var)
+
+    @property
+    def has_async_jobs(self) -> bool:
+        """Whether some of the queue's job functions are ``async def``."""
+        return any(async_kind(p.fn) is not None for p in self.processors.values())
 
     def rebuild_processors(self) -> None:
         """Re-create every registered processor with the environment's ``processor_maker``."""
@@ -736,7 +752,7 @@ class JobQueue(GenericQueue):
         }
         return self.build_entry(message_body, attributes, delay_seconds, deduplication_id, group_id)
 
-    def handle_message(self, message: Message) -> None:
+    def handle_message(self, message: Message) -> Any:
         attribute = message.message_attributes.get(JOB_NAME_ATTR)
         job_name = attribute.get("StringValue") if attribute is not None else None
         if job_name is None:
@@ -760,4 +776,4 @@ class JobQueue(GenericQueue):
                 "the worker's code, or check that producer and worker use the same queue"
             )
         job_kwargs, job_context = self.env.decoding.decode_job(message)
-        processor.run(message, job_kwargs, job_context)
+        return processor.run(message, job_kwargs, job_context)  # an async job: its coroutine

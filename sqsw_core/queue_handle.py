@@ -32,6 +32,11 @@ class QueueHandle(Protocol):
     def is_fifo(self) -> bool: ...
 
     @property
+    def has_async_jobs(self) -> bool:
+        """Whether some of the queue's jobs are ``async def`` functions."""
+        ...
+
+    @property
     def process_local(self) -> bool:
         """Whether the queue lives in this process (the in-memory SQS): a receive
         never waits on the network."""
@@ -56,8 +61,10 @@ class QueueHandle(Protocol):
         """Call an SQS operation on this queue (``QueueUrl`` filled in)."""
         ...
 
-    def handle_message(self, message: Message) -> None:
-        """Run one received message's job; raise to fail it."""
+    def handle_message(self, message: Message) -> Any:
+        """Run one received message's job; raise to fail it. An async job returns its
+        coroutine instead (unrun): the runtime runs it on the job loop and settles it
+        when it ends."""
         ...
 
     def run_bulk_job(

@@ -26,6 +26,8 @@ class Outcome:
     RETRIED = "retried"
     #: Not due yet (a long delay's ``SqswDueAt``): sent on, neither run nor counted.
     NOT_DUE = "not_due"
+    #: An async job cancelled by a cold stop, whose message the stop released: not counted.
+    RELEASED = "released"
 
     def __init__(self, status: str, retry_delay: int = 0) -> None:
         self.status = status
@@ -37,7 +39,7 @@ class Outcome:
         status = self.status
         if status == Outcome.SUCCEEDED:
             return True
-        return None if status == Outcome.NOT_DUE else False
+        return None if status in (Outcome.NOT_DUE, Outcome.RELEASED) else False
 
     def __repr__(self) -> str:
         return f"<Outcome {self.status} retry_delay={self.retry_delay}>"
@@ -46,6 +48,7 @@ class Outcome:
 #: The shared outcomes that carry no delay.
 SUCCEEDED = Outcome(Outcome.SUCCEEDED)
 NOT_DUE = Outcome(Outcome.NOT_DUE)
+RELEASED = Outcome(Outcome.RELEASED)
 
 
 class BatchProcessingResult:

@@ -63,6 +63,7 @@ calling thread (``heartbeat`` in it); the engine's threads are those started whi
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import os
@@ -123,6 +124,9 @@ VERBOSE = os.environ.get("SQSW_TEST_MODEL_VERBOSE") == "1"
 ONLY = frozenset(filter(None, os.environ.get("SQSW_TEST_MODEL_CHECKS", "").split(",")))
 
 JOB = "model_job"
+#: Threads that are not an engine run's: the model's watchers, and the process's job
+#: loop and sending threads (started on first use, kept for the process's life).
+PROCESS_THREADS = ("model-watch", "sqsw-async-loop", "sqsw-send")
 #: How long a ``brief`` job sleeps: long enough for messages to pile up in prefetch.
 BRIEF_SECONDS = 0.2
 
@@ -441,8 +445,8 @@ class EngineModel(RuleBasedStateMachine):
 
     # -- setup --------------------------------------------------------------------
 
-    @initialize(backoff=st.sampled_from([1, 0]))
-    def setup(self, backoff: int) -> None:
+    @initialize(backoff=st.sampled_from([1, 0]), async_jobs=st.booleans())
+    def setup(self, backoff: int, async_jobs: bool = False) -> None:
         self.backoff = backoff
         prefix = f"m{uuid.uuid4().hex[:8]}_"
         env = SQSEnv(
@@ -465,19 +469,37 @@ class EngineModel(RuleBasedStateMachine):
         record = self.record
         queue = self.queue
 
-        @queue.processor(JOB)
-        def model_job(jid: int) -> None:
-            run = record.start_run(jid)
-            job = record.jobs[jid]
-            try:
-                _behave(job, run, record, queue)
-            except Exception as exc:
-                record.end_run(run, "exc", type(exc).__name__)
-                raise
-            except BaseException as exc:
-                record.end_run(run, "base", type(exc).__name__)
-                raise
-            record.end_run(run, "ok", None)
+        if async_jobs:
+
+            @queue.processor(JOB)
+            async def model_job_async(jid: int) -> None:
+                run = record.start_run(jid)
+                job = record.jobs[jid]
+                try:
+                    await _behave_async(job, run, record, queue)
+                except Exception as exc:
+                    record.end_run(run, "exc", type(exc).__name__)
+                    raise
+                except BaseException as exc:  # a cold stop's cancel is one too
+                    record.end_run(run, "base", type(exc).__name__)
+                    raise
+                record.end_run(run, "ok", None)
+
+        else:
+
+            @queue.processor(JOB)
+            def model_job(jid: int) -> None:
+                run = record.start_run(jid)
+                job = record.jobs[jid]
+                try:
+                    _behave(job, run, record, queue)
+                except Exception as exc:
+                    record.end_run(run, "exc", type(exc).__name__)
+                    raise
+                except BaseException as exc:
+                    record.end_run(run, "base", type(exc).__name__)
+                    raise
+                record.end_run(run, "ok", None)
 
         self.ready = True
 
@@ -649,7 +671,7 @@ class EngineModel(RuleBasedStateMachine):
         started = [
             t
             for t in threading.enumerate()
-            if t not in before and not t.name.startswith("model-watch")
+            if t not in before and not t.name.startswith(PROCESS_THREADS)
         ]
         deadline = time.monotonic() + SLOW_SECONDS + options["wait_seconds"] + 5
         for thread in started:
@@ -753,6 +775,21 @@ def _behave(job: Job, run: Run, record: Record, queue: Any) -> None:
         for child_kind in job.children:
             child = record.new_job(child_kind, parent=job.jid)
             queue.add_job(JOB, jid=child.jid)
+
+
+async def _behave_async(job: Job, run: Run, record: Record, queue: Any) -> None:
+    """:func:`_behave` as an ``async def`` job: it waits with ``await``, raises the same."""
+    kind = job.kind
+    if kind == "slow":
+        await asyncio.sleep(SLOW_SECONDS)
+    elif kind == "brief":
+        await asyncio.sleep(BRIEF_SECONDS)
+    elif kind == "parent":
+        for child_kind in job.children:
+            child = record.new_job(child_kind, parent=job.jid)
+            await queue.add_job_async(JOB, jid=child.jid)
+    else:
+        _behave(job, run, record, queue)  # the failures: raised the same way
 
 
 class _forwarding_signals:
@@ -1076,9 +1113,9 @@ def test_engine_model() -> None:
 # -- fixed scenarios: the issue's findings, run every time through the same checks ---
 
 
-def _scenario(backoff: int, *steps: tuple[str, Any]) -> None:
+def _scenario(backoff: int, *steps: tuple[str, Any], async_jobs: bool = False) -> None:
     machine = EngineModel()
-    machine.setup(backoff=backoff)
+    machine.setup(backoff=backoff, async_jobs=async_jobs)
     try:
         for name, argument in steps:
             if name == "enqueue":
@@ -1126,6 +1163,20 @@ def test_solo_thread_stops_burn_no_receive() -> None:
         ("run", ({"pollers": None}, _stop("warm", after_runs=3))),
         ("run", ({"pollers": None}, _stop("sigterm", after_runs=2))),
         ("run", ({"pollers": None, "wait_seconds": 0}, _stop("cold", after_runs=2, delay=1.2))),
+    )
+
+
+def test_async_jobs_stops_burn_no_receive_and_leave_nothing_in_flight() -> None:
+    """async def jobs: many in flight on the job loop through a warm stop, a SIGTERM and
+    a cold stop (which cancels them); the same invariants as sync jobs."""
+    _scenario(
+        1,
+        ("enqueue", _jobs("brief", 30) + _jobs("slow", 2) + _jobs("fail_once", 4)),
+        ("enqueue", _jobs("base_once", 2, "KeyboardInterrupt") + _jobs("parent", 2)),
+        ("run", ({"concurrency": 2}, _stop("warm", after_runs=8))),
+        ("run", ({"pollers": None}, _stop("sigterm", after_runs=4))),
+        ("run", ({"concurrency": 3}, _stop("cold", after_runs=6, delay=0.3))),
+        async_jobs=True,
     )
 
 

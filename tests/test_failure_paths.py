@@ -196,17 +196,30 @@ REGISTRATIONS: dict[str, Callable[[SQSEnv, Callable[..., Any]], Any]] = {
 }
 
 
+JOB_REGISTRATIONS = ("queue.processor", "sqs.processor", "connect_processor")
+
+
 @pytest.mark.parametrize("registration", list(REGISTRATIONS))
 @pytest.mark.parametrize("kind", list(ASYNC_FUNCTIONS))
-def test_async_functions_are_refused_at_registration(
+def test_async_functions_register_as_jobs_and_are_refused_elsewhere(
     sqs: SQSEnv, kind: str, registration: str
 ) -> None:
+    """Coroutine functions are jobs (run on the job loop); an async generator is never a
+    job, and bulk and raw processors take sync functions: refused when registered."""
+    if registration in JOB_REGISTRATIONS and kind != "async generator":
+        REGISTRATIONS[registration](sqs, ASYNC_FUNCTIONS[kind])
+        assert "x" in sqs.queue("jobs").processors
+        assert sqs.queue("jobs").has_async_jobs
+        return
     with pytest.raises(ConfigurationError) as refused:
         REGISTRATIONS[registration](sqs, ASYNC_FUNCTIONS[kind])
     text = str(refused.value)
     assert "\n" not in text
     assert " is an async" in text or "an object with an async __call__" in text
-    assert "sqsw runs sync functions only" in text and "asyncio.run" in text
+    if registration in JOB_REGISTRATIONS:
+        assert "yields values instead of doing one job" in text
+    else:
+        assert "only jobs registered with @queue.processor run as coroutines" in text
     jobs = sqs.queue("jobs")
     assert "x" not in jobs.processors and "x" not in jobs.bulk_processors
     assert getattr(sqs.queue("cron", "raw"), "processor", None) is None
@@ -231,20 +244,35 @@ def test_a_sync_wrapper_running_an_async_function_runs(sqs: SQSEnv) -> None:
     assert wait_for_counts(sqs, "jobs", (0, 0)) == (0, 0)
 
 
-@pytest.mark.parametrize("handler", ["job", "batch job", "raw"])
-def test_a_job_that_returns_a_coroutine_fails_with_backoff(
+def test_a_sync_job_returning_a_coroutine_runs_it(sqs: SQSEnv) -> None:
+    """A sync function that returns a coroutine (a wrapper) is an async job: awaited."""
+    queue = make_queue(sqs)
+    ran: list[int] = []
+
+    async def work(n: int) -> None:
+        await asyncio.sleep(0)
+        ran.append(n)
+
+    queue.processor("job")(lambda n: work(n))
+    send_job(sqs, queue, '{"n": 3}')
+    assert process(queue, 1)[:2] == (1, 0)
+    assert ran == [3]
+    assert wait_for_counts(sqs, "jobs", (0, 0)) == (0, 0)
+
+
+@pytest.mark.parametrize("handler", ["batch job", "raw"])
+def test_a_bulk_or_raw_handler_returning_a_coroutine_fails_with_backoff(
     sqs: SQSEnv, errors: pytest.LogCaptureFixture, handler: str
 ) -> None:
-    """A sync function returning a coroutine has not run: never counted as succeeded."""
+    """Bulk and raw handlers are sync: a coroutine they return has not run, never counted
+    as succeeded."""
     queue = make_queue(sqs, "jobs", "raw" if handler == "raw" else "job")
     started: list[int] = []
 
     async def work() -> None:
         started.append(1)  # never reached: the coroutine is closed unrun
 
-    if handler == "job":
-        queue.processor("job")(lambda n: work())
-    elif handler == "batch job":
+    if handler == "batch job":
         queue.bulk_processor("job")(lambda jobs: work())
     else:
         queue.raw_processor()(lambda message: work())  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ telemetry (queue names carry the test's unique prefix).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -171,6 +172,49 @@ def test_one_trace_from_producer_to_consumer(make_env: Callable[..., SQSEnv]) ->
     (sent,) = metric_points("messaging.client.sent.messages", sqs_name)
     assert sent.value == 1
     assert sent.attributes["messaging.operation.name"] == "send"
+
+
+def test_an_async_job_span_covers_its_awaits_and_parents_its_spans(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    """An async job: the CONSUMER span lasts until the coroutine ends and the job's own
+    spans, before and after an await, are its children; a failure marks it ERROR."""
+    queue = make_queue(make_env)
+    sqs_name = queue.get_sqs_queue_name()
+    attempts: list[int] = []
+
+    @queue.processor("fetch")
+    async def fetch(n: int) -> None:
+        attempts.append(n)
+        run = attempts.count(n)
+        with trace.get_tracer("app").start_as_current_span(f"before-{n}-{run}"):
+            pass
+        await asyncio.sleep(0.05)
+        with trace.get_tracer("app").start_as_current_span(f"after-{n}-{run}"):
+            pass
+        if n == 2 and run == 1:
+            raise ValueError("fetch 2 failed once")
+
+    for n in (1, 2):
+        fetch.delay(n=n)
+    process_until_idle(queue)
+    sends = {s.context.span_id for s in spans(sqs_name, SpanKind.PRODUCER) if s.context}
+    processes = {s.context.span_id: s for s in spans(sqs_name, SpanKind.CONSUMER) if s.context}
+    assert len(sends) == 2 and len(processes) == 3  # fetch 2 ran twice
+    finished = {s.name: s for s in EXPORTER.get_finished_spans()}
+    for n, run, status in (
+        (1, 1, StatusCode.UNSET),
+        (2, 1, StatusCode.ERROR),
+        (2, 2, StatusCode.UNSET),
+    ):
+        before, after = finished[f"before-{n}-{run}"], finished[f"after-{n}-{run}"]
+        assert before.parent is not None and after.parent is not None
+        assert before.parent.span_id == after.parent.span_id  # one parent across the await
+        process = processes[after.parent.span_id]
+        assert process.parent is not None and process.parent.span_id in sends  # the producer
+        assert process.end_time is not None and after.end_time is not None
+        assert process.end_time >= after.end_time  # the span stayed open across the await
+        assert process.status.status_code is status
 
 
 def test_trace_context_travels_as_string_attributes(make_env: Callable[..., SQSEnv]) -> None:

@@ -72,6 +72,42 @@ def test_failures_are_counted_not_raised(sqsw_env, run_jobs):
     assert {m.message_id for m in result.failed} == {sqsw_env.enqueued("bad")[0].message_id}
 
 
+def test_async_jobs_run(sqsw_env, run_jobs):
+    import asyncio
+
+    done = []
+
+    @sqsw_env.queue("io").processor("fetch")
+    async def fetch(n):
+        await asyncio.sleep(0.01)
+        done.append(n)
+
+    fetch.delay(n=1)
+    fetch.delay(n=2)
+    assert run_jobs("io").succeeded_count() == 2
+    assert sorted(done) == [1, 2]
+    assert sqsw_env.enqueued("io") == []
+
+
+@pytest.mark.anyio
+async def test_from_an_async_test(sqsw_env, sqsw_enqueued, run_jobs):
+    done = []
+
+    @sqsw_env.queue("io2").processor("fetch")
+    async def fetch(n):
+        done.append(n)
+
+    await fetch.delay_async(n=7)
+    assert [job.kwargs for job in sqsw_enqueued("io2")] == [{"n": 7}]
+    assert run_jobs("io2").succeeded_count() == 1
+    assert done == [7]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
 @pytest.fixture
 def sqsw_env_options():
     return {"queue_prefix": "custom_"}
@@ -86,7 +122,7 @@ def test_user_suite_uses_the_fixtures(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(myapp=textwrap.dedent(USER_APP))
     pytester.makepyfile(test_user=textwrap.dedent(USER_TESTS))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
-    result.assert_outcomes(passed=4)
+    result.assert_outcomes(passed=6)
 
 
 def test_fixtures_are_listed(pytester: pytest.Pytester) -> None:

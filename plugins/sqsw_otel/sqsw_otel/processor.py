@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from sqsw_core.exceptions import RetryJob
-from sqsw_core.processors import HandlerCall, Processor
+from sqsw_core.processors import HandlerCall, Processor, async_kind
 from sqsw_otel.attributes import (
     BATCH_ENTRIES_REFUSED,
     BATCH_MESSAGE_COUNT,
@@ -104,6 +104,10 @@ class OtelProcessor(Processor):
         """Run the job inside a CONSUMER span continuing the producer's trace."""
         if self.telemetry_off():
             return super().process(job_kwargs, job_context)
+        if async_kind(self.fn) is not None:
+            # An async job: the span is opened in its own task, around the await, so
+            # the job's spans (after any await) are its children.
+            return self._process_async(job_kwargs, job_context)
         name, base, metric_attributes = self._base_attributes()
         message = self.message
         with consuming(
@@ -116,6 +120,23 @@ class OtelProcessor(Processor):
         ) as span:
             try:
                 return super().process(job_kwargs, job_context)
+            except RetryJob as retry:
+                retrying(span, retry)
+                raise
+
+    async def _process_async(self, job_kwargs: dict[str, Any], job_context: Any) -> Any:
+        name, base, metric_attributes = self._base_attributes()
+        message = self.message
+        with consuming(
+            self.telemetry(),
+            self.queue,
+            name,
+            base,
+            metric_attributes,
+            [message] if message is not None else [],
+        ) as span:
+            try:
+                return await super().process(job_kwargs, job_context)
             except RetryJob as retry:
                 retrying(span, retry)
                 raise

@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from sqsw_core.exceptions import RetryJob
-from sqsw_core.processors import HandlerCall, Processor
+from sqsw_core.processors import HandlerCall, Processor, when_done
 
 if TYPE_CHECKING:
     from sqsw_prometheus.instruments import Instruments
@@ -45,21 +46,28 @@ class MetricsProcessor(Processor):
         return series
 
     def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
-        succeeded, failed, retried, duration = self._series()
+        series = self._series()
         start = time.perf_counter()
         try:
             result = super().process(job_kwargs, job_context)
-        except RetryJob:
-            duration.observe(time.perf_counter() - start)
-            retried.inc()
+        except BaseException as exc:
+            self._observe(series, start, exc)
             raise
-        except BaseException:
-            duration.observe(time.perf_counter() - start)
-            failed.inc()
-            raise
+        # An async job ends when its coroutine does: observed then.
+        return when_done(result, partial(self._observe, series, start))
+
+    @staticmethod
+    def _observe(
+        series: tuple[Any, Any, Any, Any], start: float, error: BaseException | None
+    ) -> None:
+        succeeded, failed, retried, duration = series
         duration.observe(time.perf_counter() - start)
-        succeeded.inc()
-        return result
+        if error is None:
+            succeeded.inc()
+        elif isinstance(error, RetryJob):
+            retried.inc()
+        else:
+            failed.inc()
 
     @classmethod
     @contextmanager
