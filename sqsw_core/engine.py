@@ -115,13 +115,14 @@ class QueueEngine:
         #: One thread receives and runs (solo_thread.py): one job at a time from a
         #: queue in this process, where a receive has no network wait to overlap.
         self.solo = concurrency == 1 and pollers is None and slots is None and queue.process_local
-        self.pollers, self.prefetch = _pollers_and_prefetch(
-            queue, concurrency, 1 if self.solo else pollers, prefetch
-        )
         #: Coroutines of async jobs in flight at most (async_jobs.py), beside the
-        #: ``concurrency`` job threads; the engine holds that many more messages.
+        #: ``concurrency`` job threads; the engine holds that many more messages, and
+        #: has the pollers to keep them fed.
         self.async_concurrency = async_concurrency or DEFAULT_ASYNC_CONCURRENCY
         async_room = self.async_concurrency if queue.has_async_jobs else 0
+        self.pollers, self.prefetch = _pollers_and_prefetch(
+            queue, concurrency + async_room, 1 if self.solo else pollers, prefetch
+        )
         self.capacity = concurrency + async_room + self.prefetch
         self.wait_seconds = int(wait_seconds)  # SQS takes whole seconds
         self.shutdown_policy = shutdown_policy
