@@ -60,7 +60,9 @@ class JobLoop:
         return self._thread is threading.current_thread()
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        """Run ``coro`` as a task on the loop; its future (cancel it to cancel the task)."""
+        """Run ``coro`` as a task on the loop; its future (cancel it to cancel the task).
+        The task starts with a copy of the calling thread's context variables (asyncio's
+        call_soon_threadsafe copies them), so a Lambda invocation's context reaches it."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop())
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

@@ -9,6 +9,7 @@ jobs ran, how often and when, and what SQS holds afterwards.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import Counter, defaultdict
@@ -208,6 +209,35 @@ def test_jobs_see_their_context_and_the_lambda_context_raw_queues_run_too(
     assert lambda_context() is None  # outside an invocation
     expect_counts(queue, (0, 0, 0))
     expect_counts(raw, (0, 0, 0))
+
+
+def test_async_jobs_run_through_the_handler_with_the_lambda_context(
+    make_env: Callable[..., SQSEnv],
+) -> None:
+    sqs = make_env(backoff_policy=ConstantBackoff(BACKOFF))
+    create_standard_queue(sqs, "io")
+    queue = sqs.queue("io")
+    seen: list[tuple[int, str]] = []
+    attempts: dict[int, int] = {}
+
+    @queue.processor("fetch")
+    async def fetch(n: int) -> None:
+        await asyncio.sleep(0.01)
+        attempts[n] = attempts.get(n, 0) + 1
+        if n == 3 and attempts[n] == 1:
+            raise ConnectionError("fetch 3 failed once")
+        seen.append((n, lambda_context().aws_request_id))
+
+    with queue.add_batch():
+        for n in range(6):
+            fetch.delay(n=n)
+    function, raised = _checked(handler(sqs))
+    _mapping(sqs, queue, function).run(lambda: len(seen) == 6, timeout=15)
+    assert raised == []
+    assert sorted(n for n, _ in seen) == list(range(6))
+    assert all(request.startswith("req-") for _, request in seen)
+    assert attempts[3] == 2
+    expect_counts(queue, (0, 0, 0))
 
 
 def test_bulk_jobs_run_in_calls_of_max_jobs_and_only_the_failed_ones_come_back(
