@@ -8,6 +8,8 @@ import json
 import subprocess
 import sys
 import venv
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +73,19 @@ def load_localstack() -> Any:
     sys.modules["ls"] = module  # its dataclasses need the module registered
     spec.loader.exec_module(module)
     return module
+
+
+@contextmanager
+def localstack(endpoint: str | None) -> Iterator[str]:
+    """``endpoint`` if given (a running server), else a LocalStack started for the
+    block (installed first if needed) and stopped after it."""
+    if endpoint is not None:
+        yield endpoint
+        return
+    ls = load_localstack()
+    ls.install()
+    server = ls.start_server(die_with_parent=True)
+    try:
+        yield server.endpoint
+    finally:
+        ls.stop_server(server)

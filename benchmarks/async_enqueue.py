@@ -21,9 +21,8 @@ import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-from _baseline import load_localstack
+from _baseline import localstack
 
 from sqsw_core import AWSSession, SQSEnv, create_standard_queue, delete_queue
 
@@ -88,14 +87,7 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--endpoint", default=None, help="a running LocalStack (else started)")
     args = parser.parse_args()
-    server: Any = None
-    ls = load_localstack()
-    endpoint = args.endpoint
-    if endpoint is None:
-        ls.install()
-        server = ls.start_server(die_with_parent=True)
-        endpoint = server.endpoint
-    try:
+    with localstack(args.endpoint) as endpoint:
         session = AWSSession(
             endpoint_url=endpoint,
             region_name="us-east-1",
@@ -108,9 +100,6 @@ def main() -> int:
         run_case("batch_async + delay_async", env, args.jobs, "batch_async")
         run_case("baseline: delay() in coroutines", env, args.jobs, "sync")
         env.async_sender.close()
-    finally:
-        if server is not None:
-            ls.stop_server(server)
     return 0
 
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _baseline import load_localstack
+from _baseline import localstack
 
 from sqsw_core import AWSSession, SQSEnv, create_standard_queue, delete_queue
 
@@ -123,23 +123,13 @@ def main() -> int:
         result = worker(args.worker, args.endpoint, args.queue, args.jobs, args.sleep)
         print(json.dumps(result))
         return 0
-    ls = load_localstack()
-    server = None
-    endpoint = args.endpoint
-    if endpoint is None:
-        ls.install()
-        server = ls.start_server(die_with_parent=True)
-        endpoint = server.endpoint
-    try:
-        jobs, sleep = args.jobs, args.sleep
+    jobs, sleep = args.jobs, args.sleep
+    with localstack(args.endpoint) as endpoint:
         print(f"{jobs:,} jobs of {sleep * 1000:.0f} ms each on LocalStack ({endpoint}):")
         plain = plain_no_op(endpoint, jobs)
         results = {
             mode: run_worker(mode, endpoint, jobs, sleep) for mode in ("async", "64", "1000")
         }
-    finally:
-        if server is not None:
-            ls.stop_server(server)
     print(f"  {'plain boto3 loop, no-op jobs':34s} {plain:8.0f} jobs/s  (baseline)")
     labels = {"async": "sqsw async, 1,000 in flight", "64": "sqsw threads, concurrency 64"}
     labels["1000"] = "sqsw threads, concurrency 1,000"

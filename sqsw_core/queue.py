@@ -645,22 +645,12 @@ class JobQueue(GenericQueue):
         is buffered (``None`` is returned) and sent 10 per call.
         """
         body, context, content_type = self.encode_job(job_name, job_kwargs, _content_type)
+        encoded = (job_name, body, context, content_type)
+        options = (_delay_seconds, _deduplication_id, _group_id)
         batch = _ASYNC_BATCHES.get().get(self)
         if batch is None:
-            return await self.env.async_sender.run(
-                self.add_raw_job,
-                job_name,
-                body,
-                context,
-                content_type,
-                _delay_seconds,
-                _deduplication_id,
-                _group_id,
-            )
-        entry = self.job_entry(
-            job_name, body, context, content_type, _delay_seconds, _deduplication_id, _group_id
-        )
-        await batch.add(entry, job_name)
+            return await self.env.async_sender.run(self.add_raw_job, *encoded, *options)
+        await batch.add(self.job_entry(*encoded, *options), job_name)
         return None
 
     @asynccontextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -108,16 +108,7 @@ class OtelProcessor(Processor):
             # An async job: the span is opened in its own task, around the await, so
             # the job's spans (after any await) are its children.
             return self._process_async(job_kwargs, job_context)
-        name, base, metric_attributes = self._base_attributes()
-        message = self.message
-        with consuming(
-            self.telemetry(),
-            self.queue,
-            name,
-            base,
-            metric_attributes,
-            [message] if message is not None else [],
-        ) as span:
+        with self._consumer_span() as span:
             try:
                 return super().process(job_kwargs, job_context)
             except RetryJob as retry:
@@ -125,21 +116,25 @@ class OtelProcessor(Processor):
                 raise
 
     async def _process_async(self, job_kwargs: dict[str, Any], job_context: Any) -> Any:
+        with self._consumer_span() as span:
+            try:
+                return await super().process(job_kwargs, job_context)
+            except RetryJob as retry:
+                retrying(span, retry)
+                raise
+
+    def _consumer_span(self) -> AbstractContextManager[Any]:
+        """The CONSUMER span of the current job, continuing its producer's trace."""
         name, base, metric_attributes = self._base_attributes()
         message = self.message
-        with consuming(
+        return consuming(
             self.telemetry(),
             self.queue,
             name,
             base,
             metric_attributes,
             [message] if message is not None else [],
-        ) as span:
-            try:
-                return await super().process(job_kwargs, job_context)
-            except RetryJob as retry:
-                retrying(span, retry)
-                raise
+        )
 
     @classmethod
     @contextmanager
