@@ -81,6 +81,7 @@ KEYS: dict[str, str] = {
     "queue_prefix": "str",
     "max_message_size": "int",
     "max_delay_hop": "int",
+    "job_time_limit": "float",
     "concurrency": "int",
     "workers": "int",
     "shutdown": "str",
@@ -110,6 +111,7 @@ ENV_KEYS = (
     "queue_prefix",
     "max_message_size",
     "max_delay_hop",
+    "job_time_limit",
 )
 
 _DEFAULT_PLUGIN = {"session": "aws", "codec": "json", "backoff_policy": "exponential"}

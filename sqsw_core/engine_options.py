@@ -72,6 +72,7 @@ RANGES: Final[dict[str, OptionRange]] = {
     ),
     "grace_period": OptionRange(integer=False, minimum=0),
     "max_job_duration": OptionRange(integer=False, minimum=0, exclusive=True),
+    "job_time_limit": OptionRange(integer=False, minimum=0, exclusive=True, automatic=True),
     "stats_interval": OptionRange(integer=False, minimum=0, exclusive=True),
     "workers": OptionRange(integer=True, minimum=1),
     "max_message_size": OptionRange(integer=True, minimum=1),

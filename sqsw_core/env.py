@@ -14,7 +14,7 @@ from sqsw_core.async_sending import AsyncSender
 from sqsw_core.backoff_policies import DEFAULT_BACKOFF, BackoffPolicy, is_backoff_policy
 from sqsw_core.codecs import DEFAULT_CODEC, Codec, codec_or_missing, get_codec
 from sqsw_core.context import JobContext, SQSContext
-from sqsw_core.engine_options import check_queues_options
+from sqsw_core.engine_options import check_option, check_queues_options
 from sqsw_core.exceptions import ConfigurationError, PluginError
 from sqsw_core.hooks import ProcessorHooks
 from sqsw_core.job_decoding import JobDecoder
@@ -179,6 +179,7 @@ class SQSEnv:
         sqs_client: Any = None,
         retry: RetryPolicy | None = None,
         max_delay_hop: int = MAX_HOP_SECONDS,
+        job_time_limit: float | None = None,
     ) -> None:
         self.session = _resolve_session(session)
         self.queue_prefix = queue_prefix
@@ -204,6 +205,10 @@ class SQSEnv:
         self._api: SQSApi | None = None
         self.retry = retry or RetryPolicy()
         self.max_delay_hop = check_hop(max_delay_hop)
+        #: Seconds an ``async def`` job may run before it is cancelled (and retried), for
+        #: processors registered without a ``time_limit`` of their own; a sync job past
+        #: it is logged. ``None``: no limit.
+        self.job_time_limit = _check_time_limit(job_time_limit)
         #: The threads that make SQS calls for coroutines (``delay_async``...).
         self.async_sender = AsyncSender()
 
@@ -246,6 +251,7 @@ class SQSEnv:
         accept: Iterable[str] | None = None,
         max_message_size: int | None = None,
         max_delay_hop: int | None = None,
+        job_time_limit: float | None = None,
     ) -> SQSEnv:
         """Change this environment's plugins in place (``None`` keeps a setting); returns it.
 
@@ -268,6 +274,7 @@ class SQSEnv:
         if max_message_size is not None:
             _check_message_size(max_message_size)
         hop = check_hop(max_delay_hop) if max_delay_hop is not None else None
+        limit = _check_time_limit(job_time_limit)
         with self._lock:
             if new_session is not None or queue_prefix is not None:
                 self._reconnect(new_session, queue_prefix)
@@ -279,6 +286,8 @@ class SQSEnv:
                 self.max_message_size = max_message_size
             if hop is not None:
                 self.max_delay_hop = hop
+            if limit is not None:
+                self.job_time_limit = limit
             if processor is not None or processor_maker is not None:
                 self._set_processors(processor, processor_maker)
                 for queue in self.queues.values():
@@ -513,6 +522,7 @@ class SQSEnv:
         job_name: str,
         pass_context: bool = False,
         context_var: str = DEFAULT_CONTEXT_VAR,
+        time_limit: float | None = None,
     ) -> Callable[[Callable[..., Any]], AsyncTask[Any, Any]]:
         """Decorator: register a processor of ``job_name`` on job queue ``queue_name``."""
         queue = self.queue(queue_name)
@@ -520,7 +530,9 @@ class SQSEnv:
             raise ConfigurationError(
                 f"queue {queue_name!r} is a {type(queue).__name__}, not a job queue"
             )
-        return queue.processor(job_name, pass_context=pass_context, context_var=context_var)
+        return queue.processor(
+            job_name, pass_context=pass_context, context_var=context_var, time_limit=time_limit
+        )
 
     def raw_processor(self, queue_name: str) -> Callable[[Callable[..., Any]], Any]:
         """Decorator: register the processor of raw queue ``queue_name``."""
@@ -609,3 +621,11 @@ class SQSEnv:
     def redrive_policy(self, dead_letter_queue_name: str, max_receive_count: int) -> RedrivePolicy:
         """Redrive to ``dead_letter_queue_name`` after ``max_receive_count`` deliveries."""
         return RedrivePolicy(self, dead_letter_queue_name, max_receive_count)
+
+
+def _check_time_limit(limit: float | None) -> float | None:
+    """A job time limit (seconds > 0, or ``None``), else ``ConfigurationError``."""
+    if limit is not None:
+        check_option("job_time_limit", limit, None)
+        return float(limit)
+    return None

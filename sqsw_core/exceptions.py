@@ -111,6 +111,11 @@ class JobError(SQSError):
     """
 
 
+class JobTimeLimitExceeded(JobError, TimeoutError):
+    """An ``async def`` job ran past its time limit and was cancelled; it is retried per
+    the backoff policy like any failure."""
+
+
 class UnknownJobError(JobError, LookupError):
     """No processor is registered for the message's job name on this queue."""
 

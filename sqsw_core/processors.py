@@ -10,9 +10,12 @@ each on its own (:mod:`sqsw_core.hooks`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import inspect
+import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -22,6 +25,7 @@ from sqsw_core.exceptions import (
     AsyncJobError,
     ConfigurationError,
     JobArgumentsError,
+    JobTimeLimitExceeded,
     RetryJob,
     quote,
 )
@@ -40,6 +44,8 @@ __all__ = [
 ]
 
 DEFAULT_CONTEXT_VAR = "context"
+
+logger = logging.getLogger("sqsw.jobs")
 
 T = TypeVar("T")
 
@@ -138,10 +144,26 @@ async def _awaited_then(job: Awaitable[T], done: Callable[[BaseException | None]
     return value
 
 
-async def _as_current_job(message: Message, job_context: JobContext, job: Awaitable[T]) -> T:
-    """Await an async job with its message and context current (in its own task)."""
+async def _as_current_job(
+    message: Message,
+    job_context: JobContext,
+    job: Awaitable[T],
+    limit: float | None = None,
+    processor: Processor | None = None,
+) -> T:
+    """Await an async job with its message and context current (in its own task),
+    cancelled past ``limit`` seconds (``JobTimeLimitExceeded``)."""
     _current_job.set((message, job_context))
-    return await job
+    if limit is None:
+        return await job
+    try:
+        return await asyncio.wait_for(job, limit)
+    except asyncio.TimeoutError:
+        where = f"{processor.queue_name}.{processor.job_name}" if processor else "job"
+        raise JobTimeLimitExceeded(
+            f"job {where} (message {message.message_id}) ran past its time limit of "
+            f"{limit:g} s and was cancelled; it is retried per the backoff policy"
+        ) from None
 
 
 def _takes_context_argument(method: Callable[..., Any]) -> bool:
@@ -214,6 +236,10 @@ class Processor:
     The hooks below are no-ops here; plugins override the ones they need.
     """
 
+    #: Seconds an async job may run before it is cancelled (``None``: the env's
+    #: ``job_time_limit``); set by ``@queue.processor(..., time_limit=...)``.
+    time_limit: float | None = None
+
     def __init__(
         self,
         queue: GenericQueue,
@@ -271,16 +297,41 @@ class Processor:
         coroutine that awaits it with the job's message and context current:
         the worker runs it on its job loop (:mod:`sqsw_core.job_loop`).
         """
+        limit = self.time_limit
+        if limit is None:
+            limit = getattr(self.queue.env, "job_time_limit", None)
+        started = time.monotonic() if limit is not None else 0.0
         token = _current_job.set((message, job_context))
         try:
             result = self.process(job_kwargs, job_context)
+        except BaseException:
+            if limit is not None:
+                self._note_sync_overrun(message, limit, time.monotonic() - started)
+            raise
         finally:
             _current_job.reset(token)
+        if result is not None and inspect.isawaitable(result):
+            return _as_current_job(message, job_context, result, limit, self)
+        if limit is not None:
+            self._note_sync_overrun(message, limit, time.monotonic() - started)
         if result is not None:  # a process() override that calls the function itself
-            if inspect.isawaitable(result):
-                return _as_current_job(message, job_context, result)
             refuse_awaitable(result, self.queue.name, self.job_name)
         return result
+
+    def _note_sync_overrun(self, message: Message, limit: float, took: float) -> None:
+        """A sync job cannot be stopped from outside its thread: past its limit, it is
+        logged (and the heartbeat keeps its message hidden, up to max_job_duration)."""
+        if took > limit:
+            logger.warning(
+                "Job %s.%s (message %s) took %.1f s, past its time limit of %g s; sync jobs "
+                "are not stopped (a thread cannot be interrupted safely): make it async to "
+                "have it cancelled, or give its own calls timeouts",
+                self.queue_name,
+                self.job_name,
+                message.message_id,
+                took,
+                limit,
+            )
 
     def process(self, job_kwargs: dict[str, Any], job_context: Any = None) -> Any:
         """Call the job function. Override to act before or after it."""

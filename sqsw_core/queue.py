@@ -21,7 +21,7 @@ from sqsw_core.async_sending import ASYNC_BATCHES as _ASYNC_BATCHES
 from sqsw_core.async_sending import AsyncSendBatch
 from sqsw_core.bulk_jobs import BatchingConfiguration, BulkJobsFailed, BulkProcessor
 from sqsw_core.engine import QueueEngine
-from sqsw_core.engine_options import check_options
+from sqsw_core.engine_options import check_option, check_options
 from sqsw_core.exceptions import ConfigurationError, UnknownJobError, quote
 from sqsw_core.job_runner import JobRunner
 from sqsw_core.long_delays import MAX_LONG_DELAY_SECONDS, defer
@@ -477,8 +477,13 @@ class JobQueue(GenericQueue):
         *args: Any,
         pass_context: bool = False,
         context_var: str = DEFAULT_CONTEXT_VAR,
+        time_limit: float | None = None,
     ) -> Callable[[Callable[P, R]], AsyncTask[P, R]]:
         """Decorator registering a function as the processor of ``job_name``.
+
+        ``time_limit``: seconds an ``async def`` job may run before it is cancelled
+        and retried (a sync job past it is logged); default: the env's
+        ``job_time_limit``.
 
         ``queue.processor(queue_name, job_name, ...)``, the env-level spelling
         some sqs-workers examples use on a queue, is accepted too.
@@ -498,7 +503,7 @@ class JobQueue(GenericQueue):
             return self._batch_reads(job_name, pass_context, context_var)  # type: ignore[return-value]
 
         def register(fn: Callable[P, R]) -> AsyncTask[P, R]:
-            return self.connect_processor(job_name, fn, pass_context, context_var)
+            return self.connect_processor(job_name, fn, pass_context, context_var, time_limit)
 
         return register
 
@@ -508,17 +513,22 @@ class JobQueue(GenericQueue):
         fn: Callable[P, R],
         pass_context: bool = False,
         context_var: str = DEFAULT_CONTEXT_VAR,
+        time_limit: float | None = None,
     ) -> AsyncTask[P, R]:
         """Register ``fn`` as the processor of ``job_name``; returns its task."""
         refuse_async(fn, f"job {job_name!r} on queue {self.name!r}", coroutines=True)
+        if time_limit is not None:
+            check_option("job_time_limit", time_limit, f"time_limit of job {job_name!r}")
         self.bulk_processors.pop(job_name, None)
-        self.processors[job_name] = self.env.processor_maker(
+        processor = self.env.processor_maker(
             queue=self,
             fn=fn,
             job_name=job_name,
             pass_context=pass_context,
             context_var=context_var,
         )
+        processor.time_limit = float(time_limit) if time_limit is not None else None
+        self.processors[job_name] = processor
         logger.debug("Registered %s.%s -> %s", self.name, job_name, getattr(fn, "__qualname__", fn))
         return AsyncTask(self, job_name, fn, pass_context, context_var)
 
@@ -530,13 +540,15 @@ class JobQueue(GenericQueue):
     def rebuild_processors(self) -> None:
         """Re-create every registered processor with the environment's ``processor_maker``."""
         for job_name, old in list(self.processors.items()):
-            self.processors[job_name] = self.env.processor_maker(
+            processor = self.env.processor_maker(
                 queue=self,
                 fn=old.fn,
                 job_name=job_name,
                 pass_context=old.pass_context,
                 context_var=old.context_var,
             )
+            processor.time_limit = old.time_limit
+            self.processors[job_name] = processor
 
     def bulk_processor(
         self,

@@ -13,7 +13,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from sqsw_core import ConstantBackoff, SQSEnv, create_fifo_queue
+import pytest
+
+from sqsw_core import ConfigurationError, ConstantBackoff, SQSEnv, create_fifo_queue
 from sqsw_core.processors import Processor
 from sqsw_core.shutdown_policies import MaxTasksShutdown
 from tests.helpers import (
@@ -266,3 +268,76 @@ def test_fifo_order_is_kept_for_async_jobs(sqs: SQSEnv) -> None:
     )
     assert order == {"a": list(range(12)), "b": list(range(12))}
     expect_counts(queue, (0, 0, 0), "after the run")
+
+
+def test_an_async_job_past_its_time_limit_is_cancelled_and_retried(
+    sqs: SQSEnv, caplog: Any
+) -> None:
+    queue, dead = make_queue(sqs)
+    attempts: Counter[int] = Counter()
+    cancelled: list[int] = []
+
+    @queue.processor("fetch", time_limit=0.3)
+    async def fetch(n: int) -> None:
+        attempts[n] += 1
+        if attempts[n] == 1:
+            try:
+                await asyncio.sleep(10)  # hangs on its first run
+            except asyncio.CancelledError:
+                cancelled.append(n)
+                raise
+
+    fetch.delay(n=1)
+    with caplog.at_level("ERROR", logger="sqsw.jobs"):
+        stats = queue.process_queue(
+            MaxTasksShutdown(2), wait_seconds=wait(sqs), concurrency=1, handle_signals=False
+        )
+    assert cancelled == [1] and attempts == Counter({1: 2})
+    assert (stats.succeeded, stats.failed) == (1, 1)
+    (line,) = [r.getMessage() for r in caplog.records if "time limit" in r.getMessage()]
+    assert "fetch.fetch" in line or "job fetch" in line
+    assert "ran past its time limit of 0.3 s and was cancelled" in line
+    expect_counts(queue, (0, 0, 0), "after the run", dead=dead)
+
+
+def test_the_env_default_time_limit_and_a_sync_job_past_it(sqs: SQSEnv, caplog: Any) -> None:
+    sqs.reconfigure(job_time_limit=0.2)
+    queue, dead = make_queue(sqs)
+    ran: list[str] = []
+
+    @queue.processor("slow_async")
+    async def slow_async() -> None:
+        ran.append("async")
+        await asyncio.sleep(5)
+
+    @queue.processor("slow_sync")
+    def slow_sync() -> None:
+        time.sleep(0.4)  # cannot be stopped: logged, and it succeeds
+        ran.append("sync")
+
+    slow_async.delay()
+    slow_sync.delay()
+    with caplog.at_level("WARNING", logger="sqsw.jobs"):
+        stats = queue.process_queue(
+            MaxTasksShutdown(2), wait_seconds=wait(sqs), concurrency=2, handle_signals=False
+        )
+    assert (stats.succeeded, stats.failed) == (1, 1)
+    assert sorted(ran) == ["async", "sync"]
+    text = caplog.text
+    assert "ran past its time limit of 0.2 s and was cancelled" in text
+    assert "slow_sync (message" in text and "past its time limit of 0.2 s; sync jobs" in text
+    # The cancelled async job waits out its backoff; nothing else is left.
+    expect_counts(queue, (0, 1, 0), "after the run", dead=dead)
+
+
+def test_a_bad_time_limit_is_refused_in_one_line(sqs: SQSEnv) -> None:
+    queue, _ = make_queue(sqs)
+    for bad in (0, -1, float("nan"), True):
+        with pytest.raises(ConfigurationError) as refused:
+            queue.processor("fetch", time_limit=bad)(lambda: None)
+        text = str(refused.value)
+        assert text.startswith("time_limit of job 'fetch': job_time_limit must be a number > 0")
+        assert "\n" not in text
+    assert "fetch" not in queue.processors
+    with pytest.raises(ConfigurationError, match="job_time_limit must be a number > 0"):
+        sqs.reconfigure(job_time_limit=0)

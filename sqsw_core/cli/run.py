@@ -169,6 +169,12 @@ def setup_logging(out: Console, level: str, log_format: str = "text") -> None:
     help="Seconds a job's visibility is extended, at most (43200).",
 )
 @click.option(
+    "--job-time-limit",
+    type=float,
+    default=None,
+    help="Seconds an async job may run before it is cancelled and retried (no limit).",
+)
+@click.option(
     "--health-port",
     type=int,
     default=None,
@@ -258,6 +264,7 @@ RUN_FLAGS = (
     "pollers",
     "grace_period",
     "max_job_duration",
+    "job_time_limit",
     "log_format",
     "health_port",
     "metrics_port",

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqsw_core.exceptions import RetryJob
+from sqsw_core.exceptions import JobTimeLimitExceeded, RetryJob
 from sqsw_core.processors import HandlerCall, Processor, when_done
 
 if TYPE_CHECKING:
@@ -30,8 +30,9 @@ class MetricsProcessor(Processor):
             cls.__name__, (cls,), {"instruments": instruments, "__module__": cls.__module__}
         )
 
-    def _series(self) -> tuple[Any, Any, Any, Any]:
-        """This processor's labelled series (made once): succeeded, failed, retried, duration."""
+    def _series(self) -> tuple[Any, Any, Any, Any, Any]:
+        """This processor's labelled series (made once): succeeded, failed, retried,
+        duration, timed out."""
         series = self.__dict__.get("_sqsw_series")
         if series is None:
             instruments = self.instruments
@@ -42,6 +43,7 @@ class MetricsProcessor(Processor):
                 instruments.jobs.labels(queue, job, "failed"),
                 instruments.jobs.labels(queue, job, "retried"),
                 instruments.duration.labels(queue, job),
+                instruments.jobs.labels(queue, job, "timed_out"),
             )
         return series
 
@@ -58,14 +60,16 @@ class MetricsProcessor(Processor):
 
     @staticmethod
     def _observe(
-        series: tuple[Any, Any, Any, Any], start: float, error: BaseException | None
+        series: tuple[Any, Any, Any, Any, Any], start: float, error: BaseException | None
     ) -> None:
-        succeeded, failed, retried, duration = series
+        succeeded, failed, retried, duration, timed_out = series
         duration.observe(time.perf_counter() - start)
         if error is None:
             succeeded.inc()
         elif isinstance(error, RetryJob):
             retried.inc()
+        elif isinstance(error, JobTimeLimitExceeded):
+            timed_out.inc()  # an async job cancelled at its time limit
         else:
             failed.inc()
 
