@@ -299,22 +299,38 @@ class Processor:
         """
         limit = self.time_limit
         if limit is None:
-            limit = getattr(self.queue.env, "job_time_limit", None)
-        started = time.monotonic() if limit is not None else 0.0
+            limit = self.queue.env.job_time_limit
+            if limit is None:  # the usual case, kept short: this runs once per job
+                token = _current_job.set((message, job_context))
+                try:
+                    result = self.process(job_kwargs, job_context)
+                finally:
+                    _current_job.reset(token)
+                if result is not None:  # an async job, or an override's own call
+                    if inspect.isawaitable(result):
+                        return _as_current_job(message, job_context, result)
+                    refuse_awaitable(result, self.queue.name, self.job_name)
+                return result
+        return self._run_limited(message, job_kwargs, job_context, limit)
+
+    def _run_limited(
+        self, message: Message, job_kwargs: dict[str, Any], job_context: JobContext, limit: float
+    ) -> Any:
+        """:meth:`run` with a time limit: an async job is cancelled past it, a sync one is
+        logged."""
+        started = time.monotonic()
         token = _current_job.set((message, job_context))
         try:
             result = self.process(job_kwargs, job_context)
         except BaseException:
-            if limit is not None:
-                self._note_sync_overrun(message, limit, time.monotonic() - started)
+            self._note_sync_overrun(message, limit, time.monotonic() - started)
             raise
         finally:
             _current_job.reset(token)
         if result is not None and inspect.isawaitable(result):
             return _as_current_job(message, job_context, result, limit, self)
-        if limit is not None:
-            self._note_sync_overrun(message, limit, time.monotonic() - started)
-        if result is not None:  # a process() override that calls the function itself
+        self._note_sync_overrun(message, limit, time.monotonic() - started)
+        if result is not None:
             refuse_awaitable(result, self.queue.name, self.job_name)
         return result
 
