@@ -203,7 +203,9 @@ def start_worker_process(
         "APP_QUEUE": "work",
         "APP_LOG": str(log),
     }
-    variables.update({f"APP_{key.upper()}": str(value) for key, value in settings.items()})
+    variables.update(
+        {f"APP_{key.rstrip('_').upper()}": str(value) for key, value in settings.items()}
+    )
     output = subprocess.PIPE if capture_output else subprocess.DEVNULL
     return subprocess.Popen(
         [sys.executable, "-m", "tests.apps.worker_app"],

@@ -53,13 +53,19 @@ def prior_receives(messages: list[dict[str, Any]]) -> Counter[int]:
     return Counter(int(m["Attributes"]["ApproximateReceiveCount"]) - 1 for m in messages)
 
 
-def test_sigkill_loses_nothing_localstack(ls_env: SQSEnv, endpoint: str, tmp_path: Path) -> None:
-    """A SIGKILL may run again what the killed worker held, and nothing else."""
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_sigkill_loses_nothing_localstack(
+    ls_env: SQSEnv, endpoint: str, tmp_path: Path, kind: str
+) -> None:
+    """A SIGKILL may run again what the killed worker held, and nothing else (sync jobs
+    on threads, or async def jobs in flight on the job loop)."""
     log = tmp_path / "runs.log"
     # maxReceiveCount 3: the killed worker's receive, the look below, the second worker's.
     queue, dead = enqueue(ls_env, 200, visibility_timeout=3, max_receives=3)
+    # Async: 20 coroutines of 100 ms in flight, so the kill lands with jobs under way.
+    options = {"async_": 1, "async_concurrency": 20, "sleep": 0.1} if kind == "async" else {}
     first = start_worker_process(
-        ls_env, endpoint, log, capture_output=True, sleep=0.02, concurrency=8
+        ls_env, endpoint, log, capture_output=True, **{"sleep": 0.02, "concurrency": 8, **options}
     )
     wait_until(lambda: sum(runs_in(log).values()) >= 50, 60, "50 jobs")
     first.kill()
@@ -76,7 +82,11 @@ def test_sigkill_loses_nothing_localstack(ls_env: SQSEnv, endpoint: str, tmp_pat
     assert set(job_numbers(waiting)) | set(killed_after) == set(range(200))  # none lost
 
     second = start_worker_process(
-        ls_env, endpoint, log, capture_output=True, sleep=0.02, concurrency=8, idle=2
+        ls_env,
+        endpoint,
+        log,
+        capture_output=True,
+        **{"sleep": 0.02, "concurrency": 8, "idle": 2, **options},
     )
     output, _ = second.communicate(timeout=120)
     assert second.returncode == 0, output
@@ -122,8 +132,9 @@ def test_sigterm_warm_stop_releases_and_exits_zero_localstack(
     assert dead_letter_depth(dead) == 0
 
 
+@pytest.mark.parametrize("kind", ["sync", "async"])
 def test_supervisor_runs_workers_forwards_sigterm_and_restarts_crashes_localstack(
-    ls_env: SQSEnv, endpoint: str, tmp_path: Path
+    ls_env: SQSEnv, endpoint: str, tmp_path: Path, kind: str
 ) -> None:
     log = tmp_path / "runs.log"
     # maxReceiveCount 2: the crashed worker's receive, and the run by its sibling.
@@ -137,6 +148,7 @@ def test_supervisor_runs_workers_forwards_sigterm_and_restarts_crashes_localstac
         concurrency=4,
         workers=2,
         crash_on=7,
+        async_=int(kind == "async"),
     )
     try:
         wait_until(lambda: len(runs_in(log)) == 120, 90, "every job to run")

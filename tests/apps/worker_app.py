@@ -3,11 +3,14 @@
 Environment: SQSW_TEST_ENDPOINT, APP_PREFIX, APP_QUEUE, APP_LOG (a file each job
 appends ``n pid`` to), APP_SLEEP (seconds per job), APP_CONCURRENCY,
 APP_WORKERS, APP_IDLE (idle seconds before stopping; 0 = run until signalled),
-APP_CRASH_ON (a job number whose first run kills its process with exit code 3).
+APP_CRASH_ON (a job number whose first run kills its process with exit code 3),
+APP_ASYNC (1: the job is an ``async def`` that awaits its sleep, on the job loop),
+APP_ASYNC_CONCURRENCY (coroutines in flight at most; default the engine's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -26,17 +29,33 @@ def main() -> int:
     crash_on = int(os.environ.get("APP_CRASH_ON", "-1"))
     crash_marker = log_path + ".crashed"
 
-    @queue.processor("job")
-    def job(n: int) -> None:
-        if n == crash_on and not os.path.exists(crash_marker):
-            open(crash_marker, "w").close()
-            os._exit(3)  # a hard crash of this worker process
-        time.sleep(sleep)
+    def crash_or_log(n: int, before: bool) -> None:
+        if before:
+            if n == crash_on and not os.path.exists(crash_marker):
+                open(crash_marker, "w").close()
+                os._exit(3)  # a hard crash of this worker process
+            return
         fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         try:
             os.write(fd, f"{n} {os.getpid()}\n".encode())
         finally:
             os.close(fd)
+
+    if os.environ.get("APP_ASYNC") == "1":
+
+        @queue.processor("job")
+        async def async_job(n: int) -> None:
+            crash_or_log(n, before=True)
+            await asyncio.sleep(sleep)
+            crash_or_log(n, before=False)
+
+    else:
+
+        @queue.processor("job")
+        def job(n: int) -> None:
+            crash_or_log(n, before=True)
+            time.sleep(sleep)
+            crash_or_log(n, before=False)
 
     idle = float(os.environ.get("APP_IDLE", "0"))
     policy: ShutdownPolicy = IdleShutdown(idle) if idle else NeverShutdown()
@@ -44,6 +63,7 @@ def main() -> int:
         policy,
         wait_seconds=1,
         concurrency=int(os.environ.get("APP_CONCURRENCY", "4")),
+        async_concurrency=int(os.environ.get("APP_ASYNC_CONCURRENCY", "0")) or None,
         workers=int(os.environ.get("APP_WORKERS", "1")),
     )
     logging.getLogger("worker_app").info("TOTALS %s", stats)
