@@ -12,12 +12,14 @@ read (:class:`~sqsw_core.exceptions.BulkReportError`).
 
 from __future__ import annotations
 
+import inspect
 import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.exceptions import BulkReportError, SQSError, quote
+from sqsw_core.job_loop import JOB_LOOP
 from sqsw_core.processors import refuse_async, refuse_awaitable
 
 if TYPE_CHECKING:
@@ -160,6 +162,8 @@ class BulkProcessor:
             arguments = [kwargs for kwargs, _ in jobs]
         try:
             result = self.fn(arguments)
+            if inspect.isawaitable(result):  # an async def bulk handler: run to its end
+                result = JOB_LOOP.run(result)
         except BulkJobsFailed as failed:
             if not failed.failed:
                 raise self._unclear(len(jobs), "raised BulkJobsFailed naming no job") from failed

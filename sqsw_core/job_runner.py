@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqsw_core.early_messages import hold_back_early, hold_back_if_early
 from sqsw_core.exceptions import JobError, RetryJob
-from sqsw_core.job_loop import JOB_LOOP
+from sqsw_core.job_loop import JOB_LOOP, original
 from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
 from sqsw_core.results import NOT_DUE, RELEASED, SUCCEEDED, BatchProcessingResult, Outcome
@@ -31,30 +31,6 @@ if TYPE_CHECKING:
     from sqsw_core.queue_handle import QueueHandle
 
 logger = logging.getLogger("sqsw.jobs")
-
-T = TypeVar("T")
-
-
-class _Interrupt(Exception):
-    """A job's ``KeyboardInterrupt`` or ``SystemExit``, carried out of its task: asyncio
-    re-raises those out of the event loop itself, which would end the job loop."""
-
-    def __init__(self, interrupt: BaseException) -> None:
-        super().__init__(repr(interrupt))
-        self.interrupt = interrupt
-
-
-async def _awaited(job: Awaitable[T]) -> T:
-    """A coroutine of any awaitable (the job loop runs coroutines), its interrupts carried."""
-    try:
-        return await job
-    except (KeyboardInterrupt, SystemExit) as exc:
-        raise _Interrupt(exc) from None
-
-
-def _unwrapped(exc: BaseException) -> BaseException:
-    return exc.interrupt if isinstance(exc, _Interrupt) else exc
-
 
 #: run_message's answers that carry no failure (shared, not built per message).
 _SUCCEEDED: tuple[Outcome, None] = (SUCCEEDED, None)
@@ -137,9 +113,9 @@ class JobRunner:
                 return _NOT_DUE
             job = self.queue.handle_message(message)
             if job is not None and inspect.isawaitable(job):  # an async job: run it, wait
-                JOB_LOOP.run(_awaited(job))
+                JOB_LOOP.run(job)
         except BaseException as exc:
-            return self._failed(message, _unwrapped(exc))
+            return self._failed(message, exc)
         self.settler.ack(message)
         return _SUCCEEDED
 
@@ -169,7 +145,7 @@ class JobRunner:
         if job is None or not inspect.isawaitable(job):
             self.settler.ack(message)
             return _SUCCEEDED
-        future = JOB_LOOP.submit(_awaited(job))
+        future = JOB_LOOP.submit(job)
         future.add_done_callback(on_done)
         return future
 
@@ -181,7 +157,7 @@ class JobRunner:
         try:
             future.result()
         except BaseException as exc:
-            return self._failed(message, _unwrapped(exc))[0]
+            return self._failed(message, original(exc))[0]
         self.settler.ack(message)
         return SUCCEEDED
 

@@ -16,7 +16,7 @@ import contextvars
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,46 +76,32 @@ def async_kind(fn: Any) -> str | None:
     return None
 
 
-def refuse_async(fn: Any, what: str, coroutines: bool = False) -> None:
-    """Raise ``ConfigurationError`` when ``fn`` is async in a way ``what`` cannot run.
-
-    Called where functions are registered, so such a job fails when the
-    worker's code loads, not by being acked unrun. ``coroutines``: coroutine
-    functions are fine here (jobs); async generators never are.
-    """
+def refuse_async(fn: Any, what: str) -> None:
+    """Raise ``ConfigurationError`` when ``fn`` is an async generator function: it
+    yields values instead of doing one job. Called where functions are registered, so
+    such a job fails when the worker's code loads, not by being acked unrun.
+    (Coroutine functions are fine: they run on the job loop.)"""
     kind = async_kind(fn)
-    if kind is None or (coroutines and "generator" not in kind):
+    if kind is None or "generator" not in kind:
         return
     name = quote(getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or fn)
-    if coroutines:
-        raise ConfigurationError(
-            f"{what}: {name} is {kind}, which yields values instead of doing one job; "
-            "register an async def (or a def) that does the job and returns"
-        )
     raise ConfigurationError(
-        f"{what}: {name} is {kind}, and only jobs registered with @queue.processor run as "
-        "coroutines (bulk and raw processors take sync functions): register a sync "
-        "function here, or the async one with @queue.processor"
+        f"{what}: {name} is {kind}, which yields values instead of doing one job; "
+        "register an async def (or a def) that does the job and returns"
     )
 
 
 def refuse_awaitable(result: Any, queue_name: str, job_name: str | None) -> None:
-    """Raise :class:`AsyncJobError` when a handler returned what sqsw cannot await.
-
-    An async generator (a job function written with ``yield``) and an
-    awaitable from a bulk processor do not run: the job fails and is retried
-    instead of counting as succeeded.
-    """
-    if not (inspect.isawaitable(result) or inspect.isasyncgen(result)):
+    """Raise :class:`AsyncJobError` when a handler returned an async generator (a job
+    written with ``yield``): it did not run, so the job fails and is retried instead of
+    counting as succeeded. (Awaitables are run on the job loop by the callers.)"""
+    if not inspect.isasyncgen(result):
         return
-    if isinstance(result, Coroutine):
-        result.close()  # unrun, and without a "never awaited" warning
     what = f"job {quote(job_name)!r}" if job_name is not None else "the processor"
     raise AsyncJobError(
         f"{what} on queue {queue_name!r} returned {quote(type(result).__name__)}, an "
-        "awaitable, so it did not run: only jobs registered with @queue.processor run as "
-        "coroutines (bulk and raw processors take sync functions), and an async generator "
-        "is not a job. The message is retried per the backoff policy."
+        "async generator, which is not a job: it did not run. The message is retried "
+        "per the backoff policy."
     )
 
 

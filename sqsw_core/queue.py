@@ -516,7 +516,7 @@ class JobQueue(GenericQueue):
         time_limit: float | None = None,
     ) -> AsyncTask[P, R]:
         """Register ``fn`` as the processor of ``job_name``; returns its task."""
-        refuse_async(fn, f"job {job_name!r} on queue {self.name!r}", coroutines=True)
+        refuse_async(fn, f"job {job_name!r} on queue {self.name!r}")
         if time_limit is not None:
             check_option("job_time_limit", time_limit, f"time_limit of job {job_name!r}")
         self.bulk_processors.pop(job_name, None)

@@ -15,7 +15,13 @@ from typing import Any
 
 import pytest
 
-from sqsw_core import ConfigurationError, ConstantBackoff, SQSEnv, create_fifo_queue
+from sqsw_core import (
+    ConfigurationError,
+    ConstantBackoff,
+    SQSEnv,
+    create_fifo_queue,
+    create_standard_queue,
+)
 from sqsw_core.processors import Processor
 from sqsw_core.shutdown_policies import MaxTasksShutdown
 from tests.helpers import (
@@ -341,3 +347,45 @@ def test_a_bad_time_limit_is_refused_in_one_line(sqs: SQSEnv) -> None:
     assert "fetch" not in queue.processors
     with pytest.raises(ConfigurationError, match="job_time_limit must be a number > 0"):
         sqs.reconfigure(job_time_limit=0)
+
+
+def test_an_async_bulk_handler_runs_and_only_its_failed_jobs_come_back(sqs: SQSEnv) -> None:
+    queue, dead = make_queue(sqs)
+    calls: list[list[int]] = []
+
+    @queue.bulk_processor("index", max_jobs=10, max_wait=0.3)
+    async def index(jobs: list[dict[str, Any]]) -> list[int]:
+        await asyncio.sleep(0.01)
+        numbers = [job["n"] for job in jobs]
+        calls.append(numbers)
+        first_call = len(calls) == 1
+        return [i for i, n in enumerate(numbers) if n % 5 == 0] if first_call else []
+
+    with queue.add_batch():
+        for n in range(10):
+            index.delay(n=n)
+    stats = queue.process_queue(
+        MaxTasksShutdown(12), wait_seconds=wait(sqs), concurrency=2, handle_signals=False
+    )
+    assert sorted(n for call in calls for n in call) == sorted([*range(10), 0, 5])
+    assert (stats.succeeded, stats.failed) == (10, 2)
+    expect_counts(queue, (0, 0, 0), "after the run", dead=dead)
+
+
+def test_an_async_raw_handler_runs(sqs: SQSEnv) -> None:
+    create_standard_queue(sqs, "events")
+    raw = sqs.queue("events", "raw")
+    seen: list[str] = []
+
+    @raw.raw_processor()
+    async def on_event(message: Any) -> None:
+        await asyncio.sleep(0.01)
+        seen.append(message.body)
+
+    for body in ("a", "b", "c"):
+        raw.add_raw_job(body)
+    raw.process_queue(
+        MaxTasksShutdown(3), wait_seconds=wait(sqs), concurrency=2, handle_signals=False
+    )
+    assert sorted(seen) == ["a", "b", "c"]
+    expect_counts(raw, (0, 0, 0), "after the run")

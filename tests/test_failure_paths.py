@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import copy
 import functools
-import gc
 import json
 import logging
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -196,30 +194,22 @@ REGISTRATIONS: dict[str, Callable[[SQSEnv, Callable[..., Any]], Any]] = {
 }
 
 
-JOB_REGISTRATIONS = ("queue.processor", "sqs.processor", "connect_processor")
-
-
 @pytest.mark.parametrize("registration", list(REGISTRATIONS))
 @pytest.mark.parametrize("kind", list(ASYNC_FUNCTIONS))
-def test_async_functions_register_as_jobs_and_are_refused_elsewhere(
+def test_async_functions_register_and_async_generators_are_refused(
     sqs: SQSEnv, kind: str, registration: str
 ) -> None:
-    """Coroutine functions are jobs (run on the job loop); an async generator is never a
-    job, and bulk and raw processors take sync functions: refused when registered."""
-    if registration in JOB_REGISTRATIONS and kind != "async generator":
+    """Coroutine functions register everywhere (they run on the job loop); an async
+    generator is never a job: refused when registered, in one line."""
+    if kind != "async generator":
         REGISTRATIONS[registration](sqs, ASYNC_FUNCTIONS[kind])
-        assert "x" in sqs.queue("jobs").processors
-        assert sqs.queue("jobs").has_async_jobs
         return
     with pytest.raises(ConfigurationError) as refused:
         REGISTRATIONS[registration](sqs, ASYNC_FUNCTIONS[kind])
     text = str(refused.value)
     assert "\n" not in text
-    assert " is an async" in text or "an object with an async __call__" in text
-    if registration in JOB_REGISTRATIONS:
-        assert "yields values instead of doing one job" in text
-    else:
-        assert "only jobs registered with @queue.processor run as coroutines" in text
+    assert " is an async generator function" in text
+    assert "yields values instead of doing one job" in text
     jobs = sqs.queue("jobs")
     assert "x" not in jobs.processors and "x" not in jobs.bulk_processors
     assert getattr(sqs.queue("cron", "raw"), "processor", None) is None
@@ -261,30 +251,46 @@ def test_a_sync_job_returning_a_coroutine_runs_it(sqs: SQSEnv) -> None:
 
 
 @pytest.mark.parametrize("handler", ["batch job", "raw"])
-def test_a_bulk_or_raw_handler_returning_a_coroutine_fails_with_backoff(
-    sqs: SQSEnv, errors: pytest.LogCaptureFixture, handler: str
-) -> None:
-    """Bulk and raw handlers are sync: a coroutine they return has not run, never counted
-    as succeeded."""
+def test_a_bulk_or_raw_handler_returning_a_coroutine_runs_it(sqs: SQSEnv, handler: str) -> None:
+    """A bulk or raw handler that returns a coroutine (a sync wrapper of an async one) is
+    awaited on the job loop, like an async def handler."""
     queue = make_queue(sqs, "jobs", "raw" if handler == "raw" else "job")
-    started: list[int] = []
+    ran: list[int] = []
 
     async def work() -> None:
-        started.append(1)  # never reached: the coroutine is closed unrun
+        await asyncio.sleep(0)
+        ran.append(1)
 
     if handler == "batch job":
         queue.bulk_processor("job")(lambda jobs: work())
     else:
         queue.raw_processor()(lambda message: work())  # type: ignore[attr-defined]
     send_job(sqs, queue, '{"n": 1}')
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        succeeded, failed, failed_at = process(queue, 1)
-        gc.collect()
+    assert process(queue, 1)[:2] == (1, 0)
+    assert ran == [1]
+    assert wait_for_counts(sqs, "jobs", (0, 0)) == (0, 0)
+
+
+@pytest.mark.parametrize("handler", ["job", "batch job", "raw"])
+def test_a_handler_returning_an_async_generator_fails_with_backoff(
+    sqs: SQSEnv, errors: pytest.LogCaptureFixture, handler: str
+) -> None:
+    """An async generator returned by a handler is not a job: it fails, never acked."""
+    queue = make_queue(sqs, "jobs", "raw" if handler == "raw" else "job")
+
+    async def gen() -> Any:
+        yield 1
+
+    if handler == "job":
+        queue.processor("job")(lambda n: gen())
+    elif handler == "batch job":
+        queue.bulk_processor("job")(lambda jobs: gen())
+    else:
+        queue.raw_processor()(lambda message: gen())  # type: ignore[attr-defined]
+    send_job(sqs, queue, '{"n": 1}')
+    succeeded, failed, failed_at = process(queue, 1)
     assert (succeeded, failed) == (0, 1)
-    assert started == []
-    assert not [w for w in caught if "never awaited" in str(w.message)]
-    assert "returned coroutine, an awaitable, so it did not run" in errors.text
+    assert "returned async_generator, an async generator, which is not a job" in errors.text
     assert_retried_after_backoff(sqs, queue, 1, failed_at)
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from sqsw_cloudwatch.events import CloudWatchEvent
 from sqsw_cloudwatch.exceptions import NotAnEventError
 from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.job_loop import JOB_LOOP
 from sqsw_core.messages import Message
 from sqsw_core.processors import refuse_async, refuse_awaitable
 
@@ -170,8 +171,10 @@ class RawHandler:
         args = [values[source] for source in self.positional]
         kwargs = {name: values[source] for name, source in self.keywords.items()}
         result = self.fn(*args, **kwargs)
-        if result is not None:  # a coroutine has not run: fail the message, never ack it
-            refuse_awaitable(result, self.queue_name, None)
+        if result is not None:
+            if inspect.isawaitable(result):  # an async def handler: run it to its end
+                return JOB_LOOP.run(result)
+            refuse_awaitable(result, self.queue_name, None)  # an async generator: fail it
         return result
 
     def __repr__(self) -> str:
