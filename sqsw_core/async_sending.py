@@ -24,15 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from sqsw_core.exceptions import SQSBatchError
-from sqsw_core.limits import DEFAULT_MAX_MESSAGE_SIZE, MAX_BATCH_ENTRIES
+from sqsw_core.limits import DEFAULT_MAX_MESSAGE_SIZE
 from sqsw_core.sending import (
     BatchSender,
     SendBatch,
     batch_entries,
     check_size,
     message_size,
-    starts_new_batch,
 )
 
 T = TypeVar("T")
@@ -112,27 +110,22 @@ class AsyncSendBatch:
         buffer = self.buffer
         size = message_size(entry)
         check_size(self.queue.name, job_name, size, buffer.max_bytes)
-        if starts_new_batch(len(buffer.entries), buffer.pending_bytes, size, buffer.max_bytes):
+        if buffer.starts_new(size):
             await self.flush()
-        buffer.entries.append((entry, job_name, size))
-        buffer.pending_bytes += size
-        if len(buffer.entries) >= MAX_BATCH_ENTRIES:
+        if buffer.append(entry, job_name, size):
             await self.flush()
 
     async def flush(self) -> None:
         """Send what is buffered in one ``SendMessageBatch`` call."""
         buffer = self.buffer
-        if not buffer.entries:
-            return
-        # Taken before the await: another task adding meanwhile starts a new chunk.
-        chunk, buffer.entries, buffer.pending_bytes = buffer.entries, [], 0
-        response = await self.sender.run(self.queue.send_entries, batch_entries(chunk))
-        buffer.record(chunk, response)
+        if buffer.entries:
+            # Taken before the await: another task adding meanwhile starts a new chunk.
+            chunk = buffer.take()
+            response = await self.sender.run(self.queue.send_entries, batch_entries(chunk))
+            buffer.record(chunk, response)
 
     async def close(self) -> None:
         """Send the rest; raise :class:`SQSBatchError` if any entry was refused."""
         self.closed = True
         await self.flush()
-        if self.buffer.errors:
-            errors, self.buffer.errors = self.buffer.errors, []
-            raise SQSBatchError(self.queue.name, errors)
+        self.buffer.raise_refused()

@@ -206,19 +206,31 @@ class SendBatch:
         self.errors: list[dict[str, Any]] = []
 
     def add(self, entry: dict[str, Any], job_name: str | None, size: int) -> None:
-        if starts_new_batch(len(self.entries), self.pending_bytes, size, self.max_bytes):
+        if self.starts_new(size):
             self.flush()
+        if self.append(entry, job_name, size):
+            self.flush()
+
+    def starts_new(self, size: int) -> bool:
+        """Whether an entry of ``size`` bytes must wait for what is buffered to be sent."""
+        return starts_new_batch(len(self.entries), self.pending_bytes, size, self.max_bytes)
+
+    def append(self, entry: dict[str, Any], job_name: str | None, size: int) -> bool:
+        """Buffer one entry; whether the buffer is now a full batch, to send."""
         self.entries.append((entry, job_name, size))
         self.pending_bytes += size
-        if len(self.entries) >= MAX_BATCH_ENTRIES:
-            self.flush()
+        return len(self.entries) >= MAX_BATCH_ENTRIES
+
+    def take(self) -> list[BufferedEntry]:
+        """What is buffered, for one ``SendMessageBatch`` call; the buffer is empty after."""
+        chunk, self.entries, self.pending_bytes = self.entries, [], 0
+        return chunk
 
     def flush(self) -> None:
         """Send what is buffered in one ``SendMessageBatch`` call."""
-        if not self.entries:
-            return
-        chunk, self.entries, self.pending_bytes = self.entries, [], 0
-        self.record(chunk, self.queue.send_entries(batch_entries(chunk)))
+        if self.entries:
+            chunk = self.take()
+            self.record(chunk, self.queue.send_entries(batch_entries(chunk)))
 
     def record(self, chunk: list[BufferedEntry], response: dict[str, Any]) -> None:
         """Note what SQS accepted and refused of one ``SendMessageBatch`` call of ``chunk``."""
@@ -232,6 +244,10 @@ class SendBatch:
     def close(self) -> None:
         """Send the rest; raise :class:`SQSBatchError` if any entry was refused."""
         self.flush()
+        self.raise_refused()
+
+    def raise_refused(self) -> None:
+        """Raise :class:`SQSBatchError` for the entries SQS refused so far (once)."""
         if self.errors:
             errors, self.errors = self.errors, []
             raise SQSBatchError(self.queue.name, errors)
