@@ -357,8 +357,10 @@ class SQSEnv:
         if api is None or api.client is not client:
             # A session's clients that skip botocore's parameter check (AWSSession's
             # default): SQSApi checks every request sqsw builds from a user's input.
-            checks = self._client_made and not getattr(self.session, "parameter_validation", True)
-            api = self._api = SQSApi(client, retry=self.retry, check_params=checks)
+            made = self._client_made
+            checks = made and not getattr(self.session, "parameter_validation", True)
+            direct = made and getattr(self.session, "direct_requests", False)
+            api = self._api = SQSApi(client, retry=self.retry, check_params=checks, direct=direct)
         return api
 
     def get_sqs_queue_name(self, queue_name: str) -> str:

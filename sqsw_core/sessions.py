@@ -56,6 +56,7 @@ class AWSSession:
         read_timeout: float = 30,
         botocore_config: Any = None,
         parameter_validation: bool = False,
+        direct_requests: bool = True,
     ) -> None:
         self.endpoint_url = endpoint_url or os.environ.get(ENV_ENDPOINT_URL) or None
         self.region_name = region_name or os.environ.get(ENV_REGION) or None
@@ -76,6 +77,14 @@ class AWSSession:
         #: client's CPU per request). Clients you use directly (``sqs.sqs_client``)
         #: then leave the checking to SQS; True restores botocore's check everywhere.
         self.parameter_validation = parameter_validation
+        #: Whether the worker's receives, deletes and visibility changes on this
+        #: session's clients skip botocore's per-call pipeline (sqsw_core.direct_requests:
+        #: botocore's signer, HTTP session and error classes, without its events, endpoint
+        #: rules and shape walking per call; about half the client CPU of a worker). False
+        #: sends every call through botocore's full pipeline, e.g. for event handlers
+        #: registered on ``sqs.sqs_client.meta.events``. Instrumented botocore
+        #: (OpenTelemetry, X-Ray) is detected and always gets every call.
+        self.direct_requests = direct_requests
         self._lock = threading.Lock()
         self._session: Any = None
 

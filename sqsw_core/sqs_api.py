@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 from tenacity import RetryError
 
+from sqsw_core.direct_requests import DIRECT_OPERATIONS, DirectRequests
+from sqsw_core.direct_requests import usable as direct_usable
 from sqsw_core.exceptions import QueueNotFoundError, SQSCallError
 from sqsw_core.retries import (
     DEFAULT_RETRY_POLICY,
@@ -99,7 +101,11 @@ class SQSApi:
     """A boto3-shaped SQS client wrapped with error translation and retries."""
 
     def __init__(
-        self, client: Any, retry: RetryPolicy | None = None, check_params: bool = False
+        self,
+        client: Any,
+        retry: RetryPolicy | None = None,
+        check_params: bool = False,
+        direct: bool = False,
     ) -> None:
         self.client = client
         meta = getattr(client, "meta", None)
@@ -111,6 +117,9 @@ class SQSApi:
         #: input fails as it did with a validating client.
         self.checks_params = check_params and getattr(meta, "service_model", None) is not None
         self._input_shapes: dict[str, Any] = {}
+        #: ``direct``: the client is one sqsw made; its receives, deletes and visibility
+        #: changes skip botocore's per-call pipeline (:mod:`sqsw_core.direct_requests`).
+        self.direct = DirectRequests(client) if direct and direct_usable(client) else None
 
     def call(self, operation: str, queue_name: str | None, **params: Any) -> dict[str, Any]:
         """Call ``operation`` (a boto3 method name) for ``queue_name``.
@@ -118,7 +127,11 @@ class SQSApi:
         Transient failures are retried as ``self.retry`` says; permanent ones
         raise at once, translated (:meth:`translate`).
         """
-        method = getattr(self.client, operation)
+        direct = self.direct
+        if direct is not None and operation in DIRECT_OPERATIONS:
+            method: Callable[..., dict[str, Any]] = partial(direct.call, operation)
+        else:
+            method = getattr(self.client, operation)
         if self.checks_params and operation not in OWN_REQUESTS:
             self._check_params(operation, params)
         try:
