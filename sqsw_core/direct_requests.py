@@ -223,7 +223,10 @@ class DirectRequests:
             )
             return error
         content = http.content
-        parsed: dict[str, Any] = json.loads(content) if content else {}
+        try:
+            parsed: dict[str, Any] = json.loads(content) if content else {}
+        except ValueError:  # as botocore's parser: a body that is not JSON answers nothing
+            return {}
         if model.name == "ReceiveMessage":
             for message in parsed.get("Messages", ()):
                 _decode_binary_attributes(message)
