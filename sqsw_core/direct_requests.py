@@ -51,8 +51,11 @@ _PER_REQUEST = frozenset(
         "x-amz-security-token",
         "content-length",
         "amz-sdk-invocation-id",
+        "amz-sdk-request",
     }
 )
+#: Headers botocore adds after signing (unsigned): sent the same way.
+_AFTER_SIGNING = ("amz-sdk-request",)
 
 
 #: Signing context entries of one request only (the signer sets its timestamp).
@@ -62,12 +65,20 @@ _PER_REQUEST_CONTEXT = frozenset({"timestamp", "retries"})
 class _Template:
     """What botocore sent for one operation: URL, fixed headers, signing context."""
 
-    __slots__ = ("context", "headers", "method", "url")
+    __slots__ = ("after_signing", "context", "headers", "method", "url")
 
-    def __init__(self, method: str, url: str, headers: dict[str, Any], context: Any) -> None:
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        after_signing: dict[str, str],
+        context: Any,
+    ) -> None:
         self.method = method
         self.url = url
         self.headers = headers
+        self.after_signing = after_signing
         self.context = context
 
 
@@ -150,17 +161,19 @@ class DirectRequests:
     def _keeper(self, api_name: str) -> Callable[..., None]:
         def keep(request: Any, **_: Any) -> None:
             if api_name not in self._templates:
-                headers = {
-                    k: v.decode() if isinstance(v, bytes) else v
-                    for k, v in request.headers.items()
-                    if k.lower() not in _PER_REQUEST
+                sent = {
+                    k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()
                 }
+                headers = {k: v for k, v in sent.items() if k.lower() not in _PER_REQUEST}
+                after = {k: v for k, v in sent.items() if k.lower() in _AFTER_SIGNING}
                 context = {
                     k: v
                     for k, v in (getattr(request, "context", None) or {}).items()
                     if k not in _PER_REQUEST_CONTEXT
                 }
-                self._templates[api_name] = _Template(request.method, request.url, headers, context)
+                self._templates[api_name] = _Template(
+                    request.method, request.url, headers, after, context
+                )
 
         return keep
 
@@ -171,7 +184,6 @@ class DirectRequests:
         model = self._operation_models[api_name]
         context = dict(template.context)
         headers = dict(template.headers)
-        headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
         body = json.dumps(params).encode()
         request_dict = {
             "url_path": "/",
@@ -200,6 +212,10 @@ class DirectRequests:
             )
             request.context = context
             self._signer.sign(api_name, request)
+            # As botocore's endpoint: an id per request and the attempt, after signing.
+            request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
+            for name, value in template.after_signing.items():
+                request.headers[name] = value
             http = self._http.send(request.prepare())
             parsed = self._parse(http, model)
         events.emit(

@@ -228,8 +228,11 @@ def test_errors_are_botocores_exception_classes(direct_env: SQSEnv) -> None:
         api.call("delete_message_batch", "errors", QueueUrl=url, Entries=[])
 
 
-def test_signatures_verify_and_headers_match_botocores(proxy: RecordingProxy) -> None:
-    env = env_on(proxy.url)
+@pytest.mark.parametrize("token", [None, "a-session-token"])
+def test_signatures_verify_and_headers_match_botocores(
+    proxy: RecordingProxy, token: str | None
+) -> None:
+    env = env_on(proxy.url, aws_session_token=token)
     try:
         create_standard_queue(env, "signed")
         queue = env.queue("signed")
@@ -241,10 +244,15 @@ def test_signatures_verify_and_headers_match_botocores(proxy: RecordingProxy) ->
         assert len(receives) == 3
         per_request = {"X-Amz-Date", "Authorization", "amz-sdk-invocation-id", "Content-Length"}
         first_headers = set(receives[0][1])
+        first_signed = _signed_headers(receives[0][1])
         for _, headers, body in receives:
             assert set(headers) == first_headers, "a direct request carries botocore's headers"
+            assert _signed_headers(headers) == first_signed, "and signs the same ones"
             assert _verifies(headers, body), "the signature verifies"
         assert per_request <= first_headers
+        if token is not None:
+            assert "x-amz-security-token" in first_signed
+            assert {headers["X-Amz-Security-Token"] for _, headers, _ in receives} == {token}
         ids = {headers["amz-sdk-invocation-id"] for _, headers, _ in receives}
         assert len(ids) == 3
         assert url.endswith("signed")
@@ -252,10 +260,14 @@ def test_signatures_verify_and_headers_match_botocores(proxy: RecordingProxy) ->
         env.sqs_client.delete_queue(QueueUrl=env.get_queue_url("signed"))
 
 
+def _signed_headers(headers: dict[str, str]) -> list[str]:
+    return headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+
+
 def _verifies(headers: dict[str, str], body: bytes) -> bool:
     """Whether the request's SigV4 signature is right for its headers and body."""
     authorization = headers["Authorization"]
-    signed = authorization.split("SignedHeaders=")[1].split(",")[0].split(";")
+    signed = _signed_headers(headers)
     request = AWSRequest(
         method="POST",
         url=f"http://{headers['Host']}/",
