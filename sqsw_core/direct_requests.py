@@ -12,10 +12,12 @@ sends these three with the pieces of botocore that matter and nothing else:
   operation's template: endpoint rules, user agent, query-mode header and
   proxies stay botocore's own decisions;
 - later calls copy the template, put the JSON body in (SQS's JSON protocol;
-  these requests carry only strings, numbers and lists), sign with the
-  client's own request signer (refreshed credentials included) and go out
-  on the client's own HTTP session (same pool, TLS, timeouts, proxies, and
-  the same connection errors);
+  these requests carry only strings, numbers and lists), are signed with
+  AWS Signature Version 4 over the client's credentials (refreshed ones
+  included) by :mod:`sqsw_core.request_signing` (the client's own request
+  signer for any other signing setup), and go out on the client's own HTTP
+  session (same pool, TLS, timeouts, proxies, and the same connection
+  errors);
 - a 2xx response is read as JSON, binary attribute values decoded as
   botocore does; any other status goes to botocore's own parser and raises
   the exception class the client would raise (``QueueDoesNotExist``...).
@@ -34,6 +36,8 @@ import types
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+from sqsw_core.request_signing import SigV4Signer, host_header, signable
 
 #: boto3 method names sent directly, and their API names.
 DIRECT_OPERATIONS = {
@@ -65,7 +69,7 @@ _PER_REQUEST_CONTEXT = frozenset({"timestamp", "retries"})
 class _Template:
     """What botocore sent for one operation: URL, fixed headers, signing context."""
 
-    __slots__ = ("after_signing", "context", "headers", "method", "url")
+    __slots__ = ("after_signing", "context", "headers", "host", "method", "signs_here", "url")
 
     def __init__(
         self,
@@ -74,12 +78,16 @@ class _Template:
         headers: dict[str, str],
         after_signing: dict[str, str],
         context: Any,
+        signs_here: bool,
     ) -> None:
         self.method = method
         self.url = url
         self.headers = headers
         self.after_signing = after_signing
         self.context = context
+        #: Signed by request_signing.SigV4Signer (else by the client's request signer).
+        self.signs_here = signs_here
+        self.host = host_header(url)
 
 
 def usable(client: Any) -> bool:
@@ -118,7 +126,7 @@ class DirectRequests:
     """Sends DIRECT_OPERATIONS for one botocore client (see the module's text)."""
 
     def __init__(self, client: Any) -> None:
-        from botocore.awsrequest import AWSRequest
+        from botocore.awsrequest import AWSPreparedRequest, AWSRequest
         from botocore.client import BaseClient
         from botocore.parsers import create_parser
 
@@ -126,8 +134,10 @@ class DirectRequests:
         self._client_class = BaseClient
         self._plain = BaseClient.__dict__["_make_api_call"]  # checked by usable()
         self._request_class = AWSRequest
+        self._prepared_class = AWSPreparedRequest
         self._http = client._endpoint.http_session
         self._signer = client._request_signer
+        self._sigv4 = SigV4Signer(self._signer)
         self._service_model = client.meta.service_model
         self._error_parser = create_parser(self._service_model.resolved_protocol)
         self._events = client.meta.events
@@ -171,8 +181,11 @@ class DirectRequests:
                     for k, v in (getattr(request, "context", None) or {}).items()
                     if k not in _PER_REQUEST_CONTEXT
                 }
+                signs_here = request.method == "POST" and signable(
+                    request.url, context, self._signer
+                )
                 self._templates[api_name] = _Template(
-                    request.method, request.url, headers, after, context
+                    request.method, request.url, headers, after, context, signs_here
                 )
 
         return keep
@@ -207,16 +220,7 @@ class DirectRequests:
         if answered is not None:
             http, parsed = answered
         else:
-            request = self._request_class(
-                method=template.method, url=template.url, headers=headers, data=body
-            )
-            request.context = context
-            self._signer.sign(api_name, request)
-            # As botocore's endpoint: an id per request and the attempt, after signing.
-            request.headers["amz-sdk-invocation-id"] = str(uuid.uuid4())
-            for name, value in template.after_signing.items():
-                request.headers[name] = value
-            http = self._http.send(request.prepare())
+            http = self._http.send(self._prepared(api_name, template, headers, body, context))
             parsed = self._parse(http, model)
         events.emit(
             f"after-call.{event}", http_response=http, parsed=parsed, model=model, context=context
@@ -228,6 +232,33 @@ class DirectRequests:
             error_class: type[Exception] = self.client.exceptions.from_code(code)
             raise error_class(parsed, api_name)
         return parsed
+
+    def _prepared(
+        self,
+        api_name: str,
+        template: _Template,
+        headers: dict[str, str],
+        body: bytes,
+        context: dict[str, Any],
+    ) -> Any:
+        """The signed request, ready for the HTTP session."""
+        if template.signs_here:
+            sent = dict(headers)
+            self._sigv4.sign(template.host, sent, body)
+            sent["Content-Length"] = str(len(body))
+        else:
+            request = self._request_class(
+                method=template.method, url=template.url, headers=headers, data=body
+            )
+            request.context = context
+            self._signer.sign(api_name, request)
+            sent = request.headers
+        # As botocore's endpoint: an id per request and the attempt, after signing.
+        sent["amz-sdk-invocation-id"] = str(uuid.uuid4())
+        sent.update(template.after_signing)
+        if template.signs_here:
+            return self._prepared_class(template.method, template.url, sent, body, False, context)
+        return request.prepare()
 
     def _parse(self, http: Any, model: Any) -> dict[str, Any]:
         """The parsed response: JSON for a success, botocore's parser for an error."""

@@ -12,6 +12,7 @@ botocore's SigV4 implementation.
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import uuid
@@ -240,6 +241,7 @@ def test_signatures_verify_and_headers_match_botocores(
         for _ in range(3):  # botocore's request first, then direct ones
             receive_messages(queue, 0, visibility_timeout=0)
         assert env.api.direct is not None and "ReceiveMessage" in env.api.direct._templates
+        assert env.api.direct._templates["ReceiveMessage"].signs_here  # sqsw's SigV4 signer
         receives = [r for r in proxy.requests() if r[0] == "AmazonSQS.ReceiveMessage"]
         assert len(receives) == 3
         per_request = {"X-Amz-Date", "Authorization", "amz-sdk-invocation-id", "Content-Length"}
@@ -260,11 +262,36 @@ def test_signatures_verify_and_headers_match_botocores(
         env.sqs_client.delete_queue(QueueUrl=env.get_queue_url("signed"))
 
 
+def test_the_signer_agrees_with_botocores_sigv4() -> None:
+    """request_signing.SigV4Signer on awkward header values, checked by botocore."""
+    from sqsw_core.request_signing import SigV4Signer, host_header, signable
+
+    class Signer:  # the attributes of botocore's RequestSigner the signer reads
+        signature_version = "v4"
+        region_name = REGION
+        signing_name = "sqs"
+        _credentials = Credentials("test", "test", "token/with+chars==")
+
+    headers = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": "  a   b  "}
+    headers["User-Agent"] = "not signed"
+    body = json.dumps({"QueueUrl": "http://h/1/q", "Entries": ["é"]}).encode()
+    SigV4Signer(Signer()).sign("127.0.0.1:4566", headers, body)
+    headers["Host"] = "127.0.0.1:4566"
+    assert "user-agent" not in _signed_headers(headers)
+    assert _verifies(headers, body, Signer._credentials)
+    assert host_header("https://sqs.eu-west-1.amazonaws.com/") == "sqs.eu-west-1.amazonaws.com"
+    assert host_header("http://[::1]:4566/") == "[::1]:4566"
+    assert signable("http://h:1/", {}, Signer())
+    assert not signable("http://h:1/prefix/", {}, Signer())
+    assert not signable("http://h:1/", {"signing": {"region": "us-west-2"}}, Signer())
+    assert not signable("http://h:1/", {"auth_type": "v4a"}, Signer())
+
+
 def _signed_headers(headers: dict[str, str]) -> list[str]:
     return headers["Authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
 
 
-def _verifies(headers: dict[str, str], body: bytes) -> bool:
+def _verifies(headers: dict[str, str], body: bytes, credentials: Credentials | None = None) -> bool:
     """Whether the request's SigV4 signature is right for its headers and body."""
     authorization = headers["Authorization"]
     signed = _signed_headers(headers)
@@ -275,7 +302,7 @@ def _verifies(headers: dict[str, str], body: bytes) -> bool:
         data=body,
     )
     request.context["timestamp"] = headers["X-Amz-Date"]
-    signer = SigV4Auth(Credentials("test", "test"), "sqs", REGION)
+    signer = SigV4Auth(credentials or Credentials("test", "test"), "sqs", REGION)
     canonical = signer.canonical_request(request)
     signature = signer.signature(signer.string_to_sign(request, canonical), request)
     return authorization.endswith(f"Signature={signature}")
