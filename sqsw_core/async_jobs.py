@@ -17,11 +17,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from concurrent.futures import Future
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
+from sqsw_core.job_loop import JOB_LOOP, LoopJob
 from sqsw_core.job_threads import FAILED, JobThread
-from sqsw_core.results import Outcome
+from sqsw_core.results import RELEASED, Outcome
 
 if TYPE_CHECKING:
     from sqsw_core.engine import QueueEngine
@@ -33,17 +34,30 @@ logger = logging.getLogger("sqsw.engine")
 DEFAULT_ASYNC_CONCURRENCY = 1000
 
 
+class AsyncJob(LoopJob):
+    """An async job of the engine on the job loop: its message beside it."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, awaitable: Awaitable[Any], ended: Any, message: Message) -> None:
+        super().__init__(awaitable, ended)
+        self.message = message
+
+
 class AsyncJobs:
     """The async jobs of one engine: started by job threads, settled by a thread of its own."""
 
     def __init__(self, engine: QueueEngine, limit: int) -> None:
         self.engine = engine
         self.limit = limit
-        self.scheduler = engine.scheduler
+        self._lock = threading.Lock()
         #: Job threads wait here while ``limit`` coroutines are in flight.
-        self.room = threading.Condition(self.scheduler.lock)
-        self.running: dict[Future[Any], Message] = {}
-        self._ended: queue.SimpleQueue[tuple[Message, Future[Any]] | None] = queue.SimpleQueue()
+        self.room = threading.Condition(self._lock)
+        #: The jobs in flight; whoever takes a job out of it (the settling thread
+        #: when it ended, a cold stop's :meth:`cancel`) settles and counts it.
+        self.running: set[AsyncJob] = set()
+        self._cancelled = False
+        self._ended: queue.SimpleQueue[AsyncJob | None] = queue.SimpleQueue()
         self._counter = JobThread(engine)  # counts settled jobs as a job thread does
         self._thread: threading.Thread | None = None
 
@@ -51,48 +65,78 @@ class AsyncJobs:
         """Start ``message``'s job from ``job_thread``: the outcome of a sync job (run and
         settled, for the job thread to count), or ``None`` for an async job now in flight
         (settled and counted here when it ends)."""
-        started = job_thread.runner.start_message(message, lambda f: self._ended.put((message, f)))
-        if not isinstance(started, Future):
+        started = job_thread.runner.start_message(message)
+        if isinstance(started, tuple):
             return started[0]
-        scheduler = self.scheduler
-        with scheduler.lock:
-            if not started.done():
-                self.running[started] = message
+        job = AsyncJob(started, self._ended.put, message)
+        running = self.running
+        with self._lock:
+            if self._cancelled:  # a cold stop released the message already
+                job.close()
+                return RELEASED
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._settle_ended,
-                    name=f"sqsw-async-settle-{self.engine.queue.name}",
-                    daemon=True,
-                )
-                self._thread.start()
-            while len(self.running) >= self.limit and self.engine.stop_requests < 2:
-                self.room.wait()
+                self._start_thread()
+            running.add(job)
+            full = len(running) >= self.limit
+        JOB_LOOP.start(job)
+        if full:
+            with self._lock:
+                while len(running) >= self.limit and not self._cancelled:
+                    self.room.wait()
         return None
 
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(
+            target=self._settle_ended,
+            name=f"sqsw-async-settle-{self.engine.queue.name}",
+            daemon=True,
+        )
+        self._thread.start()
+
     def _settle_ended(self) -> None:
-        """The settling thread: settle and count each coroutine that ended, in turn."""
-        runner = self.engine.runner
-        while (item := self._ended.get()) is not None:
-            message, future = item
-            outcome = FAILED
-            try:
-                outcome = runner.finish_async(message, future)
-            except BaseException:  # finish_async never raises; if settling did, retry
-                if self.engine.keeper.is_held(message):
-                    logger.exception("Settling async job %s failed", message.message_id)
-                    self.engine.settler.retry(message)
-            finally:
-                self._counter.done_one(message, outcome)
-                with self.scheduler.lock:
-                    self.running.pop(future, None)
-                    self.room.notify()
+        """The settling thread: settle and count the coroutines that ended, all those
+        that ended since it last looked at once."""
+        get, empty = self._ended.get, self._ended.empty
+        while True:
+            ended = [get()]
+            while not empty():
+                ended.append(get())
+            closing = None in ended
+            with self._lock:
+                mine = [job for job in ended if job in self.running]
+                self.running.difference_update(mine)
+                if mine:
+                    self.room.notify(len(mine))
+            for job in mine:
+                self._settle(job)
+            if closing:
+                return
+
+    def _settle(self, job: AsyncJob) -> None:
+        """Settle and count one async job that ended."""
+        message = job.message
+        outcome = FAILED
+        try:
+            outcome = self.engine.runner.finish_async(message, job.error)
+        except BaseException:  # finish_async never raises; if settling did, retry
+            if self.engine.keeper.is_held(message):
+                logger.exception("Settling async job %s failed", message.message_id)
+                self.engine.settler.retry(message)
+        finally:
+            self._counter.done_one(message, outcome)
 
     def cancel(self) -> int:
-        """Cancel the coroutines still running (a cold stop); how many were."""
-        with self.scheduler.lock:
-            futures = list(self.running)
+        """Cancel the coroutines still running (a cold stop, which released their
+        messages: they are counted, not settled); how many were."""
+        with self._lock:
+            self._cancelled = True
+            jobs = list(self.running)
+            self.running.clear()
             self.room.notify_all()
-        return sum(1 for f in futures if f.cancel())
+        JOB_LOOP.cancel(jobs)
+        for job in jobs:
+            self._counter.done_one(job.message, RELEASED)
+        return len(jobs)
 
     def close(self) -> None:
         """Stop the settling thread once it has settled what ended before now."""

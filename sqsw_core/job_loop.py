@@ -7,6 +7,11 @@ and moves on, so one process holds as many coroutines in flight as its
 ``process_batch``, bulk and raw handlers and the pytest plugin wait for each
 in turn (:meth:`JobLoop.run`).
 
+The engine starts its jobs with :meth:`JobLoop.start`, built for many jobs:
+the jobs handed over while the loop is busy start together on its next turn
+(one wake-up of the loop for all of them), each as a task of its own with no
+future to chain, and each reports its end by one call of its ``ended``.
+
 The loop is started on first use and belongs to the process: a forked child
 (``workers=N``) starts its own. A job's ``KeyboardInterrupt`` or
 ``SystemExit`` is carried out of its task (asyncio would re-raise it out of
@@ -17,11 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import inspect
 import os
+import sys
 import threading
-from collections.abc import Awaitable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -50,6 +57,52 @@ def original(exc: BaseException) -> BaseException:
     return exc.interrupt if isinstance(exc, _Interrupt) else exc
 
 
+class LoopJob:
+    """A job for :meth:`JobLoop.start`: ``awaitable`` runs as a task of its own; when it
+    ends, ``error`` holds what it raised (``None``: it returned) and ``ended(self)`` is
+    called on the loop's thread (keep it short). Nothing it raises, not even
+    ``KeyboardInterrupt``, ``SystemExit`` or ``CancelledError``, leaves the task."""
+
+    __slots__ = ("awaitable", "cancelled", "context", "ended", "error", "task")
+
+    def __init__(self, awaitable: Awaitable[Any], ended: Callable[[Any], object]) -> None:
+        self.awaitable: Awaitable[Any] | None = awaitable
+        self.ended = ended
+        self.error: BaseException | None = None
+        self.context: contextvars.Context | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancelled = False
+
+    def close(self) -> None:
+        """Drop a job that will not start (a coroutine is closed, so Python does not
+        warn that it was never awaited)."""
+        if inspect.iscoroutine(self.awaitable):
+            self.awaitable.close()
+        self.awaitable = None
+
+
+async def _reported(job: LoopJob) -> None:
+    """Await ``job``'s awaitable, then report its end (the task never raises)."""
+    try:
+        await job.awaitable  # type: ignore[misc]
+    except BaseException as exc:  # the job's failure, told to ``ended``
+        job.error = exc
+    job.awaitable = None
+    job.ended(job)
+
+
+if sys.version_info >= (3, 11):
+
+    def _create_task(loop: asyncio.AbstractEventLoop, job: LoopJob) -> asyncio.Task[None]:
+        return loop.create_task(_reported(job), context=job.context)
+
+else:
+
+    def _create_task(loop: asyncio.AbstractEventLoop, job: LoopJob) -> asyncio.Task[None]:
+        assert job.context is not None
+        return job.context.run(loop.create_task, _reported(job))
+
+
 class JobLoop:
     """An asyncio event loop in a daemon thread of its own."""
 
@@ -58,6 +111,16 @@ class JobLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._pid = 0
+        #: Jobs handed to :meth:`start` that the loop has not started yet.
+        self._starting: list[LoopJob] = []
+        self._starting_lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):  # POSIX
+            os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        """In a forked child: what the parent handed its loop is the parent's."""
+        self._starting = []
+        self._starting_lock = threading.Lock()
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The running loop (started now if needed, and again in a forked child)."""
@@ -91,6 +154,40 @@ class JobLoop:
         What the future raises goes through :func:`original`."""
         return asyncio.run_coroutine_threadsafe(_carried(job), self.loop())
 
+    def start(self, job: LoopJob) -> None:
+        """Start ``job`` on the loop, with a copy of the calling thread's context variables
+        (as :meth:`submit`). Jobs handed over while the loop is busy start together."""
+        job.context = contextvars.copy_context()
+        with self._starting_lock:
+            starting = self._starting
+            starting.append(job)
+            if len(starting) > 1:
+                return  # the loop is told already
+        self.loop().call_soon_threadsafe(self._start_waiting)
+
+    def _start_waiting(self) -> None:
+        """On the loop: start the jobs handed to :meth:`start` since last time."""
+        with self._starting_lock:
+            starting, self._starting = self._starting, []
+        loop = self._loop
+        assert loop is not None
+        for job in starting:
+            if job.cancelled:
+                job.close()
+            else:
+                job.task = _create_task(loop, job)
+
+    def cancel(self, jobs: Iterable[LoopJob]) -> None:
+        """Cancel ``jobs`` (from any thread): a task that runs is cancelled on the loop's
+        next turn, a job not started yet never starts. A cancelled job may still call
+        its ``ended`` (it saw the cancellation, or ended first)."""
+        jobs = list(jobs)
+        if not jobs:
+            return
+        for job in jobs:
+            job.cancelled = True
+        self.loop().call_soon_threadsafe(_cancel_tasks, jobs)
+
     def run(self, job: Awaitable[T]) -> T:
         """Run ``job`` on the loop and wait for its result, raising what it raised (not
         from the loop's own thread)."""
@@ -105,6 +202,13 @@ class JobLoop:
             return self.submit(job).result()
         except _Interrupt as carried:
             raise carried.interrupt from None
+
+
+def _cancel_tasks(jobs: list[LoopJob]) -> None:
+    """On the loop: cancel the tasks of jobs that started (the others never will)."""
+    for job in jobs:
+        if job.task is not None:
+            job.task.cancel()
 
 
 #: The process's job loop.

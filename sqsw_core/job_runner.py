@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.early_messages import hold_back_early, hold_back_if_early
 from sqsw_core.exceptions import JobError, RetryJob
-from sqsw_core.job_loop import JOB_LOOP, original
+from sqsw_core.job_loop import JOB_LOOP
 from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
-from sqsw_core.results import NOT_DUE, RELEASED, SUCCEEDED, BatchProcessingResult, Outcome
+from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
 from sqsw_core.settling import Settler
 from sqsw_core.sqs_calls import receive_messages
 
@@ -125,14 +124,13 @@ class JobRunner:
         return self.settle(message, exc), interrupt
 
     def start_message(
-        self, message: Message, on_done: Callable[[Future[Any]], None]
-    ) -> tuple[Outcome, BaseException | None] | Future[Any]:
-        """:meth:`run_message` that does not wait for an async job.
+        self, message: Message
+    ) -> tuple[Outcome, BaseException | None] | Awaitable[Any]:
+        """:meth:`run_message` that does not run an async job.
 
-        A sync job runs here and its outcome is returned. An async job is
-        handed to the job loop and its future returned at once; when the
-        coroutine ends the loop calls ``on_done(future)`` (keep it short: it runs
-        on the loop's thread), and the caller settles it with :meth:`finish_async`.
+        A sync job runs here and its outcome is returned. For an async job its
+        awaitable is returned, not started: the caller runs it (on the job loop)
+        and settles the message with :meth:`finish_async` when it has ended.
         """
         try:
             if DUE_AT_ATTR in message.message_attributes and hold_back_if_early(
@@ -145,21 +143,15 @@ class JobRunner:
         if job is None or not inspect.isawaitable(job):
             self.settler.ack(message)
             return _SUCCEEDED
-        future = JOB_LOOP.submit(job)
-        future.add_done_callback(on_done)
-        return future
+        return job
 
-    def finish_async(self, message: Message, future: Future[Any]) -> Outcome:
-        """Settle the message of an async job that ended; its outcome. A cancelled job (a
-        cold stop, which released its message) is not settled: ``RELEASED``."""
-        if future.cancelled():
-            return RELEASED
-        try:
-            future.result()
-        except BaseException as exc:
-            return self._failed(message, original(exc))[0]
-        self.settler.ack(message)
-        return SUCCEEDED
+    def finish_async(self, message: Message, failure: BaseException | None) -> Outcome:
+        """Settle the message of an async job that ended, raising ``failure`` (``None``:
+        it succeeded); its outcome."""
+        if failure is None:
+            self.settler.ack(message)
+            return SUCCEEDED
+        return self._failed(message, failure)[0]
 
     def process_message(self, message: Message) -> bool | None:
         """Run and settle one message: ``True`` (succeeded), ``False`` or ``None`` (not

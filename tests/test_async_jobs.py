@@ -112,6 +112,30 @@ def test_a_failing_async_job_is_retried_after_its_backoff(sqs: SQSEnv) -> None:
     assert dead_letter_depth(dead) == 0
 
 
+def test_an_async_job_ending_in_cancelled_error_is_retried_not_left_hidden(sqs: SQSEnv) -> None:
+    # The worker did not cancel it (a library's task it awaited was cancelled):
+    # a failure like any other, retried after the backoff.
+    queue, dead = make_queue(sqs)
+    attempts: Counter[int] = Counter()
+
+    @queue.processor("fetch")
+    async def fetch(n: int) -> None:
+        attempts[n] += 1
+        if attempts[n] == 1:
+            call = asyncio.ensure_future(asyncio.sleep(10))
+            call.cancel()
+            await call
+
+    for n in range(3):
+        fetch.delay(n=n)
+    stats = queue.process_queue(
+        MaxTasksShutdown(6), wait_seconds=wait(sqs), concurrency=1, handle_signals=False
+    )
+    assert (stats.succeeded, stats.failed, stats.released) == (3, 3, 0)
+    assert attempts == Counter({0: 2, 1: 2, 2: 2})
+    expect_counts(queue, (0, 0, 0), "after the run", dead=dead)
+
+
 def test_the_job_context_and_message_inside_the_coroutine(sqs: SQSEnv) -> None:
     queue, _ = make_queue(sqs)
     seen: list[tuple[Any, ...]] = []
