@@ -183,23 +183,38 @@ def _receive_filters(
 
 #: batch entry ids known to be valid (ids repeat: "0".."9", job ids, ...)
 _VALID_BATCH_IDS: set[str] = set()
+#: whole lists of ids known to pass (senders repeat them: "0".."9" for every batch)
+_VALID_ID_LISTS: set[tuple[str, ...]] = set()
 
 
 def _known_batch_ids(ids: list[str]) -> bool:
     """Whether ``ids`` certainly pass :func:`check_batch_ids` (known valid, distinct)."""
     if not 0 < len(ids) <= MAX_BATCH_ENTRIES:
         return False
+    listed = tuple(ids)
+    if listed in _VALID_ID_LISTS:
+        return True
     known = _VALID_BATCH_IDS
     for i in ids:
         if i not in known:
             return False
-    return len(set(ids)) == len(ids)
+    if len(set(ids)) != len(ids):
+        return False
+    _remember_id_list(listed)
+    return True
 
 
 def _remember_batch_ids(ids: list[str]) -> None:
     if len(_VALID_BATCH_IDS) >= 4 * _CACHE_LIMIT:
         _VALID_BATCH_IDS.clear()
     _VALID_BATCH_IDS.update(ids)
+    _remember_id_list(tuple(ids))
+
+
+def _remember_id_list(ids: tuple[str, ...]) -> None:
+    if len(_VALID_ID_LISTS) >= _CACHE_LIMIT:
+        _VALID_ID_LISTS.clear()
+    _VALID_ID_LISTS.add(ids)
 
 
 #: validated message attributes: (stored copy, size in bytes, MD5OfMessageAttributes)
