@@ -228,7 +228,11 @@ class Settler:
     ) -> None:
         self.queue = queue
         self.acker = acker or Acker(queue)
+        #: Set once, here: without a keeper, ``ack`` is the acker's own (a Python call
+        #: less per message).
         self.keeper = keeper
+        if keeper is None and type(self).ack is Settler.ack:
+            self.ack = self.acker.ack  # type: ignore[method-assign]
 
     def forget(self, message: ReceivedMessage) -> None:
         """Stop keeping ``message`` invisible: it is being settled, or left to its timeout."""
