@@ -742,13 +742,47 @@ class Queue:
 
     def _render_all(self, received: list[Received]) -> list[dict[str, Any]]:
         """:meth:`render` with every attribute asked for (``All``, as sqsw receives): each
-        entry built whole at once, the same keys in the same order."""
+        entry built whole from its :meth:`rows` row, the same keys in the same order."""
+        result: list[dict[str, Any]] = []
+        append = result.append
+        for message_id, handle, body, md5_body, attrs, stored, md5_attrs in self.rows(
+            received, with_md5=True
+        ):
+            if stored:
+                append(
+                    {
+                        "MessageId": message_id,
+                        "ReceiptHandle": handle,
+                        "MD5OfBody": md5_body,
+                        "Body": body,
+                        "Attributes": attrs,
+                        "MD5OfMessageAttributes": md5_attrs,
+                        "MessageAttributes": stored,
+                    }
+                )
+            else:
+                append(
+                    {
+                        "MessageId": message_id,
+                        "ReceiptHandle": handle,
+                        "MD5OfBody": md5_body,
+                        "Body": body,
+                        "Attributes": attrs,
+                    }
+                )
+        return result
+
+    def rows(self, received: list[Received], with_md5: bool = False) -> list[tuple[Any, ...]]:
+        """Received messages as ``(MessageId, ReceiptHandle, Body, MD5OfBody, Attributes,
+        MessageAttributes)`` rows, every attribute included, fresh dicts as :meth:`render`
+        makes them (``MessageAttributes`` ``None`` when the message has none);
+        ``with_md5``: ``MD5OfMessageAttributes`` is added last."""
         account = self.ctx.account_id
         counts = _COUNTS
         extra = self._extra_system_attributes
         sent_ms = first_ms = -1
         sent_str = first_str = ""
-        result: list[dict[str, Any]] = []
+        result: list[tuple[Any, ...]] = []
         append = result.append
         for m, handle, count in received:
             if m.sent_ms != sent_ms:
@@ -772,28 +806,11 @@ class Queue:
             ):
                 extra(m, attrs)
             stored = m.attributes
-            if stored:
-                append(
-                    {
-                        "MessageId": m.message_id,
-                        "ReceiptHandle": handle,
-                        "MD5OfBody": m.md5_body,
-                        "Body": m.body,
-                        "Attributes": attrs,
-                        "MD5OfMessageAttributes": m.md5_attributes,
-                        "MessageAttributes": {k: v.copy() for k, v in stored.items()},
-                    }
-                )
+            copied = {k: v.copy() for k, v in stored.items()} if stored else None
+            if with_md5:
+                append((m.message_id, handle, m.body, m.md5_body, attrs, copied, m.md5_attributes))
             else:
-                append(
-                    {
-                        "MessageId": m.message_id,
-                        "ReceiptHandle": handle,
-                        "MD5OfBody": m.md5_body,
-                        "Body": m.body,
-                        "Attributes": attrs,
-                    }
-                )
+                append((m.message_id, handle, m.body, m.md5_body, attrs, copied))
         return result
 
     def _system_attributes(self, m: Message, count: int, account: str) -> dict[str, str]:
