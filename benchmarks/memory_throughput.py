@@ -137,8 +137,16 @@ def main() -> int:
         engine_rows.append((n, engine, ours, theirs))
     print_table(args.repeat, rows)
     print_engine(engine_rows)
-    print_scaling(rows)
-    print(json.dumps({"rows": [[n, o, t] for n, o, t in rows]}), file=sys.stderr)
+    print_scaling(rows, engine_rows)
+    print(
+        json.dumps(
+            {
+                "rows": [[n, o, t] for n, o, t in rows],
+                "engine_rows": [[n, e] for n, e, _, _ in engine_rows],
+            }
+        ),
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -164,27 +172,52 @@ def print_table(repeat: int, rows: list[tuple[int, Any, Any]]) -> None:
         print(f"{n:>8,} | {oe:>9,.0f} {te_s:>11} {xe:>4} | {op:>9,.0f} {tp_s:>11} {xp:>6}")
 
 
+#: The aims against sqs-workers 0.7.3's process_batch loop (issue 12): the engine
+#: (``concurrency=1``) and the ``process_batch`` loop.
+ENGINE_AIM = 10.0
+LOOP_AIM = 12.0
+
+
 def print_engine(rows: list[tuple[int, Any, Any, Any]]) -> None:
-    """The engine (``process_queue(concurrency=1)``) beside the loop and sqs-workers."""
-    print("\nengine, process_queue(concurrency=1), same runs:")
-    print(f"{'jobs':>8} | {'jobs/s':>9} {'x loop':>7} {'x sqs-workers':>14}")
-    for n, engine, loop, theirs in rows:
-        jobs_s = rate(n, engine["process_s"])
-        of_loop = f"{jobs_s / rate(n, loop['process_s']):.2f}"
-        of_theirs = "" if theirs is None else f"{jobs_s / rate(n, float(theirs['process_s'])):.1f}"
-        print(f"{n:>8,} | {jobs_s:>9,.0f} {of_loop:>7} {of_theirs:>14}")
-
-
-def print_scaling(rows: list[tuple[int, Any, Any]]) -> None:
-    """Per-job cost of the largest size against the smallest: flat is the aim."""
-    small, large = rows[0], rows[-1]
-    per_job_small = small[1]["process_s"] / small[0]
-    per_job_large = large[1]["process_s"] / large[0]
+    """The engine (``process_queue(concurrency=1)``) beside the loop and sqs-workers, with
+    the cost of one job of each and both ratios against their aims."""
+    print("\nengine, process_queue(concurrency=1), beside the process_batch loop, same runs:")
     print(
-        f"\nsqsw per-job processing cost at {large[0]:,} vs {small[0]:,} jobs: "
-        f"{per_job_large / per_job_small:.2f}x ({per_job_large * 1e6:.1f} us vs "
-        f"{per_job_small * 1e6:.1f} us)"
+        f"{'jobs':>8} | {'engine jobs/s':>13} {'us/job':>7} {'x sqs-w':>8} | "
+        f"{'loop jobs/s':>11} {'us/job':>7} {'x sqs-w':>8} | {'engine/loop':>11}"
     )
+    for n, engine, loop, theirs in rows:
+        engine_s, loop_s = rate(n, engine["process_s"]), rate(n, loop["process_s"])
+        base = None if theirs is None else rate(n, float(theirs["process_s"]))
+        x_engine = "" if base is None else f"{engine_s / base:.1f}"
+        x_loop = "" if base is None else f"{loop_s / base:.1f}"
+        print(
+            f"{n:>8,} | {engine_s:>13,.0f} {1e6 / engine_s:>7.2f} {x_engine:>8} | "
+            f"{loop_s:>11,.0f} {1e6 / loop_s:>7.2f} {x_loop:>8} | {engine_s / loop_s:>11.2f}"
+        )
+    print(f"(aims against sqs-workers: engine {ENGINE_AIM:g}x, loop {LOOP_AIM:g}x)")
+
+
+def print_scaling(
+    rows: list[tuple[int, Any, Any]], engine_rows: list[tuple[int, Any, Any, Any]]
+) -> None:
+    """Per-job cost of the largest size against the smallest, loop and engine: flat is
+    the aim."""
+    small, large = rows[0], rows[-1]
+    print()
+    for what, per_small, per_large in (
+        ("loop", small[1]["process_s"] / small[0], large[1]["process_s"] / large[0]),
+        (
+            "engine",
+            engine_rows[0][1]["process_s"] / engine_rows[0][0],
+            engine_rows[-1][1]["process_s"] / engine_rows[-1][0],
+        ),
+    ):
+        print(
+            f"sqsw {what} per-job processing cost at "
+            f"{large[0]:,} vs {small[0]:,} jobs: {per_large / per_small:.2f}x "
+            f"({per_large * 1e6:.1f} us vs {per_small * 1e6:.1f} us)"
+        )
 
 
 if __name__ == "__main__":

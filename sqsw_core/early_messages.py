@@ -34,7 +34,10 @@ def hold_back_early(settler: Settler, messages: list[Message]) -> list[Message]:
     back) is passed on as due, and the job runner fails it alone, with the
     backoff delay; the rest of the batch runs.
     """
-    if not any(DUE_AT_ATTR in m.message_attributes for m in messages):
+    for m in messages:  # a loop, not any(<generator>): this runs for every batch
+        if DUE_AT_ATTR in m.message_attributes:
+            break
+    else:
         return messages
     now = time.time()
     due: list[Message] = []

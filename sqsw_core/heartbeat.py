@@ -61,6 +61,9 @@ class VisibilityKeeper:
         self.margin = max(2.0, self.visibility_timeout / 3)
         self.lock = threading.RLock()
         self._held: dict[str, _Held] = {}
+        #: How many messages are held: ``len(keeper)`` without a Python call (the
+        #: engine reads it once per job).
+        self.held_count: Callable[[], int] = self._held.__len__
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_extended = on_extended

@@ -8,7 +8,7 @@ decoded contexts (producers send the same few over and over).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 from sqsw_core.codecs import ALWAYS_ACCEPTED, Codec, MissingCodec, get_codec
 from sqsw_core.context import JobContext, is_flat_dict
@@ -16,6 +16,8 @@ from sqsw_core.exceptions import ContentTypeRefusedError, DecodeError, PluginErr
 from sqsw_core.messages import CONTENT_TYPE_ATTR, JOB_CONTEXT_ATTR, Message
 
 _EMPTY: dict[str, Any] = {}
+#: Cached in place of a nested context: decode it afresh for every job.
+_DECODE_AGAIN: dict[str, Any] = {}
 #: Contexts kept decoded, and the longest context text kept.
 CONTEXT_CACHE_SIZE = 512
 CONTEXT_CACHE_TEXT = 1024
@@ -23,9 +25,6 @@ CONTEXT_CACHE_TEXT = 1024
 
 class JobDecoder:
     """Decodes job messages with an environment's codec and accepted content types."""
-
-    #: Cached in place of a nested context: decode it afresh for every job.
-    _DECODE_AGAIN: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, codec: Codec, accept: Iterable[str] = ()) -> None:
         self._accept = frozenset(accept)
@@ -108,27 +107,44 @@ class JobDecoder:
             content_type = self.codec.content_type
         codec = self._decoders.get(content_type) or self.decoder(content_type, message)
         context_text = (attributes.get(JOB_CONTEXT_ATTR) or _EMPTY).get("StringValue")
-        job_decoder = self._job_decoders.get(content_type) if self._job_decoders else None
         context: Any
-        if job_decoder is not None:  # a JobCodec: body and context checked together
-            try:
-                job_kwargs, context = job_decoder(message.job_name, message.body, context_text)
-            except Exception as exc:
-                raise _decode_error(message, content_type, exc) from exc
-            if context is None:
-                context = {}
+        if self._job_decoders and content_type in self._job_decoders:
+            job_kwargs, context = self._decode_whole(message, content_type, context_text)
         else:
             try:
                 job_kwargs = codec.deserialize(message.body)
             except Exception as exc:
                 raise _decode_error(message, content_type, exc) from exc
-            # The usual case inline (a context seen before): this runs once per job.
-            context = self._contexts.get((content_type, context_text)) if context_text else {}
-            if context is None or context is self._DECODE_AGAIN:
-                context = self._context(message, codec, content_type, context_text)
-        if type(job_kwargs) is not dict or not isinstance(context, dict):
+            # The usual case inline (a flat context seen before, a dict): this runs once
+            # per job.
+            if not context_text:
+                context = _EMPTY
+            else:
+                context = self._contexts.get((content_type, context_text))
+                if context is None or context is _DECODE_AGAIN:
+                    context = self._context(message, codec, content_type, context_text)
+                    if not isinstance(context, dict):
+                        _check_decoded(message, job_kwargs, context)
+        if type(job_kwargs) is not dict:
             _check_decoded(message, job_kwargs, context)
         return job_kwargs, JobContext(context)
+
+    def _decode_whole(
+        self, message: Message, content_type: str, context_text: str | None
+    ) -> tuple[Any, Any]:
+        """A JobCodec's job arguments and context (a dict, ``{}`` if none): body and
+        context checked together."""
+        try:
+            job_kwargs, context = self._job_decoders[content_type](
+                message.job_name, message.body, context_text
+            )
+        except Exception as exc:
+            raise _decode_error(message, content_type, exc) from exc
+        if context is None:
+            context = {}
+        if not isinstance(context, dict):
+            _check_decoded(message, job_kwargs, context)
+        return job_kwargs, context
 
     def _context(self, message: Message, codec: Codec, content_type: str, text: str | None) -> Any:
         """A job's context from its attribute's text (decoded once per text if flat)."""
@@ -139,7 +155,7 @@ class JobDecoder:
         # a nested context is decoded afresh every time.
         key = (content_type, text)
         cached = self._contexts.get(key)
-        if cached is not None and cached is not self._DECODE_AGAIN:
+        if cached is not None and cached is not _DECODE_AGAIN:
             return cached
         try:
             context = codec.deserialize(text)
@@ -153,7 +169,7 @@ class JobDecoder:
         if cached is None and len(text) <= CONTEXT_CACHE_TEXT:
             if len(self._contexts) >= CONTEXT_CACHE_SIZE:
                 self._contexts.clear()
-            self._contexts[key] = context if is_flat_dict(context) else self._DECODE_AGAIN
+            self._contexts[key] = context if is_flat_dict(context) else _DECODE_AGAIN
         return context
 
 

@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from sqsw_core.early_messages import hold_back_early, hold_back_if_early
 from sqsw_core.exceptions import JobError, RetryJob
 from sqsw_core.job_loop import JOB_LOOP
+from sqsw_core.limits import MAX_BATCH_ENTRIES
 from sqsw_core.log_text import log_extra, shorten
 from sqsw_core.long_delays import DUE_AT_ATTR
+from sqsw_core.messages import Message
 from sqsw_core.results import NOT_DUE, SUCCEEDED, BatchProcessingResult, Outcome
 from sqsw_core.settling import Settler
 from sqsw_core.sqs_calls import receive_messages
@@ -26,10 +29,13 @@ from sqsw_core.sqs_calls import receive_messages
 if TYPE_CHECKING:
     from sqsw_core.backoff_policies import BackoffPolicy
     from sqsw_core.bulk_jobs import BulkProcessor
-    from sqsw_core.messages import Message
     from sqsw_core.queue_handle import QueueHandle
 
 logger = logging.getLogger("sqsw.jobs")
+
+#: The receive of a session in this process that answers with rows, not response dicts
+#: (the in-memory SQS's ``receive_message_rows``; see :meth:`JobRunner.receive`).
+ROWS_RECEIVE = "receive_message_rows"
 
 #: run_message's answers that carry no failure (shared, not built per message).
 _SUCCEEDED: tuple[Outcome, None] = (SUCCEEDED, None)
@@ -84,6 +90,8 @@ class JobRunner:
     def __init__(self, queue: QueueHandle, settler: Settler | None = None) -> None:
         self.queue = queue
         self.settler = settler or Settler(queue)
+        #: Whether the session's client has ROWS_RECEIVE (None: not asked yet).
+        self._rows: bool | None = None
 
     @property
     def acker(self) -> Any:
@@ -91,8 +99,33 @@ class JobRunner:
         return self.settler.acker
 
     def receive(self, wait_seconds: float = 0, max_messages: int = 10) -> list[Message]:
-        """Receive up to ``max_messages`` (at most 10) messages."""
+        """Receive up to ``max_messages`` (at most 10) messages.
+
+        On a session in this process whose client has ``receive_message_rows``
+        (the in-memory SQS) that receive is used: the same receive, its messages
+        as rows instead of response dicts built and read again.
+        """
+        if self._rows or (self._rows is None and self.queue.process_local):
+            messages = self._receive_rows(wait_seconds, max_messages)
+            if messages is not None:
+                return messages
         return receive_messages(self.queue, wait_seconds, max_messages)
+
+    def _receive_rows(self, wait_seconds: float, max_messages: int) -> list[Message] | None:
+        """:meth:`receive` by ROWS_RECEIVE; ``None`` if the client has none (a client
+        wrapped to watch its SQS calls, say): the SQS operation is used from then on."""
+        queue = self.queue
+        try:
+            response = queue.call(
+                ROWS_RECEIVE,
+                MaxNumberOfMessages=max(1, min(max_messages, MAX_BATCH_ENTRIES)),
+                WaitTimeSeconds=int(wait_seconds),
+            )
+        except AttributeError:
+            self._rows = False
+            return None
+        self._rows = True
+        return Message.from_rows(queue.name, response["Rows"], time.monotonic())
 
     # -- one message -------------------------------------------------------------
 

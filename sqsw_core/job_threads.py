@@ -91,7 +91,7 @@ class JobThread:
     def done_one(self, message: Message, outcome: Outcome) -> None:
         """Count one settled job (:meth:`_done` for one message, without its lists: this
         runs once per job)."""
-        scheduler, stats = self.scheduler, self.stats
+        scheduler, stats, engine = self.scheduler, self.stats, self.engine
         with scheduler.lock:
             scheduler.running -= 1
             scheduler.held -= 1
@@ -99,15 +99,14 @@ class JobThread:
                 stats.succeeded += 1
             else:
                 stats.count(outcome)
-            policy = self.engine.policy
+            policy = engine.policy
             if policy is not None and outcome is not NOT_DUE:
-                done = [message]
-                ok = outcome is SUCCEEDED
-                policy.update_state(
-                    BatchProcessingResult(self.queue_name, *((done, []) if ok else ([], done)))
-                )
-                self.engine.check_policy()
-            stats.in_flight = len(self.engine.keeper)  # received, not settled yet
+                if outcome is SUCCEEDED:
+                    policy.update_state(BatchProcessingResult(self.queue_name, [message]))
+                else:
+                    policy.update_state(BatchProcessingResult(self.queue_name, [], [message]))
+                engine.check_policy()
+            stats.in_flight = engine.keeper.held_count()  # received, not settled yet
             dropped = scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
             if not scheduler.solo and scheduler.capacity - scheduler.held >= scheduler.batch_room:
                 scheduler.room.notify()  # a poller can receive a full batch now
@@ -144,6 +143,6 @@ class JobThread:
                 if ok or failed:
                     policy.update_state(BatchProcessingResult(engine.queue.name, ok, failed))
                     engine.check_policy()
-            engine.stats.in_flight = len(engine.keeper)  # received, not settled yet
+            engine.stats.in_flight = engine.keeper.held_count()  # received, not settled yet
             if scheduler.has_room():
                 scheduler.room.notify()  # a poller can receive a full batch now

@@ -66,6 +66,28 @@ class Message:
         self.received_at = received_at
         return self
 
+    @classmethod
+    def from_rows(
+        cls, queue_name: str, rows: list[tuple[Any, ...]], received_at: float = 0.0
+    ) -> list[Message]:
+        """Build from the rows of a session's ``receive_message_rows`` (see
+        :meth:`sqsw_core.job_runner.JobRunner.receive`): ``(MessageId, ReceiptHandle,
+        Body, MD5OfBody, Attributes, MessageAttributes)`` each."""
+        messages = []
+        new = cls.__new__
+        for message_id, receipt_handle, body, md5_of_body, attributes, message_attributes in rows:
+            self = new(cls)
+            self.queue_name = queue_name
+            self.message_id = message_id
+            self.receipt_handle = receipt_handle
+            self.body = body
+            self.attributes = attributes or {}
+            self.message_attributes = message_attributes or {}
+            self.md5_of_body = md5_of_body
+            self.received_at = received_at
+            messages.append(self)
+        return messages
+
     def string_attribute(self, name: str) -> str | None:
         """The value of a String (or Number) message attribute, or ``None``."""
         attr = self.message_attributes.get(name)

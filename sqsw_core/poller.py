@@ -126,7 +126,7 @@ class Poller:
             elif messages:
                 engine.stats.received += len(messages)
                 engine.stats.redelivered += redelivered
-                engine.stats.in_flight = len(engine.keeper)  # received, not settled yet
+                engine.stats.in_flight = engine.keeper.held_count()  # received, not settled yet
                 scheduler.add(messages, now)
         if late:
             engine.release(late)

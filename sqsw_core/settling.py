@@ -40,6 +40,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sqsw.settling")
 
+#: The batch delete of a session in this process that takes receipt handles, not entries
+#: (the in-memory SQS's ``delete_message_handles``; see :meth:`Acker._send_deletes`).
+HANDLES_DELETE = "delete_message_handles"
+
 
 def visibility_timeout(queue: QueueHandle) -> int:
     """The queue's visibility timeout in seconds (SQS's default, 30, if unknown)."""
@@ -110,6 +114,8 @@ class Acker:
         self._idle = False
         self._closed = False
         self.failed_acks = 0
+        #: Whether the session's client has HANDLES_DELETE (None: not asked yet).
+        self._handles_delete: bool | None = None
         if type(self).ack is Acker.ack:  # a subclass's own ack() stays
             self.ack = functools.partial(self._add, self._deletes)  # type: ignore[method-assign]
 
@@ -202,12 +208,37 @@ class Acker:
         return taken
 
     def _send_deletes(self, messages: list[Message]) -> None:
+        if self._handles_delete is not False:
+            messages = self._delete_handles(messages)
+            if not messages:
+                return
         # Not ``self.failed_acks += delete_messages(...)``: that reads the counter
         # before the (slow) call, and concurrent flushes would overwrite each other.
         failed = delete_messages(self.queue, messages)
         if failed:
             with self._lock:
                 self.failed_acks += failed
+
+    def _delete_handles(self, messages: list[Message]) -> list[Message]:
+        """Delete by HANDLES_DELETE where the session's client has it (the in-memory SQS);
+        the messages left to delete the SQS way: all of them if it has none (a client
+        wrapped to watch its SQS calls, say) or the call failed, else those it refused
+        (DeleteMessageBatch then sends, and logs, them as usual)."""
+        queue = self.queue
+        if self._handles_delete is None:
+            self._handles_delete = queue.process_local
+            if not self._handles_delete:
+                return messages
+        try:
+            response = queue.call(
+                HANDLES_DELETE, ReceiptHandles=[m.receipt_handle for m in messages]
+            )
+        except AttributeError:
+            self._handles_delete = False
+            return messages
+        except Exception:
+            return messages
+        return [messages[int(f["Id"])] for f in response.get("Failed", ())]
 
     def close(self) -> None:
         """Flush and stop the background thread."""
@@ -228,7 +259,11 @@ class Settler:
     ) -> None:
         self.queue = queue
         self.acker = acker or Acker(queue)
+        #: Set once, here: without a keeper, ``ack`` is the acker's own (a Python call
+        #: less per message).
         self.keeper = keeper
+        if keeper is None and type(self).ack is Settler.ack:
+            self.ack = self.acker.ack  # type: ignore[method-assign]
 
     def forget(self, message: ReceivedMessage) -> None:
         """Stop keeping ``message`` invisible: it is being settled, or left to its timeout."""

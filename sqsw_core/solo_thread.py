@@ -32,7 +32,7 @@ class SoloThread(JobThread):
     def run(self) -> None:
         """Run ready jobs; receive when none is ready; end at a stop."""
         engine, scheduler = self.engine, self.scheduler
-        poll_once, run_job = self.poller.poll_once, self.run_job
+        poll_once, run_one, run_bulk = self.poller.poll_once, self._run_one, self._run_bulk
         while True:
             with scheduler.lock:
                 job = None if engine.stop_requests else scheduler.next_job()
@@ -40,7 +40,10 @@ class SoloThread(JobThread):
                     scheduler.running += 1
                 elif scheduler.stopping:
                     return
-            if job is not None:
-                run_job(job)
-            elif not poll_once():
-                return
+            if job is None:
+                if not poll_once():
+                    return
+            elif isinstance(job, list):  # run_job() inlined: this runs once per job
+                run_bulk(job)
+            else:
+                run_one(job)

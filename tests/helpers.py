@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from sqsw_core import JobQueue, SQSEnv, create_standard_queue
+from sqsw_core.job_runner import ROWS_RECEIVE
+from sqsw_core.settling import HANDLES_DELETE
 from sqsw_core.shutdown_policies import IdleShutdown
 
 
@@ -266,6 +268,10 @@ def operation_name(method: str) -> str:
     return "".join(word.capitalize() for word in method.split("_"))
 
 
+#: Calls sqsw makes on the in-memory SQS instead of ReceiveMessage and DeleteMessageBatch.
+SHORTCUTS = frozenset({ROWS_RECEIVE, HANDLES_DELETE})
+
+
 class InterceptedClient:
     """Test-only wrapper of an SQS client: every API call goes through :meth:`intercept`."""
 
@@ -273,6 +279,10 @@ class InterceptedClient:
         self._client = client
 
     def __getattr__(self, name: str) -> Any:
+        if name in SHORTCUTS:
+            # The in-memory SQS's own receive and delete: refused, so the worker makes
+            # the SQS calls this wrapper sees.
+            raise AttributeError(name)
         target = getattr(self._client, name)
         if name.startswith("_") or not callable(target) or name in ("get_paginator", "meta"):
             return target

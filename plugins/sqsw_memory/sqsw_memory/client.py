@@ -183,23 +183,38 @@ def _receive_filters(
 
 #: batch entry ids known to be valid (ids repeat: "0".."9", job ids, ...)
 _VALID_BATCH_IDS: set[str] = set()
+#: whole lists of ids known to pass (senders repeat them: "0".."9" for every batch)
+_VALID_ID_LISTS: set[tuple[str, ...]] = set()
 
 
 def _known_batch_ids(ids: list[str]) -> bool:
     """Whether ``ids`` certainly pass :func:`check_batch_ids` (known valid, distinct)."""
     if not 0 < len(ids) <= MAX_BATCH_ENTRIES:
         return False
+    listed = tuple(ids)
+    if listed in _VALID_ID_LISTS:
+        return True
     known = _VALID_BATCH_IDS
     for i in ids:
         if i not in known:
             return False
-    return len(set(ids)) == len(ids)
+    if len(set(ids)) != len(ids):
+        return False
+    _remember_id_list(listed)
+    return True
 
 
 def _remember_batch_ids(ids: list[str]) -> None:
     if len(_VALID_BATCH_IDS) >= 4 * _CACHE_LIMIT:
         _VALID_BATCH_IDS.clear()
     _VALID_BATCH_IDS.update(ids)
+    _remember_id_list(tuple(ids))
+
+
+def _remember_id_list(ids: tuple[str, ...]) -> None:
+    if len(_VALID_ID_LISTS) >= _CACHE_LIMIT:
+        _VALID_ID_LISTS.clear()
+    _VALID_ID_LISTS.add(ids)
 
 
 #: validated message attributes: (stored copy, size in bytes, MD5OfMessageAttributes)
@@ -958,6 +973,63 @@ class MemorySQSClient:
         if not received:
             return self._ok({})
         return self._ok({"Messages": q.render(received, system_names, attribute_filter)})
+
+    # -- sqsw's own shortcuts (not SQS operations) ------------------------------------
+
+    @_operation("ReceiveMessage")
+    def receive_message_rows(
+        self,
+        *,
+        QueueUrl: str = _UNSET,
+        MaxNumberOfMessages: int = _UNSET,
+        WaitTimeSeconds: int = _UNSET,
+    ) -> dict[str, Any]:
+        """``ReceiveMessage`` with every attribute, as sqsw's workers receive, answered
+        with ``Rows`` instead of ``Messages``: one tuple per message, ``(MessageId,
+        ReceiptHandle, Body, MD5OfBody, Attributes, MessageAttributes)``, the same
+        values and fresh dicts as :meth:`receive_message` gives. Not an SQS operation:
+        sqsw's core uses it on this session to skip building and reading the response
+        dicts (see the README). Errors are ``ReceiveMessage``'s."""
+        if not (
+            isinstance(QueueUrl, str)
+            and (MaxNumberOfMessages is _UNSET or isinstance(MaxNumberOfMessages, int))
+            and (WaitTimeSeconds is _UNSET or isinstance(WaitTimeSeconds, int))
+        ):
+            raise _reject(
+                "ReceiveMessage",
+                QueueUrl=QueueUrl,
+                MaxNumberOfMessages=MaxNumberOfMessages,
+                WaitTimeSeconds=WaitTimeSeconds,
+            )
+        q = self._registry.queue(QueueUrl)
+        count, visibility, wait, _ = _receive_options(
+            q, MaxNumberOfMessages, _UNSET, WaitTimeSeconds, _UNSET
+        )
+        return {"Rows": q.rows(q.receive(count, visibility, wait, None))}
+
+    @_operation("DeleteMessageBatch")
+    def delete_message_handles(
+        self, *, QueueUrl: str = _UNSET, ReceiptHandles: Sequence[str] = _UNSET
+    ) -> dict[str, Any]:
+        """``DeleteMessageBatch`` of 1 to 10 receipt handles, without entries: ``Failed``
+        lists the refused ones as ``DeleteMessageBatch`` does, each ``Id`` the handle's
+        index. Not an SQS operation (see :meth:`receive_message_rows`)."""
+        if not (
+            isinstance(QueueUrl, str)
+            and type(ReceiptHandles) is list
+            and 0 < len(ReceiptHandles) <= MAX_BATCH_ENTRIES
+            and all(type(h) is str for h in ReceiptHandles)
+        ):
+            raise SQSError(
+                "InvalidParameterValue",
+                "ReceiptHandles must be a list of 1 to 10 receipt handles.",
+            )
+        errors = self._registry.queue(QueueUrl).delete(ReceiptHandles)
+        return {
+            "Failed": [
+                _failed_entry(str(i), error) for i, error in enumerate(errors) if error is not None
+            ]
+        }
 
     # -- deleting and changing visibility -------------------------------------------
 

@@ -131,7 +131,9 @@ class Queue:
         self._next_seq = 1
         self._tick = itertools.count()
         self.delayed: list[tuple[float, int, Message]] = []
-        self.inflight: list[tuple[float, int, Message]] = []
+        #: (deadline, tie-break, message), or the messages one receive hid together
+        #: (a list): one entry per receive, not per message
+        self.inflight: list[tuple[float, int, Message | list[Message]]] = []
         self.n_visible = self.n_inflight = self.n_delayed = 0
         self.handle_prefix = f"AQEB{random_token(9)}"
         self.last_purge: float | None = None
@@ -221,12 +223,13 @@ class Queue:
                 self._enqueue(m)
         inflight = self.inflight
         while inflight and inflight[0][0] <= now:
-            deadline, _, m = heapq.heappop(inflight)
-            if m.state == INFLIGHT and m.deadline == deadline:
-                m.state = VISIBLE
-                self.n_inflight -= 1
-                self.n_visible += 1
-                self._enqueue(m)
+            deadline, _, hidden = heapq.heappop(inflight)
+            for h in hidden if isinstance(hidden, list) else (hidden,):
+                if h.state == INFLIGHT and h.deadline == deadline:
+                    h.state = VISIBLE
+                    self.n_inflight -= 1
+                    self.n_visible += 1
+                    self._enqueue(h)
 
     def _next_deadline(self) -> float | None:
         tops = [h[0][0] for h in (self.delayed, self.inflight) if h]
@@ -244,9 +247,7 @@ class Queue:
 
     def _compact_inflight(self) -> None:
         """Drop stale entries (amortized O(1): runs once the heap is mostly stale)."""
-        self.inflight = [
-            e for e in self.inflight if e[2].state == INFLIGHT and e[2].deadline == e[0]
-        ]
+        self.inflight = [e for e in self.inflight if _still_hidden(e)]
         heapq.heapify(self.inflight)
 
     # -- sending --------------------------------------------------------------------
@@ -689,6 +690,8 @@ class Queue:
         messages of one batch (timestamps) are converted once.
         """
         all_system = system_names is not None and "All" in system_names
+        if all_system and attribute_filter is True:
+            return self._render_all(received)
         account = self.ctx.account_id
         counts = _COUNTS
         sent_ms = first_ms = -1
@@ -737,6 +740,79 @@ class Queue:
             result.append(d)
         return result
 
+    def _render_all(self, received: list[Received]) -> list[dict[str, Any]]:
+        """:meth:`render` with every attribute asked for (``All``, as sqsw receives): each
+        entry built whole from its :meth:`rows` row, the same keys in the same order."""
+        result: list[dict[str, Any]] = []
+        append = result.append
+        for message_id, handle, body, md5_body, attrs, stored, md5_attrs in self.rows(
+            received, with_md5=True
+        ):
+            if stored:
+                append(
+                    {
+                        "MessageId": message_id,
+                        "ReceiptHandle": handle,
+                        "MD5OfBody": md5_body,
+                        "Body": body,
+                        "Attributes": attrs,
+                        "MD5OfMessageAttributes": md5_attrs,
+                        "MessageAttributes": stored,
+                    }
+                )
+            else:
+                append(
+                    {
+                        "MessageId": message_id,
+                        "ReceiptHandle": handle,
+                        "MD5OfBody": md5_body,
+                        "Body": body,
+                        "Attributes": attrs,
+                    }
+                )
+        return result
+
+    def rows(self, received: list[Received], with_md5: bool = False) -> list[tuple[Any, ...]]:
+        """Received messages as ``(MessageId, ReceiptHandle, Body, MD5OfBody, Attributes,
+        MessageAttributes)`` rows, every attribute included, fresh dicts as :meth:`render`
+        makes them (``MessageAttributes`` ``None`` when the message has none);
+        ``with_md5``: ``MD5OfMessageAttributes`` is added last."""
+        account = self.ctx.account_id
+        counts = _COUNTS
+        extra = self._extra_system_attributes
+        sent_ms = first_ms = -1
+        sent_str = first_str = ""
+        result: list[tuple[Any, ...]] = []
+        append = result.append
+        for m, handle, count in received:
+            if m.sent_ms != sent_ms:
+                sent_ms = m.sent_ms
+                sent_str = str(sent_ms)
+            if m.first_receive_ms != first_ms:
+                first_ms = m.first_receive_ms
+                first_str = str(first_ms)
+            attrs = {
+                "SenderId": account,
+                "SentTimestamp": sent_str,
+                "ApproximateReceiveCount": counts[count] if count < 100 else str(count),
+                "ApproximateFirstReceiveTimestamp": first_str,
+            }
+            if (
+                m.group_id is not None
+                or m.dedup_id is not None
+                or m.sequence_number is not None
+                or m.system_attributes
+                or m.dlq_source_arn is not None
+            ):
+                extra(m, attrs)
+            stored = m.attributes
+            copied = {k: v.copy() for k, v in stored.items()} if stored else None
+            if with_md5:
+                append((m.message_id, handle, m.body, m.md5_body, attrs, copied, m.md5_attributes))
+            else:
+                append((m.message_id, handle, m.body, m.md5_body, attrs, copied))
+        return result
+
     def _system_attributes(self, m: Message, count: int, account: str) -> dict[str, str]:
         attrs = {
             "SenderId": account,
@@ -760,6 +836,15 @@ class Queue:
             attrs["AWSTraceHeader"] = m.system_attributes["AWSTraceHeader"]["StringValue"]
         if m.dlq_source_arn is not None:
             attrs["DeadLetterQueueSourceArn"] = m.dlq_source_arn
+
+
+def _still_hidden(entry: tuple[float, int, Message | list[Message]]) -> bool:
+    """Whether an in-flight heap entry still hides a message until its deadline."""
+    deadline, _, hidden = entry
+    for m in hidden if isinstance(hidden, list) else (hidden,):
+        if m.state == INFLIGHT and m.deadline == deadline:
+            return True
+    return False
 
 
 def _select(

@@ -55,13 +55,13 @@ class StandardQueue(Queue):
         prefix = self.handle_prefix
         retention = self.retention
         deadline = now + visibility
-        heap = self.inflight
-        tick = self._tick
         by_handle = self.handles
+        append = out.append
         first_ms = 0
-        hidden = 0
+        hidden: list[Message] = []  # one heap entry for all (Queue.inflight)
         kept: list[Message] = []
-        while visible and len(out) < count:
+        room = count - len(out)
+        while room > 0 and visible:
             m = popleft()
             if m.state != VISIBLE:
                 continue
@@ -82,11 +82,7 @@ class StandardQueue(Queue):
             if visibility:
                 m.state = INFLIGHT
                 m.deadline = deadline
-                heappush(heap, (deadline, next(tick), m))
-                hidden += 1
-                if self.waiting and heap[0][2] is m:
-                    # an earlier deadline than long polls are waiting for: let them recompute
-                    self.cond.notify_all()
+                hidden.append(m)
             else:
                 kept.append(m)
             handle = f"{prefix}{m.seq}.{received}"
@@ -94,15 +90,22 @@ class StandardQueue(Queue):
                 del by_handle[m.handle]
             m.handle = handle
             by_handle[handle] = m
-            out.append((m, handle, received))
-        self._finish_take(hidden, kept)
+            append((m, handle, received))
+            room -= 1
+        self._finish_take(deadline, hidden, kept)
 
-    def _finish_take(self, hidden: int, kept: list[Message]) -> None:
-        """After :meth:`_take`: count the messages it hid, requeue those it left visible."""
+    def _finish_take(self, deadline: float, hidden: list[Message], kept: list[Message]) -> None:
+        """After :meth:`_take`: count the messages it hid (in flight until ``deadline``),
+        requeue those it left visible."""
         if hidden:
-            self.n_visible -= hidden
-            self.n_inflight += hidden
-            if len(self.inflight) > 2 * self.n_inflight + 1024:
+            self.n_visible -= len(hidden)
+            self.n_inflight += len(hidden)
+            heap = self.inflight
+            heappush(heap, (deadline, next(self._tick), hidden))
+            if self.waiting and heap[0][2] is hidden:
+                # an earlier deadline than long polls are waiting for: let them recompute
+                self.cond.notify_all()
+            if len(heap) > 2 * self.n_inflight + 1024:
                 self._compact_inflight()
         if kept:
             # received with VisibilityTimeout=0: visible again at once, but not twice per call
