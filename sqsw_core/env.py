@@ -156,6 +156,24 @@ def _args_text(args: dict[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in args.items())
 
 
+
+class _Process:
+    """This process's id, kept up to date across forks (read on every SQS call: cheaper
+    than asking the kernel each time)."""
+
+    __slots__ = ("pid",)
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+
+    def forked(self) -> None:
+        self.pid = os.getpid()
+
+
+_process = _Process()
+if hasattr(os, "register_at_fork"):  # POSIX: a forked child has a client of its own
+    os.register_at_fork(after_in_child=_process.forked)
+
 class SQSEnv:
     """Configuration shared by producers and workers of one application.
 
@@ -338,7 +356,7 @@ class SQSEnv:
     @property
     def sqs_client(self) -> Any:
         """The SQS client; a new one in a forked child (connections aren't shared)."""
-        pid = os.getpid()
+        pid = _process.pid
         if self._client is None or self._client_pid != pid:
             with self._lock:
                 if self._client is None or self._client_pid != pid:
