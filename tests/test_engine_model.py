@@ -831,6 +831,14 @@ def _run_for(record: Record, received: Received) -> tuple[Run | None, int]:
     return (runs[0] if runs else None), len(runs)
 
 
+def _cancelled_at_stop(run: Run, engine: EngineRun) -> bool:
+    """An async run the engine cancelled when it gave up on it at a stop (a cold stop, or
+    a warm stop's grace period over): its message is released like an abandoned sync
+    run's, though the coroutine ended (in CancelledError) before process_queue returned.
+    The model's jobs never raise CancelledError themselves."""
+    return run.outcome == "base" and run.raised == "CancelledError" and engine.t_stop is not None
+
+
 def _run_problems(
     record: Record, engine: EngineRun, backoff: int, leftovers: list[str]
 ) -> Iterator[str]:
@@ -874,7 +882,9 @@ def _run_problems(
                 f"in flight: the heartbeat extended {where} after it was settled "
                 f"(settle: {_describe(first)})"
             )
-        abandoned = run is not None and (run.end_seq is None or run.end_seq > exit_seq)
+        abandoned = run is not None and (
+            run.end_seq is None or run.end_seq > exit_seq or _cancelled_at_stop(run, engine)
+        )
         if run is None or abandoned:
             state = "never ran" if run is None else "still running at the stop"
             if first is None:
@@ -934,6 +944,7 @@ def _job_problems(record: Record, backoff: int) -> list[str]:
     """Invariants over each job's whole history so far."""
     problems: list[str] = []
     exits = {e.id: e.exit_seq for e in record.engines}
+    engines = {e.id: e for e in record.engines}
     receives: dict[int, list[Received]] = defaultdict(list)
     for received in record.receives:
         receives[received.jid].append(received)
@@ -967,7 +978,13 @@ def _job_problems(record: Record, backoff: int) -> list[str]:
             for r in runs
             if r.outcome == "ok" and r.end_seq is not None and r.end_seq < exits.get(r.engine, 0)
         ]
-        abandoned = [r for r in runs if r.end_seq is None or r.end_seq > exits.get(r.engine, 0)]
+        abandoned = [
+            r
+            for r in runs
+            if r.end_seq is None
+            or r.end_seq > exits.get(r.engine, 0)
+            or _cancelled_at_stop(r, engines[r.engine])
+        ]
         if len(finished_ok) > 1:
             problems.append(
                 f"once: {label} succeeded {len(finished_ok)} times "
@@ -981,7 +998,7 @@ def _job_problems(record: Record, backoff: int) -> list[str]:
                 problems.append(f"once: two runs of {label} overlapped (its visibility ran out)")
         for r in runs:
             if r.outcome in ("exc", "base") and r.end_seq is not None:
-                if r.end_seq > exits.get(r.engine, 0):
+                if r.end_seq > exits.get(r.engine, 0) or _cancelled_at_stop(r, engines[r.engine]):
                     continue  # abandoned by a stop: released, not retried
                 after = [x for x in mine if x.seq > r.end_seq]
                 if after and after[0].t < (r.t_end or 0) + backoff - BACKOFF_SLACK:
