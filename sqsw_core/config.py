@@ -256,6 +256,7 @@ class Settings:
             option: texts[option] if option in texts and _takes_text(factory, option) else value
             for option, value in options.items()
         }
+        _check_option_types(factory, options, self.option_sources.get(key, {}), group, name)
         return plugins.resolve(group, name, check, what=what, options=options)
 
     def processors(self) -> list[str] | None:
@@ -388,6 +389,61 @@ def _check_options(
                 f"{sources.get(option, option)}: unknown option {option!r} for the {group} "
                 f"plugin {name!r}; it accepts: {', '.join(accepted) or 'no options'}"
             )
+
+
+def _check_option_types(
+    factory: Any, options: dict[str, Any], sources: dict[str, str], group: str, name: str
+) -> None:
+    """Refuse a value of the wrong type for an option annotated with simple types only
+    (``direct_requests = "nope"`` for a ``bool``), naming where it came from."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return
+    for option, value in options.items():
+        if option not in params:
+            continue  # taken by **options: the plugin's to check
+        expected = _simple_types(params[option].annotation)
+        if expected and not _is_one_of(value, expected):
+            raise ConfigurationError(
+                f"{sources.get(option, option)}: option {option!r} of the {group} plugin "
+                f"{name!r} must be {' or '.join(_TYPE_WORDS[t] for t in expected)}, "
+                f"got {value!r}"
+            )
+
+
+#: The annotations whose values are checked where they come in, and their words.
+_TYPE_WORDS = {
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "str": "a string",
+    "None": "unset (None)",
+}
+
+
+def _simple_types(annotation: Any) -> list[str]:
+    """The type names of an option annotated only with bool, int, float, str and None, in
+    that order; empty for any other annotation (its values are the plugin's to check)."""
+    if annotation is inspect.Parameter.empty:
+        return []
+    names = _annotation_names(annotation)
+    if not names or not names <= set(_TYPE_WORDS):
+        return []
+    return [t for t in _TYPE_WORDS if t in names]
+
+
+def _is_one_of(value: Any, types: list[str]) -> bool:
+    """Whether ``value`` is of one of ``types`` (bool is not an int; an int is a number)."""
+    if value is None:
+        return "None" in types
+    if isinstance(value, bool):
+        return "bool" in types
+    if isinstance(value, int):
+        return "int" in types or "float" in types
+    if isinstance(value, float):
+        return "float" in types
+    return isinstance(value, str) and "str" in types
 
 
 def find_config_file(start: Path | None = None) -> Path | None:

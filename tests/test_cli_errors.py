@@ -155,6 +155,18 @@ ENQUEUE = ["enqueue", "--app", "jobs_app:sqs"]
         ([*RUN, "emails"], {"SQSW_SHUTDOWN": "idle"}, EXIT_PLUGIN, ["SQSW_SHUTDOWN", "idle="]),
         ([*RUN, "emails"], {"SQSW_CONCURENCY": "2"}, EXIT_PLUGIN, ["SQSW_CONCURRENCY?"]),
         (
+            [*RUN, "--session", "aws", "emails"],
+            {"SQSW_SESSION__DIRECT_REQUESTS": "maybe"},
+            EXIT_PLUGIN,
+            ["SQSW_SESSION__DIRECT_REQUESTS", "'direct_requests'", "true or false", "'maybe'"],
+        ),
+        (
+            [*RUN, "--session", "aws", "emails"],
+            {"SQSW_SESSION__MAX_POOL_CONNECTIONS": "1.5"},
+            EXIT_PLUGIN,
+            ["'max_pool_connections'", "must be an integer", "got 1.5"],
+        ),
+        (
             [*ENQUEUE, "emails", "send_email", "--delay", "-5"],
             {},
             EXIT_PLUGIN,

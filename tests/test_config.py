@@ -298,3 +298,33 @@ def test_a_plugin_declares_its_variables(tmp_path: Path, monkeypatch: pytest.Mon
     load_settings(environ=environ, use_file=False)
     with pytest.raises(ConfigurationError, match="did you mean SQSW_BILLING_TOKEN"):
         load_settings(environ={"SQSW_BILING_TOKEN": "t"}, use_file=False)
+
+
+@pytest.mark.parametrize(
+    ("line", "fragment"),
+    [
+        ('parameter_validation = "yes"', "'parameter_validation' of the sqsw.sessions plugin"),
+        ("max_pool_connections = true", "must be an integer, got True"),
+        ("connect_timeout = 'soon'", "must be a number, got 'soon'"),
+        ("region_name = 5", "must be a string or unset (None), got 5"),
+    ],
+)
+def test_a_session_option_of_the_wrong_type_names_its_key(
+    tmp_path: Path, line: str, fragment: str
+) -> None:
+    (tmp_path / "sqsw.toml").write_text(f'[session]\nname = "aws"\n{line}\n')
+    settings = load_settings(cwd=tmp_path, environ={})
+    with pytest.raises(ConfigurationError, match="sqsw.toml") as raised:
+        settings.env_options()
+    assert fragment in str(raised.value)
+
+
+def test_session_options_of_the_right_types_are_taken(tmp_path: Path) -> None:
+    (tmp_path / "sqsw.toml").write_text(
+        '[session]\nname = "aws"\ndirect_requests = false\nconnect_timeout = 3\n'
+        'region_name = "eu-west-1"\nmax_pool_connections = 20\n'
+    )
+    session = load_settings(cwd=tmp_path, environ={}).env_options()["session"]
+    assert session.direct_requests is False
+    assert session.connect_timeout == 3
+    assert session.max_pool_connections == 20
