@@ -156,7 +156,6 @@ def _args_text(args: dict[str, str]) -> str:
     return ", ".join(f"{key}={value}" for key, value in args.items())
 
 
-
 class _Process:
     """This process's id, kept up to date across forks (read on every SQS call: cheaper
     than asking the kernel each time)."""
@@ -173,6 +172,7 @@ class _Process:
 _process = _Process()
 if hasattr(os, "register_at_fork"):  # POSIX: a forked child has a client of its own
     os.register_at_fork(after_in_child=_process.forked)
+
 
 class SQSEnv:
     """Configuration shared by producers and workers of one application.
