@@ -686,16 +686,13 @@ class Queue:
     ) -> list[dict[str, Any]]:
         """ReceiveMessage ``Messages`` entries for received messages.
 
-        Every entry is built afresh (callers may mutate them); strings shared by the
-        messages of one batch (timestamps) are converted once.
+        Every entry is built afresh (callers may mutate them). Every attribute asked
+        for (sqsw's own receive) is built by :meth:`rows`, the hot path.
         """
         all_system = system_names is not None and "All" in system_names
         if all_system and attribute_filter is True:
             return self._render_all(received)
         account = self.ctx.account_id
-        counts = _COUNTS
-        sent_ms = first_ms = -1
-        sent_str = first_str = ""
         result = []
         for m, handle, count in received:
             d: dict[str, Any] = {
@@ -704,31 +701,11 @@ class Queue:
                 "MD5OfBody": m.md5_body,
                 "Body": m.body,
             }
-            if all_system:
-                if m.sent_ms != sent_ms:
-                    sent_ms = m.sent_ms
-                    sent_str = str(sent_ms)
-                if m.first_receive_ms != first_ms:
-                    first_ms = m.first_receive_ms
-                    first_str = str(first_ms)
-                attrs = {
-                    "SenderId": account,
-                    "SentTimestamp": sent_str,
-                    "ApproximateReceiveCount": counts[count] if count < 100 else str(count),
-                    "ApproximateFirstReceiveTimestamp": first_str,
-                }
-                if (
-                    m.group_id is not None
-                    or m.dedup_id is not None
-                    or m.sequence_number is not None
-                    or m.system_attributes
-                    or m.dlq_source_arn is not None
-                ):
-                    self._extra_system_attributes(m, attrs)
-                d["Attributes"] = attrs
-            elif system_names:
+            if system_names:
                 attrs = self._system_attributes(m, count, account)
-                d["Attributes"] = {k: v for k, v in attrs.items() if k in system_names}
+                if not all_system:
+                    attrs = {k: v for k, v in attrs.items() if k in system_names}
+                d["Attributes"] = attrs
             if attribute_filter is not None:
                 stored = m.attributes
                 if stored:
