@@ -61,12 +61,20 @@ class Poller:
         try:
             messages = engine.runner.receive(wait, want)
         except Exception as exc:
-            with self.scheduler.lock:
-                self.scheduler.held -= want
-                self.scheduler.receives -= 1
-                self.scheduler.receive_failures += 1
-                failures = self.scheduler.receive_failures
-            return self._receive_failed(exc, failures)
+            scheduler = self.scheduler
+            with scheduler.lock:
+                scheduler.held -= want
+                scheduler.receives -= 1
+                scheduler.receive_failures += 1
+                failures = scheduler.receive_failures
+                # Only answers that the queue is gone count toward giving up on it: receives
+                # that could not reach SQS (a restart, say) say nothing about the queue.
+                if isinstance(exc, QueueNotFoundError):
+                    scheduler.missing_queue_receives += 1
+                else:
+                    scheduler.missing_queue_receives = 0
+                gone = scheduler.missing_queue_receives
+            return self._receive_failed(exc, failures, gone)
         self._received(messages, want)
         if not messages:
             engine.wake.set()
@@ -111,7 +119,7 @@ class Poller:
             scheduler.receives -= 1
             if (scheduler.last_poll_empty and messages) or scheduler.receive_failures:
                 scheduler.room.notify_all()  # wake the paused pollers
-            scheduler.receive_failures = 0
+            scheduler.receive_failures = scheduler.missing_queue_receives = 0
             scheduler.last_poll_empty = not messages
             if not messages and engine.policy is not None:
                 # Now, before this poller's next receive: its wait depends on it.
@@ -142,22 +150,24 @@ class Poller:
             return engine.wait_seconds
         return max(0, min(engine.wait_seconds, math.ceil(limit)))
 
-    def _receive_failed(self, exc: Exception, failures: int) -> bool:
-        """Log a failed receive and wait before the next; False: the engine gives up."""
+    def _receive_failed(self, exc: Exception, failures: int, gone: int) -> bool:
+        """Log a failed receive and wait before the next; False: the engine gives up.
+        ``failures``: receives failed in a row; ``gone``: of those, the last ones in a row
+        that found the queue missing."""
         name = self.engine.queue.name
         if isinstance(exc, QueueNotFoundError):
-            if failures >= MISSING_QUEUE_ATTEMPTS:
+            if gone >= MISSING_QUEUE_ATTEMPTS:
                 logger.error(
                     "Queue %s no longer exists (%d receives in a row found it gone); stopping",
                     name,
-                    failures,
+                    gone,
                 )
                 self.engine.fail(exc)
                 return False
             logger.warning(
                 "Queue %s does not exist (receive %d of %d before the worker stops): %s",
                 name,
-                failures,
+                gone,
                 MISSING_QUEUE_ATTEMPTS,
                 exc,
             )

@@ -59,6 +59,7 @@ class JobScheduler:
         self.busy_groups: set[str] = set()
         self.last_poll_empty = False
         self.receive_failures = 0  # in a row, across pollers
+        self.missing_queue_receives = 0  # the last of those that found the queue gone
         #: A stop began: no new receive, no new job.
         self.stopping = False
         #: Messages that will not run, kept until the receives in progress have

@@ -23,10 +23,19 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from sqsw_core import AWSSession, QueueNotFoundError, SQSCallError, SQSEnv, create_standard_queue
+from sqsw_core import (
+    AWSSession,
+    QueueNotFoundError,
+    SQSCallError,
+    SQSEnv,
+    create_standard_queue,
+    poller,
+)
 from sqsw_core.exceptions import ConfigurationError
+from sqsw_core.poller import MISSING_QUEUE_ATTEMPTS
 from sqsw_core.retries import RetryPolicy, is_transient
-from tests.helpers import InterceptedClient, operation_name
+from sqsw_core.shutdown_policies import IdleShutdown
+from tests.helpers import InterceptedClient, expect_counts, operation_name
 
 FAST = RetryPolicy(max_attempts=5, initial=0.01, max_wait=0.05)
 
@@ -68,16 +77,21 @@ class Injector:
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
-        self.faults: dict[str, tuple[int, Fault]] = {}
+        self.faults: dict[str, list[Fault]] = {}
 
     def fail(self, method: str, count: int, fault: Fault) -> None:
-        self.faults[operation_name(method)] = (count, fault)
+        self.faults[operation_name(method)] = [fault] * count
+
+    def fail_in_turn(self, method: str, *faults: Fault) -> None:
+        """Fail the first calls of ``method`` with ``faults``, one each, in order."""
+        self.faults[operation_name(method)] = list(faults)
 
     def on_call(self, operation: str) -> Fault | None:
         """Count a call of ``operation``; the fault it must fail with, if any."""
         self.calls[operation] += 1
-        count, fault = self.faults.get(operation, (0, Fault()))
-        return fault if self.calls[operation] <= count else None
+        faults = self.faults.get(operation, [])
+        number = self.calls[operation]
+        return faults[number - 1] if number <= len(faults) else None
 
     def count(self, method: str) -> int:
         return self.calls[operation_name(method)]
@@ -196,6 +210,33 @@ def test_dropped_connections_are_retried(
     logs = _retry_logs(caplog)
     assert any("send_message" in m and error.__name__ in m for m in logs)
     assert any("delete_message_batch" in m and "ServiceUnavailable" in m for m in logs)
+
+
+def test_a_queue_missing_after_an_outage_is_not_given_up_at_once(
+    flaky_env: Callable[..., tuple[SQSEnv, Injector]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Receives that could not reach SQS say nothing about the queue: a server back from a
+    restart without the queue for a moment (not re-created yet) does not stop the worker,
+    which gives up only after MISSING_QUEUE_ATTEMPTS answers in a row found it gone."""
+    monkeypatch.setattr(poller, "RECEIVE_RETRY_DELAYS", (0.05,) * 5)
+    env, injector = flaky_env(retry=RetryPolicy(max_attempts=1))
+    create_standard_queue(env, "outage")
+    queue = env.queue("outage")
+    ran: list[int] = []
+    queue.connect_processor("job", lambda n: ran.append(n))
+    queue.add_job("job", n=1)
+    outage = [dropped(EndpointConnectionError)] * (MISSING_QUEUE_ATTEMPTS - 1)
+    gone = Fault("AWS.SimpleQueueService.NonExistentQueue", 400)
+    injector.fail_in_turn("receive_message", *outage, gone)
+    with caplog.at_level(logging.WARNING, logger="sqsw"):
+        queue.process_queue(IdleShutdown(1), wait_seconds=1, concurrency=1, pollers=1)
+    assert ran == [1]
+    assert injector.count("receive_message") > MISSING_QUEUE_ATTEMPTS
+    assert not any("no longer exists" in r.getMessage() for r in caplog.records)
+    assert any(f"receive 1 of {MISSING_QUEUE_ATTEMPTS}" in r.getMessage() for r in caplog.records)
+    expect_counts(queue, (0, 0, 0), "after the run")
 
 
 def test_missing_queue_is_not_retried(flaky_env: Callable[..., tuple[SQSEnv, Injector]]) -> None:
