@@ -61,14 +61,12 @@ class AsyncJobs:
         self._counter = JobThread(engine)  # counts settled jobs as a job thread does
         self._thread: threading.Thread | None = None
 
-    def start(self, job_thread: JobThread, message: Message) -> Outcome | None:
-        """Start ``message``'s job from ``job_thread``: the outcome of a sync job (run and
-        settled, for the job thread to count), or ``None`` for an async job now in flight
-        (settled and counted here when it ends)."""
-        started = job_thread.runner.start_message(message)
-        if isinstance(started, tuple):
-            return started[0]
-        job = AsyncJob(started, self._ended.put, message)
+    def start_awaitable(self, message: Message, awaitable: Awaitable[Any]) -> Outcome | None:
+        """Start the async job of ``message`` from a job thread: ``awaitable``, what
+        ``JobRunner.start_message`` returned for it, goes on the job loop. ``None``: now in
+        flight (settled and counted here when it ends); ``RELEASED``: a cold stop released
+        the message already."""
+        job = AsyncJob(awaitable, self._ended.put, message)
         running = self.running
         with self._lock:
             if self._cancelled:  # a cold stop released the message already

@@ -37,7 +37,12 @@ from sqsw_core.poller import MISSING_QUEUE_ATTEMPTS, RECEIVE_RETRY_DELAYS, Polle
 from sqsw_core.results import BatchProcessingResult, EngineStats
 from sqsw_core.scheduler import JobScheduler
 from sqsw_core.settling import Acker, Settler, visibility_timeout
-from sqsw_core.shutdown_policies import NEVER_SHUTDOWN, NeverShutdown, ShutdownPolicy
+from sqsw_core.shutdown_policies import (
+    NEVER_SHUTDOWN,
+    NeverShutdown,
+    ShutdownPolicy,
+    jobs_ended_hook,
+)
 from sqsw_core.solo_thread import SoloThread
 from sqsw_core.stop_signals import StopSignals
 
@@ -142,6 +147,8 @@ class QueueEngine:
         )
         # A policy that never stops needs no per-job bookkeeping.
         self.policy = None if isinstance(shutdown_policy, NeverShutdown) else shutdown_policy
+        #: How a job's end is told to the policy without a result built per job, if it can be.
+        self.policy_jobs_ended = jobs_ended_hook(self.policy)
         self.stop_requests = 0  # 1: warm stop asked, 2: cold stop asked
         self.stopped = threading.Event()  # set with the first stop request
         #: Wakes the main thread (a stop, an empty receive).
@@ -272,8 +279,12 @@ class QueueEngine:
         """Ask the shutdown policy (under the scheduler's lock); a stop ends job intake."""
         assert self.policy is not None
         if self.stop_requests == 0 and self.policy.need_shutdown():
-            logger.info("Shutdown policy %r: stopping %s", self.policy, self.queue.name)
-            self.request_stop()
+            self.policy_says_stop()
+
+    def policy_says_stop(self) -> None:
+        """The shutdown policy said stop (under the scheduler's lock): a warm stop."""
+        logger.info("Shutdown policy %r: stopping %s", self.policy, self.queue.name)
+        self.request_stop()
 
     # -- stopping -------------------------------------------------------------
 

@@ -64,6 +64,11 @@ class VisibilityKeeper:
         #: How many messages are held: ``len(keeper)`` without a Python call (the
         #: engine reads it once per job).
         self.held_count: Callable[[], int] = self._held.__len__
+        #: ``drop_acked(receipt_handle, None)``: stop keeping an acked message. Without
+        #: the lock, unlike :meth:`forget`: a delete needs no order against an extension
+        #: in progress (one that reaches SQS after the delete is refused, and not logged,
+        #: the message being no longer held). Retries and releases go through ``forget``.
+        self.drop_acked: Callable[[str, None], object] = self._held.pop
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._on_extended = on_extended
@@ -161,6 +166,6 @@ class VisibilityKeeper:
             failure = refused.get(i)
             if failure is None:
                 held.deadline = now + timeout
-            else:
+            elif self._held.pop(held.message.receipt_handle, None) is not None:
+                # Not logged for a message acked meanwhile (see drop_acked): it is deleted.
                 log_refused(self.queue, held.message, failure, "extend the visibility of")
-                self._held.pop(held.message.receipt_handle, None)

@@ -74,45 +74,68 @@ class JobThread:
     def _run_one(self, message: Message) -> None:
         """Run one message's job and count it; an async job is handed to the engine's
         async jobs, which settle and count it when its coroutine ends."""
-        outcome: Outcome | None = FAILED
         try:
-            outcome = self.engine.async_jobs.start(self, message)
+            started = self.runner.start_message(message)
+            if isinstance(started, tuple):
+                outcome: Outcome | None = started[0]
+            else:
+                outcome = self.engine.async_jobs.start_awaitable(message, started)
         except BaseException:  # the runner never raises; if settling did, retry here
-            engine = self.engine
+            outcome = self.settle_unsettled(message)
+        if outcome is not None:
+            self.done_one(message, outcome)
+
+    def settle_unsettled(self, message: Message) -> Outcome:
+        """Retry ``message`` after its settling raised, if it is still held; the outcome to
+        count. Should the retry raise too, the job is counted as failed before that goes on."""
+        engine = self.engine
+        try:
             if engine.keeper.is_held(message):
                 logger.exception(
                     "Settling message %s of %s failed", message.message_id, self.queue_name
                 )
-                outcome = Outcome(Outcome.FAILED, engine.settler.retry(message))
-        finally:
-            if outcome is not None:
-                self.done_one(message, outcome)
+                return Outcome(Outcome.FAILED, engine.settler.retry(message))
+        except BaseException:
+            self.done_one(message, FAILED)
+            raise
+        return FAILED
 
     def done_one(self, message: Message, outcome: Outcome) -> None:
-        """Count one settled job (:meth:`_done` for one message, without its lists: this
-        runs once per job)."""
-        scheduler, stats, engine = self.scheduler, self.stats, self.engine
+        """Count one settled job and wake a poller if there is room for a full batch."""
+        scheduler = self.scheduler
         with scheduler.lock:
-            scheduler.running -= 1
-            scheduler.held -= 1
-            if outcome is SUCCEEDED:
-                stats.succeeded += 1
-            else:
-                stats.count(outcome)
-            policy = engine.policy
-            if policy is not None and outcome is not NOT_DUE:
-                if outcome is SUCCEEDED:
-                    policy.update_state(BatchProcessingResult(self.queue_name, [message]))
-                else:
-                    policy.update_state(BatchProcessingResult(self.queue_name, [], [message]))
-                engine.check_policy()
-            stats.in_flight = engine.keeper.held_count()  # received, not settled yet
-            dropped = scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
+            dropped = self.count_one(message, outcome)
             if not scheduler.solo and scheduler.capacity - scheduler.held >= scheduler.batch_room:
                 scheduler.room.notify()  # a poller can receive a full batch now
         if dropped:
             # Visible just after the failed message, so they run after it.
             self.engine.release(dropped, outcome.retry_delay + 1)
+
+    def count_one(self, message: Message, outcome: Outcome) -> list[Message] | None:
+        """Count one settled job (under the scheduler's lock; :meth:`_done` for one message,
+        without its lists: this runs once per job): the counters, the shutdown policy, the
+        message's FIFO group. On a FIFO queue, the group's buffered messages taken out after
+        a failure are returned, for the caller to release after the lock."""
+        scheduler, stats, engine = self.scheduler, self.stats, self.engine
+        scheduler.running -= 1
+        scheduler.held -= 1
+        if outcome is SUCCEEDED:
+            stats.succeeded += 1
+        else:
+            stats.count(outcome)
+        policy = engine.policy
+        if policy is not None and outcome is not NOT_DUE:
+            jobs_ended = engine.policy_jobs_ended
+            if jobs_ended is not None:
+                jobs_ended(1, 0) if outcome is SUCCEEDED else jobs_ended(0, 1)
+            elif outcome is SUCCEEDED:
+                policy.update_state(BatchProcessingResult(self.queue_name, [message]))
+            else:
+                policy.update_state(BatchProcessingResult(self.queue_name, [], [message]))
+            if not engine.stop_requests and policy.need_shutdown():  # check_policy() inlined
+                engine.policy_says_stop()
+        stats.in_flight = engine.keeper.held_count()  # received, not settled yet
+        return scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
 
     def _run_bulk(self, messages: list[Message]) -> None:
         """Run the gathered messages of one bulk job together; count them."""

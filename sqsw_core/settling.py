@@ -24,7 +24,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -74,10 +74,14 @@ def retry_delay(queue: QueueHandle, message: Message, policy: BackoffPolicy | No
 
 class Keeper(Protocol):
     """What settling needs of the visibility heartbeat (:class:`~sqsw_core.heartbeat.
-    VisibilityKeeper`): stop keeping a message, and the lock its extensions go under."""
+    VisibilityKeeper`): stop keeping a message (one being acked without waiting for an
+    extension in progress), and the lock its extensions go under."""
 
     @property
     def lock(self) -> AbstractContextManager[Any]: ...
+
+    @property
+    def drop_acked(self) -> Callable[[str, None], object]: ...
 
     def forget(self, message: ReceivedMessage) -> None: ...
 
@@ -272,9 +276,9 @@ class Settler:
 
     def ack(self, message: Message) -> None:
         """The job succeeded: delete the message."""
-        keeper = self.keeper  # inlined forget(): this runs once per message
+        keeper = self.keeper
         if keeper is not None:
-            keeper.forget(message)
+            keeper.drop_acked(message.receipt_handle, None)
         self.acker.ack(message)
 
     def retry(self, message: Message, policy: BackoffPolicy | None = None) -> int:

@@ -8,11 +8,18 @@ longest a receive should wait for messages before the policy could say stop
 (``None``: no limit). The engine never starts a long poll longer than that,
 so ``IdleShutdown(n)`` stops within about a second of ``n`` idle seconds
 instead of waiting out a 20-second poll.
+
+A policy that needs only how many jobs ended, not their messages, may define
+``jobs_ended(succeeded: int, failed: int)``, doing what ``update_state`` does
+with a result of that many succeeded and failed jobs. The engine tells a
+policy about every job as it ends; with ``jobs_ended`` it does so without
+building a result per job. The policies here all define it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -26,6 +33,25 @@ def receive_wait_limit(policy: object) -> float | None:
         return None
     value = limit()
     return None if value is None else max(0.0, float(value))
+
+
+def jobs_ended_hook(policy: object) -> Callable[[int, int], None] | None:
+    """``policy.jobs_ended`` where the policy defines it (an ``OrShutdown`` or
+    ``AndShutdown`` does when each of its policies does), else ``None``: the policy
+    is told with ``update_state``."""
+    hook: Callable[[int, int], None] | None = getattr(policy, "jobs_ended", None)
+    if hook is not None or not isinstance(policy, OrShutdown):
+        return hook
+    hooks = [jobs_ended_hook(part) for part in policy.policies]
+    parts = [part for part in hooks if part is not None]
+    if len(parts) < len(hooks):
+        return None
+
+    def jobs_ended(succeeded: int, failed: int) -> None:
+        for part in parts:
+            part(succeeded, failed)
+
+    return jobs_ended
 
 
 @runtime_checkable
@@ -67,6 +93,11 @@ class IdleShutdown:
             self._is_idle = False
             self._last_seen = time.monotonic()
 
+    def jobs_ended(self, succeeded: int, failed: int) -> None:
+        if succeeded or failed:
+            self._is_idle = False
+            self._last_seen = time.monotonic()
+
     def need_shutdown(self) -> bool:
         return self._is_idle and time.monotonic() - self._last_seen >= self.idle_seconds
 
@@ -91,6 +122,9 @@ class MaxTasksShutdown:
 
     def update_state(self, batch_processing_result: BatchProcessingResult) -> None:
         self._tasks += batch_processing_result.total_count()
+
+    def jobs_ended(self, succeeded: int, failed: int) -> None:
+        self._tasks += succeeded + failed
 
     def need_shutdown(self) -> bool:
         return self._tasks >= self.max_tasks

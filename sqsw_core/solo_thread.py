@@ -20,6 +20,8 @@ from sqsw_core.poller import Poller
 
 if TYPE_CHECKING:
     from sqsw_core.engine import QueueEngine
+    from sqsw_core.messages import Message
+    from sqsw_core.results import Outcome
 
 
 class SoloThread(JobThread):
@@ -30,9 +32,60 @@ class SoloThread(JobThread):
         self.poller = Poller(engine, 0, solo=True)
 
     def run(self) -> None:
-        """Run ready jobs; receive when none is ready; end at a stop."""
+        """Run ready jobs; receive when none is ready; end at a stop.
+
+        A job's count (``count_one``) waits for the next time the loop takes the
+        scheduler's lock, right after the job was settled: one lock round trip per
+        job instead of two. A FIFO queue's count may hand back the buffered messages
+        of a failed job's group, which are released outside the lock: it counts each
+        job as a job thread does (``run_job``).
+        """
         engine, scheduler = self.engine, self.scheduler
-        poll_once, run_one, run_bulk = self.poller.poll_once, self._run_one, self._run_bulk
+        if scheduler.fifo:
+            return self._run_counting_each()
+        lock, buffer = scheduler.lock, scheduler.buffer
+        poll_once, run_bulk, count_one = self.poller.poll_once, self._run_bulk, self.count_one
+        start_message = self.runner.start_message
+        start_awaitable = engine.async_jobs.start_awaitable
+        job: Message | list[Message] | None = None
+        message: Message | None = None  # the last job run (one message's)
+        outcome: Outcome | None = None  # its outcome once settled, until counted
+        try:
+            while True:
+                with lock:
+                    if outcome is not None:
+                        assert message is not None
+                        settled, outcome = outcome, None
+                        count_one(message, settled)
+                    job = buffer.popleft() if buffer and not engine.stop_requests else None
+                    if job is not None:
+                        scheduler.running += 1
+                    elif scheduler.stopping:
+                        return
+                if job is None:
+                    if not poll_once():
+                        return
+                elif isinstance(job, list):
+                    run_bulk(job)
+                else:  # _run_one() inlined, counted at the next lock: this runs once per job
+                    message = job
+                    try:
+                        started = start_message(message)
+                        if isinstance(started, tuple):
+                            outcome = started[0]
+                        else:
+                            outcome = start_awaitable(message, started)
+                    except BaseException:  # the runner never raises; if settling did, retry
+                        outcome = self.settle_unsettled(message)
+        finally:
+            if outcome is not None:  # the loop ended between a job and its count
+                assert message is not None
+                self.done_one(message, outcome)
+
+    def _run_counting_each(self) -> None:
+        """The loop of :meth:`run` for a FIFO queue: each job counted as it ends."""
+        engine, scheduler = self.engine, self.scheduler
+        poll_once, run_job = self.poller.poll_once, self.run_job
         while True:
             with scheduler.lock:
                 job = None if engine.stop_requests else scheduler.next_job()
@@ -43,7 +96,5 @@ class SoloThread(JobThread):
             if job is None:
                 if not poll_once():
                     return
-            elif isinstance(job, list):  # run_job() inlined: this runs once per job
-                run_bulk(job)
             else:
-                run_one(job)
+                run_job(job)
