@@ -109,10 +109,9 @@ class Poller:
         engine, scheduler = self.engine, self.scheduler
         now = time.monotonic()
         engine.keeper.hold_all(messages, now)
-        redelivered = 0
-        for message in messages:
-            if message.attributes.get("ApproximateReceiveCount", "1") != "1":
-                redelivered += 1
+        redelivered = len(messages) - [
+            m.attributes.get("ApproximateReceiveCount", "1") for m in messages
+        ].count("1")
         late: list[Message] = []
         with scheduler.lock:
             scheduler.held -= want - len(messages)

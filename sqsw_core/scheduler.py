@@ -75,7 +75,8 @@ class JobScheduler:
         """Buffer received messages and wake job threads for them (under the lock)."""
         ready = self._gather(messages, now) if self.bulk_processors else messages
         self.buffer.extend(ready)
-        self.jobs.notify(len(ready))
+        if not self.solo:  # the solo thread is the only waiter, and the one adding
+            self.jobs.notify(len(ready))
 
     def _gather(self, messages: list[Message], now: float) -> list[Message | list[Message]]:
         """Set aside messages of bulk jobs; the rest run one by one."""

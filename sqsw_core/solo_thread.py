@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from sqsw_core.job_threads import JobThread
 from sqsw_core.poller import Poller
+from sqsw_core.results import SUCCEEDED
 
 if TYPE_CHECKING:
     from sqsw_core.engine import QueueEngine
@@ -34,49 +35,73 @@ class SoloThread(JobThread):
     def run(self) -> None:
         """Run ready jobs; receive when none is ready; end at a stop.
 
-        A job's count (``count_one``) waits for the next time the loop takes the
-        scheduler's lock, right after the job was settled: one lock round trip per
-        job instead of two. A FIFO queue's count may hand back the buffered messages
-        of a failed job's group, which are released outside the lock: it counts each
-        job as a job thread does (``run_job``).
+        A job's count waits for the next time the loop takes the scheduler's lock,
+        right after the job was settled: one lock round trip per job instead of
+        two. A succeeded job is counted there inline when the shutdown policy needs
+        no result built (none, or one with ``jobs_ended``), and the thread stays
+        counted as running when it takes the next job at once; any other outcome is
+        counted by ``count_one``, as a job thread counts it. A FIFO queue's count may
+        hand back the buffered messages of a failed job's group, which are released
+        outside the lock: it counts each job as a job thread does (``run_job``).
         """
         engine, scheduler = self.engine, self.scheduler
         if scheduler.fifo:
             return self._run_counting_each()
-        lock, buffer = scheduler.lock, scheduler.buffer
+        lock, buffer, stats = scheduler.lock, scheduler.buffer, self.stats
         poll_once, run_bulk, count_one = self.poller.poll_once, self._run_bulk, self.count_one
         start_message = self.runner.start_message
         start_awaitable = engine.async_jobs.start_awaitable
+        held_count = engine.keeper.held_count
+        policy, jobs_ended = engine.policy, engine.policy_jobs_ended
+        count_inline = policy is None or jobs_ended is not None
+        bulk = bool(scheduler.bulk_processors)  # only bulk jobs are lists of messages
         job: Message | list[Message] | None = None
         message: Message | None = None  # the last job run (one message's)
         outcome: Outcome | None = None  # its outcome once settled, until counted
         try:
             while True:
                 with lock:
-                    if outcome is not None:
-                        assert message is not None
-                        settled, outcome = outcome, None
-                        count_one(message, settled)
-                    job = buffer.popleft() if buffer and not engine.stop_requests else None
-                    if job is not None:
-                        scheduler.running += 1
-                    elif scheduler.stopping:
-                        return
+                    if outcome is SUCCEEDED and count_inline:  # count_one's, inline
+                        outcome = None
+                        scheduler.held -= 1
+                        stats.succeeded += 1
+                        if jobs_ended is not None:
+                            assert policy is not None
+                            jobs_ended(1, 0)
+                            if not engine.stop_requests and policy.need_shutdown():
+                                engine.policy_says_stop()
+                        stats.in_flight = held_count()  # received, not settled yet
+                        job = buffer.popleft() if buffer and not engine.stop_requests else None
+                        if job is None:  # still counted as running until now
+                            scheduler.running -= 1
+                            if scheduler.stopping:
+                                return
+                    else:
+                        if outcome is not None:
+                            assert message is not None
+                            settled, outcome = outcome, None
+                            count_one(message, settled)
+                        job = buffer.popleft() if buffer and not engine.stop_requests else None
+                        if job is not None:
+                            scheduler.running += 1
+                        elif scheduler.stopping:
+                            return
                 if job is None:
                     if not poll_once():
                         return
-                elif isinstance(job, list):
+                elif bulk and isinstance(job, list):
                     run_bulk(job)
                 else:  # _run_one() inlined, counted at the next lock: this runs once per job
-                    message = job
+                    one: Message = job  # type: ignore[assignment]  # lists are bulk jobs
+                    message = one
                     try:
-                        started = start_message(message)
+                        started = start_message(one)
                         if isinstance(started, tuple):
                             outcome = started[0]
                         else:
-                            outcome = start_awaitable(message, started)
+                            outcome = start_awaitable(one, started)
                     except BaseException:  # the runner never raises; if settling did, retry
-                        outcome = self.settle_unsettled(message)
+                        outcome = self.settle_unsettled(one)
         finally:
             if outcome is not None:  # the loop ended between a job and its count
                 assert message is not None
