@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqsw_core.exceptions import QueueNotFoundError
 from sqsw_core.limits import MAX_VISIBILITY_TIMEOUT, chunks
@@ -33,13 +33,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger("sqsw.heartbeat")
 
 
-class _Held:
-    __slots__ = ("deadline", "message", "since")
-
-    def __init__(self, message: Message, deadline: float, since: float) -> None:
-        self.message = message
-        self.deadline = deadline
-        self.since = since
+#: A held message's entry is a list ``[deadline, since, message]`` (monotonic times: its
+#: visibility runs out, it was received): a list literal per received message costs a
+#: fraction of an object's ``__init__``, and the heartbeat changes the deadline in place.
+_Held = list[Any]
+DEADLINE, SINCE, MESSAGE = 0, 1, 2
 
 
 class VisibilityKeeper:
@@ -75,7 +73,7 @@ class VisibilityKeeper:
 
     def hold(self, message: Message, received_at: float) -> None:
         """Start keeping ``message`` (just received at ``received_at``, monotonic)."""
-        held = _Held(message, received_at + self.visibility_timeout, received_at)
+        held = [received_at + self.visibility_timeout, received_at, message]
         with self.lock:
             self._held[message.receipt_handle] = held
 
@@ -85,7 +83,7 @@ class VisibilityKeeper:
         with self.lock:
             held = self._held
             for message in messages:
-                held[message.receipt_handle] = _Held(message, deadline, received_at)
+                held[message.receipt_handle] = [deadline, received_at, message]
 
     def forget(self, message: ReceivedMessage) -> None:
         """Stop extending ``message`` (it is being settled)."""
@@ -98,7 +96,8 @@ class VisibilityKeeper:
 
     def held(self) -> list[Message]:
         with self.lock:
-            return [h.message for h in self._held.values()]
+            # A snapshot first: drop_acked changes the dict without the lock.
+            return [h[MESSAGE] for h in list(self._held.values())]
 
     def __len__(self) -> int:
         return len(self._held)
@@ -138,18 +137,20 @@ class VisibilityKeeper:
         with self.lock:
             due: list[_Held] = []
             for handle, held in list(self._held.items()):
-                if held.deadline - now > self.margin:
+                if held[DEADLINE] - now > self.margin:
                     continue
-                if now - held.since >= self.max_job_duration:
-                    del self._held[handle]
+                if now - held[SINCE] >= self.max_job_duration:
+                    if self._held.pop(handle, None) is None:
+                        continue  # acked meanwhile (drop_acked)
+                    message = held[MESSAGE]
                     logger.warning(
                         "Job %s.%s (message %s) has run for %.0f s, the maximum job duration; "
                         "no longer extending its visibility: it may run again elsewhere",
                         self.queue.name,
-                        shorten(held.message.job_name),
-                        held.message.message_id,
-                        now - held.since,
-                        extra=log_extra(self.queue, held.message),
+                        shorten(message.job_name),
+                        message.message_id,
+                        now - held[SINCE],
+                        extra=log_extra(self.queue, message),
                     )
                     continue
                 due.append(held)
@@ -161,11 +162,13 @@ class VisibilityKeeper:
 
     def _extend(self, chunk: list[_Held], now: float) -> None:
         timeout = self.visibility_timeout
-        refused = change_visibility_batch(self.queue, [(h.message, timeout) for h in chunk])
+        refused = change_visibility_batch(self.queue, [(h[MESSAGE], timeout) for h in chunk])
         for i, held in enumerate(chunk):
             failure = refused.get(i)
             if failure is None:
-                held.deadline = now + timeout
-            elif self._held.pop(held.message.receipt_handle, None) is not None:
+                held[DEADLINE] = now + timeout
+                continue
+            message = held[MESSAGE]
+            if self._held.pop(message.receipt_handle, None) is not None:
                 # Not logged for a message acked meanwhile (see drop_acked): it is deleted.
-                log_refused(self.queue, held.message, failure, "extend the visibility of")
+                log_refused(self.queue, message, failure, "extend the visibility of")

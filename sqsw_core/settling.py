@@ -121,16 +121,33 @@ class Acker:
         #: Whether the session's client has HANDLES_DELETE (None: not asked yet).
         self._handles_delete: bool | None = None
         if type(self).ack is Acker.ack:  # a subclass's own ack() stays
-            self.ack = functools.partial(self._add, self._deletes)  # type: ignore[method-assign]
+            self.ack = functools.partial(self._add, self._deletes, None)  # type: ignore[method-assign]
 
     def ack(self, message: Message) -> None:
         # Replaced per instance by a partial of _add (one Python call less per job).
-        self._add(self._deletes, message)
+        self._add(self._deletes, None, message)
+
+    def ack_after(self, drop: Callable[[str, None], object]) -> Callable[[Message], None]:
+        """:meth:`ack` that first calls ``drop(message.receipt_handle, None)`` (the
+        visibility heartbeat's ``drop_acked``), in the same Python call."""
+        if type(self).ack is not Acker.ack:
+            ack = self.ack
+
+            def ack_dropped(message: Message) -> None:
+                drop(message.receipt_handle, None)
+                ack(message)
+
+            return ack_dropped
+        return functools.partial(self._add, self._deletes, drop)
 
     def retry(self, message: Message, visibility_timeout: int) -> None:
-        self._add(self._changes, (message, visibility_timeout))
+        self._add(self._changes, None, (message, visibility_timeout))
 
-    def _add(self, pending: list[Any], item: Any) -> None:
+    def _add(
+        self, pending: list[Any], drop: Callable[[str, None], object] | None, item: Any
+    ) -> None:
+        if drop is not None:  # an ack's (see ack_after)
+            drop(item.receipt_handle, None)
         # The plain lock, not the Condition: this runs once per message.
         # (flush() empties the pending lists in place, never replaces them.)
         with self._lock:
@@ -189,7 +206,7 @@ class Acker:
         """
         at_least = MAX_BATCH_ENTRIES if full_only else 1
         while True:
-            with self._cond:
+            with self._lock:  # the Condition's lock: entering that costs a Python call more
                 deletes = self._take(self._deletes, at_least)
                 changes = self._take(self._changes, at_least)
                 if not self._deletes and not self._changes:
@@ -263,11 +280,14 @@ class Settler:
     ) -> None:
         self.queue = queue
         self.acker = acker or Acker(queue)
-        #: Set once, here: without a keeper, ``ack`` is the acker's own (a Python call
-        #: less per message).
+        #: Set once, here: ``ack`` is the acker's own, which drops the keeper's hold
+        #: first if there is a keeper (a Python call less per message).
         self.keeper = keeper
-        if keeper is None and type(self).ack is Settler.ack:
-            self.ack = self.acker.ack  # type: ignore[method-assign]
+        if type(self).ack is Settler.ack:
+            acker_ack: Callable[[Message], None] = (
+                self.acker.ack if keeper is None else self.acker.ack_after(keeper.drop_acked)
+            )
+            self.ack = acker_ack  # type: ignore[method-assign,assignment]
 
     def forget(self, message: ReceivedMessage) -> None:
         """Stop keeping ``message`` invisible: it is being settled, or left to its timeout."""
