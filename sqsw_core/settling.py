@@ -205,14 +205,17 @@ class Acker:
         the timer, so concurrent job threads do not cause many small requests.
         """
         at_least = MAX_BATCH_ENTRIES if full_only else 1
-        while True:
+        pending_deletes, pending_changes = self._deletes, self._changes
+        more = True
+        while more:
             with self._lock:  # the Condition's lock: entering that costs a Python call more
-                deletes = self._take(self._deletes, at_least)
-                changes = self._take(self._changes, at_least)
-                if not self._deletes and not self._changes:
+                deletes = self._take(pending_deletes, at_least)
+                changes = self._take(pending_changes, at_least)
+                if not pending_deletes and not pending_changes:
                     self._oldest = None
-            if not deletes and not changes:
-                return
+                # Another batch to send after these? (Entries added while they are sent
+                # are for the thread that completes a batch, or for the timer.)
+                more = len(pending_deletes) >= at_least or len(pending_changes) >= at_least
             if deletes:
                 self._send_deletes(deletes)
             if changes:
