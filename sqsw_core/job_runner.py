@@ -221,6 +221,18 @@ class JobRunner:
         bulk_jobs = self.queue.bulk_processors if not fifo else {}
         gathered: dict[str, list[Message]] = {}
         run_message, succeeded = self.run_message, result.succeeded.append
+        if not fifo and not bulk_jobs:  # the usual batch, its messages run one by one
+            for position, message in enumerate(messages):
+                outcome, interrupt = run_message(message)
+                if outcome is SUCCEEDED:
+                    succeeded(message)
+                    continue
+                if outcome.ok is False:
+                    result.failed.append(message)
+                if interrupt is not None:
+                    self._give_back(messages[position + 1 :], interrupt, 0)
+                    raise interrupt
+            return result
         for position, message in enumerate(messages):
             name = message.job_name if bulk_jobs else None
             if name is not None and name in bulk_jobs:

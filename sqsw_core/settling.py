@@ -206,6 +206,10 @@ class Acker:
         """
         at_least = MAX_BATCH_ENTRIES if full_only else 1
         pending_deletes, pending_changes = self._deletes, self._changes
+        if not pending_deletes and not pending_changes:
+            # Nothing to send (a batch's last ack sent them): no lock taken. An entry
+            # being added now is sent by the thread completing its batch, or the timer.
+            return
         more = True
         while more:
             with self._lock:  # the Condition's lock: entering that costs a Python call more
