@@ -270,21 +270,39 @@ class QueueEngine:
     def note_idle(self) -> None:
         """Tell the shutdown policy the queue is idle, if it is (under the scheduler's lock)."""
         scheduler = self.scheduler
-        if scheduler.last_poll_empty and not scheduler.buffer and scheduler.running == 0:
-            assert self.policy is not None
-            self.policy.update_state(BatchProcessingResult(self.queue.name))
-            self.check_policy()
-
-    def check_policy(self) -> None:
-        """Ask the shutdown policy (under the scheduler's lock); a stop ends job intake."""
-        assert self.policy is not None
-        if self.stop_requests == 0 and self.policy.need_shutdown():
-            self.policy_says_stop()
+        policy = self.policy
+        if (
+            policy is not None
+            and scheduler.last_poll_empty
+            and not scheduler.buffer
+            and scheduler.running == 0
+        ):
+            try:
+                policy.update_state(BatchProcessingResult(self.queue.name))
+                if self.stop_requests == 0 and policy.need_shutdown():
+                    self.policy_says_stop()
+            except Exception as exc:
+                self.policy_failed(exc)
 
     def policy_says_stop(self) -> None:
         """The shutdown policy said stop (under the scheduler's lock): a warm stop."""
         logger.info("Shutdown policy %r: stopping %s", self.policy, self.queue.name)
         self.request_stop()
+
+    def policy_failed(self, error: Exception) -> None:
+        """The shutdown policy raised (under the scheduler's lock): a policy that cannot say
+        when to stop is not asked again, the engine stops warm, and ``run`` raises
+        ``error`` once the stop is done (every unrun message released, acks sent)."""
+        if self.policy is None:
+            return  # it failed already; a job thread that had it in hand asked again
+        logger.error(
+            "Shutdown policy %r of %s raised; stopping (warm), then raising it",
+            self.policy,
+            self.queue.name,
+            exc_info=error,
+        )
+        self.policy = self.policy_jobs_ended = None
+        self.fail(error)
 
     # -- stopping -------------------------------------------------------------
 

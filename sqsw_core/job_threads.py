@@ -125,15 +125,18 @@ class JobThread:
             stats.count(outcome)
         policy = engine.policy
         if policy is not None and outcome is not NOT_DUE:
-            jobs_ended = engine.policy_jobs_ended
-            if jobs_ended is not None:
-                jobs_ended(1, 0) if outcome is SUCCEEDED else jobs_ended(0, 1)
-            elif outcome is SUCCEEDED:
-                policy.update_state(BatchProcessingResult(self.queue_name, [message]))
-            else:
-                policy.update_state(BatchProcessingResult(self.queue_name, [], [message]))
-            if not engine.stop_requests and policy.need_shutdown():  # check_policy() inlined
-                engine.policy_says_stop()
+            try:
+                jobs_ended = engine.policy_jobs_ended
+                if jobs_ended is not None:
+                    jobs_ended(1, 0) if outcome is SUCCEEDED else jobs_ended(0, 1)
+                elif outcome is SUCCEEDED:
+                    policy.update_state(BatchProcessingResult(self.queue_name, [message]))
+                else:
+                    policy.update_state(BatchProcessingResult(self.queue_name, [], [message]))
+                if not engine.stop_requests and policy.need_shutdown():
+                    engine.policy_says_stop()
+            except Exception as exc:
+                engine.policy_failed(exc)
         stats.in_flight = engine.keeper.held_count()  # received, not settled yet
         return scheduler.free_group(message, outcome.ok) if scheduler.fifo else None
 
@@ -163,9 +166,13 @@ class JobThread:
             if policy is not None:
                 ok = [m for m, o in zip(messages, outcomes, strict=True) if o.ok]
                 failed = [m for m, o in zip(messages, outcomes, strict=True) if o.ok is False]
-                if ok or failed:
-                    policy.update_state(BatchProcessingResult(engine.queue.name, ok, failed))
-                    engine.check_policy()
+                try:
+                    if ok or failed:
+                        policy.update_state(BatchProcessingResult(engine.queue.name, ok, failed))
+                        if not engine.stop_requests and policy.need_shutdown():
+                            engine.policy_says_stop()
+                except Exception as exc:
+                    engine.policy_failed(exc)
             engine.stats.in_flight = engine.keeper.held_count()  # received, not settled yet
             if scheduler.has_room():
                 scheduler.room.notify()  # a poller can receive a full batch now

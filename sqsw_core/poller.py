@@ -144,7 +144,11 @@ class Poller:
         engine = self.engine
         if engine.policy is None:
             return engine.wait_seconds
-        limit = receive_wait_limit(engine.policy)
+        try:
+            limit = receive_wait_limit(engine.policy)
+        except Exception as exc:
+            engine.policy_failed(exc)
+            return 0  # the engine is stopping: no long poll
         if limit is None:
             return engine.wait_seconds
         return max(0, min(engine.wait_seconds, math.ceil(limit)))

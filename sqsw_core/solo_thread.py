@@ -67,9 +67,12 @@ class SoloThread(JobThread):
                         stats.succeeded += 1
                         if jobs_ended is not None:
                             assert policy is not None
-                            jobs_ended(1, 0)
-                            if not engine.stop_requests and policy.need_shutdown():
-                                engine.policy_says_stop()
+                            try:
+                                jobs_ended(1, 0)
+                                if not engine.stop_requests and policy.need_shutdown():
+                                    engine.policy_says_stop()
+                            except Exception as exc:
+                                engine.policy_failed(exc)
                         stats.in_flight = held_count()  # received, not settled yet
                         job = buffer.popleft() if buffer and not engine.stop_requests else None
                         if job is None:  # still counted as running until now

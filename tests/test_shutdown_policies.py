@@ -11,6 +11,7 @@ waiting out their backoff.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from typing import Any
 
@@ -181,3 +182,73 @@ def test_jobs_ended_agrees_with_update_state(tree: _Tree, reports: list[tuple[in
         )
         told.update_state(result)
         assert counted.need_shutdown() == told.need_shutdown(), (counted, reports)
+
+
+# A shutdown policy that raises (a bug in a user's policy) stops the worker warm: the jobs
+# that ran are acked, every other message goes back once, nothing stays in flight, and
+# process_queue raises the policy's error. Before, the thread that asked it died and the
+# worker hung with its prefetched messages hidden by the heartbeat.
+
+
+class PolicyBug(Exception):
+    """What the failing policy raises."""
+
+
+class FailingPolicy:
+    """Raises :class:`PolicyBug` from ``where`` at its ``on_call``-th call."""
+
+    def __init__(self, where: str, on_call: int) -> None:
+        self.where = where
+        self.on_call = on_call
+        self.calls = 0
+        if where == "jobs_ended":
+            self.jobs_ended = self._jobs_ended
+        if where == "receive_wait_limit":
+            self.receive_wait_limit = self._receive_wait_limit
+
+    def _count(self, where: str) -> None:
+        if where == self.where:
+            self.calls += 1
+            if self.calls == self.on_call:
+                raise PolicyBug(f"{where} failed")
+
+    def update_state(self, batch_processing_result: BatchProcessingResult) -> None:
+        idle = batch_processing_result.total_count() == 0
+        self._count("update_state (idle)" if idle else "update_state")
+
+    def _jobs_ended(self, succeeded: int, failed: int) -> None:
+        self._count("jobs_ended")
+
+    def need_shutdown(self) -> bool:
+        self._count("need_shutdown")
+        return False
+
+    def _receive_wait_limit(self) -> float:
+        self._count("receive_wait_limit")
+        return 5.0
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+@pytest.mark.parametrize(
+    ("where", "on_call", "jobs"),
+    [
+        ("update_state", 4, 30),
+        ("jobs_ended", 4, 30),
+        ("need_shutdown", 4, 30),
+        ("update_state (idle)", 1, 3),
+        ("receive_wait_limit", 2, 30),
+    ],
+)
+def test_a_policy_that_raises_stops_the_worker_and_loses_nothing(
+    sqs: SQSEnv, concurrency: int, where: str, on_call: int, jobs: int
+) -> None:
+    queue, ran = _queue_of_jobs(sqs, jobs, fail=set())
+    policy = FailingPolicy(where, on_call)
+    with pytest.raises(PolicyBug, match=re.escape(where)):
+        queue.process_queue(policy, concurrency=concurrency, wait_seconds=1, handle_signals=False)
+    assert policy.calls == on_call  # not asked again once it failed
+    assert len(set(ran)) == len(ran)
+    expect_counts(queue, (jobs - len(ran), 0, 0), f"after {where} raised")
+    if jobs > len(ran):
+        counts = receive_counts(queue, expected=jobs - len(ran))
+        assert set(counts.values()) <= {0, 1}, counts
