@@ -105,8 +105,10 @@ class JobThread:
         scheduler = self.scheduler
         with scheduler.lock:
             dropped = self.count_one(message, outcome)
-            if not scheduler.solo and scheduler.capacity - scheduler.held >= scheduler.batch_room:
-                scheduler.room.notify()  # a poller can receive a full batch now
+            if scheduler.capacity - scheduler.held >= scheduler.batch_room:
+                # A poller can receive a full batch now (a solo thread too: its own jobs
+                # are counted without this call, but an async job ends on another thread).
+                scheduler.room.notify()
         if dropped:
             # Visible just after the failed message, so they run after it.
             self.engine.release(dropped, outcome.retry_delay + 1)

@@ -41,7 +41,8 @@ class JobScheduler:
         #: Pollers wait here for room for a full batch. A solo thread (solo_thread.py)
         #: receives and runs jobs: it waits for either, on one condition.
         self.room = self.jobs if solo else threading.Condition(self.lock)
-        #: Only the solo thread waits on the conditions: it never needs waking by a job's end.
+        #: Only the solo thread waits on the conditions: woken by other threads only (an
+        #: async job's end, a gathered bulk job's flush, a stop), never by what it adds.
         self.solo = solo
         self.capacity = capacity
         #: Pollers receive full batches: they wait for this much room.

@@ -84,6 +84,43 @@ def test_many_async_jobs_in_flight_beside_sync_ones(sqs: SQSEnv) -> None:
     assert dead_letter_depth(dead) == 0
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_a_plain_function_returning_a_coroutine_runs_as_an_async_job(
+    sqs: SQSEnv, concurrency: int
+) -> None:
+    """A decorator that wraps an ``async def`` in a plain function hides it from the
+    queue (``has_async_jobs`` is false): its coroutines still run and settle. With one
+    job thread on the in-memory SQS this hung after the first batch: the solo thread
+    waited for room that only the ended coroutines' count could make, and was never
+    woken."""
+    queue, dead = make_queue(sqs)
+    ran: Counter[int] = Counter()
+
+    async def fetch(n: int) -> None:
+        await asyncio.sleep(0.02)
+        ran[n] += 1
+
+    def plain(n: int) -> Any:  # what a decorator without functools.wraps leaves
+        return fetch(n)
+
+    queue.connect_processor("fetch", plain)
+    assert not queue.has_async_jobs
+    with queue.add_batch():
+        for n in range(60):
+            queue.add_job("fetch", n=n)
+    stats = queue.process_queue(
+        MaxTasksShutdown(60),
+        wait_seconds=wait(sqs),
+        concurrency=concurrency,
+        handle_signals=False,
+        grace_period=5,
+    )
+    assert stats.succeeded == 60 and stats.failed == 0
+    assert sorted(ran) == list(range(60)) and set(ran.values()) == {1}
+    expect_counts(queue, (0, 0, 0), "after the run", dead=dead)
+    assert dead_letter_depth(dead) == 0
+
+
 def test_a_failing_async_job_is_retried_after_its_backoff(sqs: SQSEnv) -> None:
     queue, dead = make_queue(sqs)
     attempts: Counter[int] = Counter()
