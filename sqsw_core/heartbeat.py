@@ -85,10 +85,10 @@ class VisibilityKeeper:
             for message in messages:
                 held[message.receipt_handle] = [deadline, received_at, message]
 
-    def forget(self, message: ReceivedMessage) -> None:
-        """Stop extending ``message`` (it is being settled)."""
+    def forget(self, message: ReceivedMessage) -> bool:
+        """Stop extending ``message`` (it is being settled); whether it was held."""
         with self.lock:
-            self._held.pop(message.receipt_handle, None)
+            return self._held.pop(message.receipt_handle, None) is not None
 
     def is_held(self, message: Message) -> bool:
         """Whether ``message`` is still kept (not settled yet)."""

@@ -72,6 +72,16 @@ def retry_delay(queue: QueueHandle, message: Message, policy: BackoffPolicy | No
         return None
 
 
+def _log_not_held(queue: QueueHandle, message: ReceivedMessage, what: str) -> None:
+    logger.info(
+        "Message %s of %s is not %s: this worker no longer holds it (a stop released it "
+        "while its job ran, or it ran past max_job_duration); SQS delivers it again as it is",
+        message.message_id,
+        queue.name,
+        what,
+    )
+
+
 class Keeper(Protocol):
     """What settling needs of the visibility heartbeat (:class:`~sqsw_core.heartbeat.
     VisibilityKeeper`): stop keeping a message (one being acked without waiting for an
@@ -83,7 +93,7 @@ class Keeper(Protocol):
     @property
     def drop_acked(self) -> Callable[[str, None], object]: ...
 
-    def forget(self, message: ReceivedMessage) -> None: ...
+    def forget(self, message: ReceivedMessage) -> bool: ...
 
 
 #: Seconds without a pending ack or retry after which the acker's flusher sleeps
@@ -296,10 +306,12 @@ class Settler:
             )
             self.ack = acker_ack  # type: ignore[method-assign,assignment]
 
-    def forget(self, message: ReceivedMessage) -> None:
-        """Stop keeping ``message`` invisible: it is being settled, or left to its timeout."""
+    def forget(self, message: ReceivedMessage) -> bool:
+        """Stop keeping ``message`` invisible: it is being settled, or left to its timeout.
+        Whether it was kept until now (always, without a keeper)."""
         if self.keeper is not None:
-            self.keeper.forget(message)
+            return self.keeper.forget(message)
+        return True
 
     def ack(self, message: Message) -> None:
         """The job succeeded: delete the message."""
@@ -311,8 +323,15 @@ class Settler:
     def retry(self, message: Message, policy: BackoffPolicy | None = None) -> int:
         """The job failed: deliver the message again after the backoff (``policy``, else
         the queue's). Returns the delay; a failing policy leaves the message hidden
-        until its visibility timeout runs out, and that timeout is returned."""
-        self.forget(message)
+        until its visibility timeout runs out, and that timeout is returned.
+
+        A message the keeper no longer holds is left as it is (0 returned): a stop
+        released it while its job ran (a cold stop, or a warm stop's grace period
+        over), or the heartbeat gave it up (``max_job_duration``). It may be in another
+        worker's hands by now, and a visibility change would cut that worker's short."""
+        if not self.forget(message):
+            _log_not_held(self.queue, message, "retried")
+            return 0
         delay = retry_delay(self.queue, message, policy)
         if delay is None:
             return visibility_timeout(self.queue)
@@ -320,8 +339,11 @@ class Settler:
         return delay
 
     def delay(self, message: Message, seconds: int) -> None:
-        """Deliver the message again after ``seconds``, unrun (batched with the acks)."""
-        self.forget(message)
+        """Deliver the message again after ``seconds``, unrun (batched with the acks); a
+        message the keeper no longer holds is left as it is (see :meth:`retry`)."""
+        if not self.forget(message):
+            _log_not_held(self.queue, message, "delayed")
+            return
         self.acker.retry(message, seconds)
 
     def release(

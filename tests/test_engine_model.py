@@ -31,7 +31,10 @@ job id mapping. After every engine run the checks (``check_run``) assert:
    never extends a settled message, and the queue's in-flight count is only the
    messages waiting out a backoff;
 4. ``backoff``: a run that raised (Exception or BaseException) is settled with the
-   backoff delay, and the job is not received again before that delay passed;
+   backoff delay, and the job is not received again before that delay passed; a run
+   the stop gave up on (cold, or a warm stop's grace over) had its message released
+   at visibility 0, and its end never delays that message afterwards (it may be in
+   another worker's hands);
 5. ``once``: a job that succeeded ran once (slow ones too: the heartbeat extends
    them) unless a cold stop abandoned a run of it; two runs never overlap;
 6. ``dead letters``: the DLQ holds no job that succeeded, and no job of a kind
@@ -839,6 +842,16 @@ def _cancelled_at_stop(run: Run, engine: EngineRun) -> bool:
     return run.outcome == "base" and run.raised == "CancelledError" and engine.t_stop is not None
 
 
+def _released_while_running(run: Run, first: Settle | None, engine: EngineRun) -> bool:
+    """A sync run whose message the engine released (visibility 0) while it still ran: a
+    cold stop, or a warm stop's grace period over, gives up on running jobs. The run may
+    end (and fail) before process_queue returns; it is abandoned all the same."""
+    if engine.t_stop is None or first is None or first.delete or first.timeout != 0:
+        return False
+    gave_up = engine.cold or engine.t_return - engine.t_stop >= engine.options["grace_period"]
+    return gave_up and (run.end_seq is None or first.seq < run.end_seq)
+
+
 def _run_problems(
     record: Record, engine: EngineRun, backoff: int, leftovers: list[str]
 ) -> Iterator[str]:
@@ -883,8 +896,20 @@ def _run_problems(
                 f"(settle: {_describe(first)})"
             )
         abandoned = run is not None and (
-            run.end_seq is None or run.end_seq > exit_seq or _cancelled_at_stop(run, engine)
+            run.end_seq is None
+            or run.end_seq > exit_seq
+            or _cancelled_at_stop(run, engine)
+            or _released_while_running(run, first, engine)
         )
+        if abandoned and first is not None and not first.delete:
+            # Released by the stop: the job's end, if it came before process_queue
+            # returned, may still ack it (it succeeded) but never delay it.
+            delayed = [s for s in firm[1:] if not s.delete]
+            if delayed:
+                yield (
+                    f"in flight: {where} was set to visibility {delayed[0].timeout} by "
+                    f"{delayed[0].thread} after the stop released it"
+                )
         if run is None or abandoned:
             state = "never ran" if run is None else "still running at the stop"
             if first is None:

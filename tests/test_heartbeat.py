@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from sqsw_core import SQSEnv, create_standard_queue
+from sqsw_core.backoff_policies import ConstantBackoff
 from sqsw_core.heartbeat import VisibilityKeeper
 from sqsw_core.job_runner import JobRunner
 from sqsw_core.messages import Message
-from tests.helpers import InterceptedClient, expect_counts
+from sqsw_core.settling import Acker, Settler
+from tests.helpers import InterceptedClient, expect_counts, receive_all
 
 VISIBILITY = 30
 
@@ -150,3 +152,32 @@ def test_looking_at_the_held_messages_while_jobs_are_acked(sqs: SQSEnv) -> None:
     assert not errors
     assert looked > 100
     assert keeper.held() == []
+
+
+def test_a_late_failure_does_not_delay_a_message_a_stop_released(
+    sqs: SQSEnv, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cold stop (or a warm stop's grace over) releases the messages of running jobs;
+    a job that fails after that must not delay its message: it is visible again, maybe
+    in another worker's hands, and a retry's visibility change would hide it there."""
+    create_standard_queue(sqs, "held", visibility_timeout=VISIBILITY)
+    queue = sqs.queue("held")
+    for n in range(2):
+        sqs.sqs_client.send_message(QueueUrl=queue.url, MessageBody=f"m{n}")
+    released, running = _receive(queue, 2)
+    keeper = VisibilityKeeper(queue, VISIBILITY)
+    settler = Settler(queue, Acker(queue), keeper)
+    keeper.hold_all([released, running], time.monotonic())
+    settler.release([released])  # the stop gives up on its job
+    with caplog.at_level(logging.INFO, logger="sqsw.settling"):
+        assert settler.retry(released, ConstantBackoff(60)) == 0  # its job failed after
+        assert settler.retry(running, ConstantBackoff(60)) == 60  # one still held
+    settler.flush()
+    assert any(
+        released.message_id in r.getMessage() and "no longer holds it" in r.getMessage()
+        for r in caplog.records
+    )
+    # The released one is visible (not hidden for 60 s); the held one waits out its backoff.
+    expect_counts(queue, (1, 1, 0), "after the late failure")
+    (visible,) = receive_all(queue, expected=1)
+    assert visible["MessageId"] == released.message_id
