@@ -71,14 +71,9 @@ class VisibilityKeeper:
         self._thread: threading.Thread | None = None
         self._on_extended = on_extended
 
-    def hold(self, message: Message, received_at: float) -> None:
-        """Start keeping ``message`` (just received at ``received_at``, monotonic)."""
-        held = [received_at + self.visibility_timeout, received_at, message]
-        with self.lock:
-            self._held[message.receipt_handle] = held
-
     def hold_all(self, messages: list[Message], received_at: float) -> None:
-        """:meth:`hold` for each message of one receive, under one lock."""
+        """Start keeping the messages of one receive (received at ``received_at``,
+        monotonic), under one lock."""
         deadline = received_at + self.visibility_timeout
         with self.lock:
             held = self._held

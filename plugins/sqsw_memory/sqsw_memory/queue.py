@@ -725,28 +725,17 @@ class Queue:
         for message_id, handle, body, md5_body, attrs, stored, md5_attrs in self.rows(
             received, with_md5=True
         ):
+            entry = {
+                "MessageId": message_id,
+                "ReceiptHandle": handle,
+                "MD5OfBody": md5_body,
+                "Body": body,
+                "Attributes": attrs,
+            }
             if stored:
-                append(
-                    {
-                        "MessageId": message_id,
-                        "ReceiptHandle": handle,
-                        "MD5OfBody": md5_body,
-                        "Body": body,
-                        "Attributes": attrs,
-                        "MD5OfMessageAttributes": md5_attrs,
-                        "MessageAttributes": stored,
-                    }
-                )
-            else:
-                append(
-                    {
-                        "MessageId": message_id,
-                        "ReceiptHandle": handle,
-                        "MD5OfBody": md5_body,
-                        "Body": body,
-                        "Attributes": attrs,
-                    }
-                )
+                entry["MD5OfMessageAttributes"] = md5_attrs
+                entry["MessageAttributes"] = stored
+            append(entry)
         return result
 
     def rows(self, received: list[Received], with_md5: bool = False) -> list[tuple[Any, ...]]:
